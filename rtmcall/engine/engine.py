@@ -1,0 +1,757 @@
+"""The per-session invitation engine: sans-IO.
+
+:class:`CallEngine` holds every invitation of one logged-in user, outgoing
+(:class:`LocalInvitation`) and incoming (:class:`RemoteInvitation`). It takes inputs —
+
+* API calls: :meth:`~CallEngine.create_local_invitation`, :meth:`~CallEngine.send`,
+  :meth:`~CallEngine.cancel`, :meth:`~CallEngine.accept`, :meth:`~CallEngine.refuse`;
+* a peer message that arrived: :meth:`~CallEngine.receive`;
+* the server's delivery result for one we sent: :meth:`~CallEngine.delivery_result`;
+* a timer that fired: :meth:`~CallEngine.timer_fired`;
+* a peer's presence change: :meth:`~CallEngine.peer_state`;
+* our own session starting or ending: :meth:`~CallEngine.set_logged_in`,
+  :meth:`~CallEngine.session_lost`;
+
+and returns a list of outputs (``events.py``): events for the application, and effects for
+the driver — send this peer message, arm or disarm this timer, watch this peer's presence.
+It never blocks, never reads a clock, never touches a socket.
+
+Which input moves which invitation where is in ``invitation.py``'s tables; this module only
+translates inputs and performs the effects of each transition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import frames as f
+from .codes import (
+    InvitationApiCallError,
+    LocalInvitationError,
+    LocalInvitationState,
+    PeerMessageError,
+    PeerOnlineState,
+    RemoteInvitationError,
+    RemoteInvitationState,
+)
+from .events import (
+    ApiCallError,
+    CancelTimer,
+    LocalInvitationAccepted,
+    LocalInvitationCanceled,
+    LocalInvitationFailure,
+    LocalInvitationInfo,
+    LocalInvitationReceivedByPeer,
+    LocalInvitationRefused,
+    Output,
+    RemoteInvitationAccepted,
+    RemoteInvitationCanceled,
+    RemoteInvitationFailure,
+    RemoteInvitationInfo,
+    RemoteInvitationReceived,
+    RemoteInvitationRefused,
+    SendPeer,
+    StartTimer,
+    TimerKey,
+    UnwatchPeer,
+    WatchPeer,
+)
+from .invitation import (
+    CALLEE_STATE,
+    CALLEE_TERMINAL,
+    CALLEE_TIMERS,
+    CALLEE_TRANSITIONS,
+    CALLER_STATE,
+    CALLER_TERMINAL,
+    CALLER_TIMERS,
+    CALLER_TRANSITIONS,
+    CalleePhase,
+    CallerPhase,
+)
+
+API = InvitationApiCallError
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The protocol's windows, in seconds (SPEC §2 "Timers")."""
+
+    #: Caller: how long to wait for the callee's ACK (PEER_OFFLINE / PEER_NO_RESPONSE).
+    no_response_timeout: float = 30.0
+    #: How long an invitation rings, from the callee's receipt, unless the caller set its own.
+    lifetime: float = 60.0
+    #: Callee: how long to wait for the caller's confirm after accepting (ACCEPT_FAILURE).
+    #: Caller: how long to wait for the callee's answer to a cancel before calling it done.
+    confirm_timeout: float = 5.0
+    #: The caller's lifetime timer is only a backstop for an expiry message that never came
+    #: (the callee's clock started first and it says when the invitation expired); it runs
+    #: this much longer so that the callee's word wins in the normal case.
+    expire_grace: float = 2.0
+    #: Finished invitations remembered to absorb late and duplicate messages.
+    keep_finished: int = 1000
+
+
+# Failure reasons on the wire (frames.End.reason) and their meaning on each side.
+_CALLER_ERROR_TO_REASON: dict[LocalInvitationError, f.EndReason] = {
+    LocalInvitationError.PEER_OFFLINE: "offline",
+    LocalInvitationError.PEER_NO_RESPONSE: "no_response",
+    LocalInvitationError.INVITATION_EXPIRE: "expire",
+    LocalInvitationError.NOT_LOGGEDIN: "offline",
+}
+_CALLEE_ERROR_TO_REASON: dict[RemoteInvitationError, f.EndReason] = {
+    RemoteInvitationError.PEER_OFFLINE: "offline",
+    RemoteInvitationError.ACCEPT_FAILURE: "accept_failure",
+    RemoteInvitationError.INVITATION_EXPIRE: "expire",
+}
+_REASON_TO_CALLER_ERROR: dict[str, LocalInvitationError] = {
+    "offline": LocalInvitationError.PEER_OFFLINE,
+    "no_response": LocalInvitationError.PEER_NO_RESPONSE,
+    "expire": LocalInvitationError.INVITATION_EXPIRE,
+    "accept_failure": LocalInvitationError.PEER_NO_RESPONSE,
+}
+_REASON_TO_CALLEE_ERROR: dict[str, RemoteInvitationError] = {
+    "offline": RemoteInvitationError.PEER_OFFLINE,
+    # The caller gave up waiting for our ACK: the invitation is over, as if it expired.
+    "no_response": RemoteInvitationError.INVITATION_EXPIRE,
+    "expire": RemoteInvitationError.INVITATION_EXPIRE,
+    "accept_failure": RemoteInvitationError.ACCEPT_FAILURE,
+}
+
+
+@dataclass(eq=False)
+class LocalInvitation:
+    """An outgoing invitation (Agora's LocalInvitation). Read its fields; change it only
+    through the engine."""
+
+    id: str
+    caller: str
+    callee: str
+    content: str = ""
+    channel_id: str = ""
+    lifetime: float | None = None
+    response: str = ""
+    phase: CallerPhase = CallerPhase.IDLE
+    error: LocalInvitationError = LocalInvitationError.OK
+    #: The callee was logged in at some moment since send (delivery or presence said so).
+    seen_online: bool = False
+    #: The last Invite we sent was not delivered: resend when the callee comes online.
+    undelivered: bool = False
+    timers: set[str] = field(default_factory=set)
+
+    @property
+    def state(self) -> LocalInvitationState:
+        return CALLER_STATE[self.phase]
+
+    @property
+    def peer(self) -> str:
+        return self.callee
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in CALLER_TERMINAL
+
+    @property
+    def live(self) -> bool:
+        return self.phase is not CallerPhase.IDLE and self.phase not in CALLER_TERMINAL
+
+    def info(self) -> LocalInvitationInfo:
+        return LocalInvitationInfo(
+            id=self.id,
+            caller=self.caller,
+            callee=self.callee,
+            content=self.content,
+            channel_id=self.channel_id,
+            response=self.response,
+            state=self.state,
+            error=self.error,
+            lifetime=self.lifetime,
+        )
+
+
+@dataclass(eq=False)
+class RemoteInvitation:
+    """An incoming invitation (Agora's RemoteInvitation)."""
+
+    id: str
+    caller: str
+    callee: str
+    content: str = ""
+    channel_id: str = ""
+    lifetime: float | None = None
+    response: str = ""
+    phase: CalleePhase = CalleePhase.RINGING
+    error: RemoteInvitationError = RemoteInvitationError.OK
+    timers: set[str] = field(default_factory=set)
+
+    @property
+    def state(self) -> RemoteInvitationState:
+        return CALLEE_STATE[self.phase]
+
+    @property
+    def peer(self) -> str:
+        return self.caller
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in CALLEE_TERMINAL
+
+    @property
+    def live(self) -> bool:
+        return self.phase not in CALLEE_TERMINAL
+
+    def info(self) -> RemoteInvitationInfo:
+        return RemoteInvitationInfo(
+            id=self.id,
+            caller=self.caller,
+            callee=self.callee,
+            content=self.content,
+            channel_id=self.channel_id,
+            response=self.response,
+            state=self.state,
+            error=self.error,
+            lifetime=self.lifetime,
+        )
+
+
+def _new_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+class CallEngine:
+    """All invitations of one user, and the rules that move them.
+
+    Args:
+      user: our user id.
+      config: the protocol windows.
+      new_id: makes invitation ids; uuid4 hex by default (unique across the service).
+    """
+
+    def __init__(
+        self,
+        user: str,
+        config: EngineConfig | None = None,
+        *,
+        new_id: Callable[[], str] = _new_uuid,
+    ) -> None:
+        self.user = user
+        self.config = config or EngineConfig()
+        self._new_id = new_id
+        self.local: dict[str, LocalInvitation] = {}
+        self.remote: dict[str, RemoteInvitation] = {}
+        #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
+        self.logged_in = False
+        self._next_ref = 0
+        #: ref -> (side, invitation id, message kind), for delivery results we act on.
+        self._refs: dict[int, tuple[str, str, str]] = {}
+        self._watched: set[str] = set()
+        self._finished: deque[tuple[str, str]] = deque()
+
+    # --- API calls --------------------------------------------------------------------
+
+    def create_local_invitation(
+        self,
+        callee: str,
+        *,
+        content: str = "",
+        channel_id: str = "",
+        lifetime: float | None = None,
+    ) -> LocalInvitation:
+        """A new outgoing invitation in IDLE. Raises ApiCallError(INVALID_ARGUMENT)."""
+        problem = f.user_id_problem(callee)
+        if problem is None and callee == self.user:
+            problem = "you cannot invite yourself"
+        if problem is None and not isinstance(content, str):
+            problem = "content must be text"
+        if problem is None and len(content.encode("utf-8")) > f.MAX_CONTENT_BYTES:
+            problem = "content is longer than 8 KB of UTF-8"
+        if problem is None and not isinstance(channel_id, str):
+            problem = "channel_id must be text"
+        if problem is None and len(channel_id.encode("utf-8")) > f.MAX_CHANNEL_BYTES:
+            problem = "channel_id is longer than 64 bytes of UTF-8"
+        if problem is None and lifetime is not None:
+            if not isinstance(lifetime, int | float) or not 0 < lifetime <= f.MAX_LIFETIME:
+                problem = f"lifetime must be more than 0 and at most {f.MAX_LIFETIME:g} seconds"
+        if problem is not None:
+            raise ApiCallError(API.INVALID_ARGUMENT, f"create_local_invitation: {problem}")
+        inv = LocalInvitation(
+            id=self._new_id(),
+            caller=self.user,
+            callee=callee,
+            content=content,
+            channel_id=channel_id,
+            lifetime=float(lifetime) if lifetime is not None else None,
+        )
+        self.local[inv.id] = inv
+        return inv
+
+    def send(self, invitation: LocalInvitation | str) -> list[Output]:
+        """Send an IDLE invitation. ALREADY_SENT if sent, ALREADY_END if it ended."""
+        inv = self._local_for("send", invitation)
+        if inv.phase is not CallerPhase.IDLE:
+            code = API.ALREADY_END if inv.terminal else API.ALREADY_SENT
+            raise self._refused("send", inv.id, inv.state.name, code)
+        out: list[Output] = []
+        if not self.logged_in:
+            inv.phase = CallerPhase.FAILED
+            inv.error = LocalInvitationError.NOT_LOGGEDIN
+            self._finish("L", inv.id)
+            out.append(LocalInvitationFailure(inv.info(), inv.error))
+            return out
+        self._caller_step(inv, "send", out)
+        return self._done(out)
+
+    def cancel(self, invitation: LocalInvitation | str) -> list[Output]:
+        """Cancel a sent invitation. NOT_STARTED before send, ALREADY_END after the end."""
+        inv = self._local_for("cancel", invitation)
+        if inv.phase is CallerPhase.IDLE:
+            raise self._refused("cancel", inv.id, inv.state.name, API.NOT_STARTED)
+        if inv.phase not in CALLER_TRANSITIONS or "cancel" not in CALLER_TRANSITIONS[inv.phase]:
+            raise self._refused("cancel", inv.id, inv.state.name, API.ALREADY_END)
+        out: list[Output] = []
+        self._caller_step(inv, "cancel", out)
+        return self._done(out)
+
+    def accept(self, invitation: RemoteInvitation | str, response: str = "") -> list[Output]:
+        """Accept a ringing invitation. ALREADY_ACCEPT if accepted, ALREADY_END if ended."""
+        inv = self._remote_for("accept", invitation)
+        self._check_response("accept", response)
+        self._check_answerable("accept", inv)
+        inv.response = response
+        out: list[Output] = []
+        self._callee_step(inv, "accept", out)
+        return self._done(out)
+
+    def refuse(self, invitation: RemoteInvitation | str, response: str = "") -> list[Output]:
+        """Refuse a ringing invitation. ALREADY_ACCEPT if accepted, ALREADY_END if ended."""
+        inv = self._remote_for("refuse", invitation)
+        self._check_response("refuse", response)
+        self._check_answerable("refuse", inv)
+        inv.response = response
+        out: list[Output] = []
+        self._callee_step(inv, "refuse", out)
+        return self._done(out)
+
+    # --- inputs from the network, the clock, presence --------------------------------
+
+    def receive(self, sender: str, msg: f.PeerMsg) -> list[Output]:
+        """A peer message from ``sender`` (as stamped by the server) arrived.
+
+        Messages about an invitation from anyone but its peer are ignored, and so are
+        duplicates and late arrivals that no longer apply (terminal states absorb them).
+        """
+        out: list[Output] = []
+        match msg:
+            case f.Invite():
+                self._on_invite(sender, msg, out)
+            case f.Ack() | f.Accept() | f.Refuse() | f.CancelAck():
+                self._on_callee_msg(sender, msg, out)
+            case f.Confirm() | f.Cancel():
+                self._on_caller_msg(sender, msg, out)
+            case f.End():
+                # Both sides send End: it is about our outgoing invitation if we have one by
+                # that id with that peer, else about an incoming one.
+                inv_l = self.local.get(msg.id)
+                if inv_l is not None and inv_l.callee == sender:
+                    self._on_callee_msg(sender, msg, out)
+                else:
+                    self._on_caller_msg(sender, msg, out)
+            case _:
+                pass
+        return self._done(out)
+
+    def delivery_result(self, ref: int, code: int) -> list[Output]:
+        """The server's answer (a PeerMessageError code) to the SendPeer with ``ref``."""
+        out: list[Output] = []
+        entry = self._refs.pop(ref, None)
+        if entry is None:
+            return out
+        side, inv_id, kind = entry
+        delivered = code in (PeerMessageError.OK, PeerMessageError.CACHED_BY_SERVER)
+        offline = code == PeerMessageError.PEER_UNREACHABLE
+        if side == "L":
+            inv = self.local.get(inv_id)
+            if inv is None:
+                return out
+            if kind == "invite" and inv.phase is CallerPhase.SENT:
+                inv.undelivered = not delivered
+                inv.seen_online = inv.seen_online or delivered
+            elif kind == "cancel" and offline:
+                self._caller_step(inv, "cancel_undelivered", out)
+        else:
+            rinv = self.remote.get(inv_id)
+            if rinv is not None and offline and kind in ("ack", "accept"):
+                self._callee_step(rinv, "undelivered", out, RemoteInvitationError.PEER_OFFLINE)
+        return self._done(out)
+
+    def timer_fired(self, key: TimerKey) -> list[Output]:
+        """The timer ``key`` (from a StartTimer) ran out."""
+        out: list[Output] = []
+        kind, inv_key = key
+        side, _, inv_id = inv_key.partition(":")
+        if side == "L":
+            inv = self.local.get(inv_id)
+            if inv is None or kind not in inv.timers:
+                return out
+            inv.timers.discard(kind)
+            if kind == "no_ack":
+                error = (
+                    LocalInvitationError.PEER_NO_RESPONSE
+                    if inv.seen_online
+                    else LocalInvitationError.PEER_OFFLINE
+                )
+                self._caller_step(inv, "no_ack_timeout", out, error)
+            elif kind == "lifetime":
+                error = LocalInvitationError.INVITATION_EXPIRE
+                self._caller_step(inv, "lifetime_timeout", out, error)
+            elif kind == "cancel":
+                self._caller_step(inv, "cancel_timeout", out)
+        elif side == "R":
+            rinv = self.remote.get(inv_id)
+            if rinv is None or kind not in rinv.timers:
+                return out
+            rinv.timers.discard(kind)
+            if kind == "lifetime":
+                error = RemoteInvitationError.INVITATION_EXPIRE
+                self._callee_step(rinv, "lifetime_timeout", out, error)
+            elif kind == "confirm":
+                error = RemoteInvitationError.ACCEPT_FAILURE
+                self._callee_step(rinv, "confirm_timeout", out, error)
+        return self._done(out)
+
+    def peer_state(self, peer: str, state: PeerOnlineState | int) -> list[Output]:
+        """Presence says ``peer`` is now ``state`` (for a peer we asked to watch)."""
+        out: list[Output] = []
+        state = PeerOnlineState(state)
+        for inv in list(self.local.values()):
+            if inv.callee != peer or not inv.live:
+                continue
+            if state is PeerOnlineState.OFFLINE:
+                self._caller_step(inv, "peer_offline", out, LocalInvitationError.PEER_OFFLINE)
+            elif inv.phase is CallerPhase.SENT:
+                inv.seen_online = True
+                if inv.undelivered and state is PeerOnlineState.ONLINE:
+                    # The callee logged in within the no-ACK window: ring it after all.
+                    inv.undelivered = False
+                    self._send(out, "L", inv, self._invite_msg(inv), "invite")
+        if state is PeerOnlineState.OFFLINE:
+            for rinv in list(self.remote.values()):
+                if rinv.caller == peer and rinv.live:
+                    self._callee_step(rinv, "peer_offline", out, RemoteInvitationError.PEER_OFFLINE)
+        return self._done(out)
+
+    def set_logged_in(self, logged_in: bool) -> None:
+        """Our session is (or is no longer) logged in. Losing it: call session_lost."""
+        self.logged_in = logged_in
+
+    def session_lost(self) -> list[Output]:
+        """Our session ended (logout, kicked, gave up reconnecting): every live invitation
+        fails now — the caller's with NOT_LOGGEDIN, the callee's with PEER_OFFLINE."""
+        self.logged_in = False
+        out: list[Output] = []
+        for inv in list(self.local.values()):
+            if inv.live:
+                self._caller_step(inv, "session_lost", out, LocalInvitationError.NOT_LOGGEDIN)
+        for rinv in list(self.remote.values()):
+            if rinv.live:
+                self._callee_step(rinv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE)
+        # Nothing can be sent any more: keep only the events and timer cancellations.
+        out = [o for o in out if not isinstance(o, SendPeer)]
+        self._refs.clear()
+        return self._done(out)
+
+    # --- queries ----------------------------------------------------------------------
+
+    def live_invitations(self) -> list[LocalInvitation | RemoteInvitation]:
+        return [i for i in (*self.local.values(), *self.remote.values()) if i.live]
+
+    # --- caller side ------------------------------------------------------------------
+
+    def _on_callee_msg(
+        self, sender: str, msg: f.Ack | f.Accept | f.Refuse | f.CancelAck | f.End, out: list[Output]
+    ) -> None:
+        inv = self.local.get(msg.id)
+        if inv is None or inv.callee != sender or inv.phase is CallerPhase.IDLE:
+            return  # not ours, or not from its callee: ignore
+        if inv.terminal:
+            self._caller_reply_after_end(inv, msg, out)
+            return
+        if not isinstance(msg, f.Ack | f.CancelAck) and inv.phase in (
+            CallerPhase.SENT,
+            CallerPhase.CANCELING_SENT,
+        ):
+            # The ACK was lost or overtaken: the callee's answer implies it rang.
+            self._caller_step(inv, "ack", out)
+        match msg:
+            case f.Ack():
+                inv.seen_online = True
+                self._caller_step(inv, "ack", out)
+            case f.Accept():
+                if inv.phase is CallerPhase.RINGING:
+                    inv.response = msg.response
+                self._caller_step(inv, "accept", out)
+            case f.Refuse():
+                inv.response = msg.response
+                self._caller_step(inv, "refuse", out)
+            case f.CancelAck():
+                self._caller_step(inv, "cancel_ack", out)
+            case f.End():
+                self._caller_step(inv, "end", out, _REASON_TO_CALLER_ERROR[msg.reason])
+
+    def _caller_reply_after_end(
+        self, inv: LocalInvitation, msg: f.PeerMsg, out: list[Output]
+    ) -> None:
+        """The callee still thinks the invitation lives: tell it how it ended here, so that
+        nothing is left ringing (a late Invite, a lost Cancel, a lost Confirm)."""
+        if not isinstance(msg, f.Ack | f.Accept):
+            return
+        if inv.phase is CallerPhase.CANCELED:
+            self._send(out, "L", inv, f.Cancel(id=inv.id), "cancel_again")
+        elif inv.phase is CallerPhase.FAILED:
+            reason = _CALLER_ERROR_TO_REASON.get(inv.error, "expire")
+            self._send(out, "L", inv, f.End(id=inv.id, reason=reason), "end")
+        elif inv.phase is CallerPhase.ACCEPTED and isinstance(msg, f.Accept):
+            self._send(out, "L", inv, f.Confirm(id=inv.id), "confirm")
+
+    def _caller_step(
+        self,
+        inv: LocalInvitation,
+        what: str,
+        out: list[Output],
+        error: LocalInvitationError = LocalInvitationError.OK,
+    ) -> bool:
+        """Apply input ``what``; ``error`` is recorded if it ends in FAILED. False: ignored."""
+        new = CALLER_TRANSITIONS.get(inv.phase, {}).get(what)
+        if new is None:
+            return False
+        old = inv.phase
+        inv.phase = new
+        if new is CallerPhase.FAILED:
+            inv.error = error
+        self._retime(out, "L", inv, CALLER_TIMERS.get(new, ()))
+        P = CallerPhase
+        # Effects of the transition.
+        if what == "send":
+            self._send(out, "L", inv, self._invite_msg(inv), "invite")
+        elif what == "cancel":
+            self._send(out, "L", inv, f.Cancel(id=inv.id), "cancel")
+        elif what == "accept" and new is P.ACCEPTED:
+            self._send(out, "L", inv, f.Confirm(id=inv.id), "confirm")
+        elif what in ("no_ack_timeout", "lifetime_timeout") and inv.seen_online:
+            reason = _CALLER_ERROR_TO_REASON[inv.error]
+            self._send(out, "L", inv, f.End(id=inv.id, reason=reason), "end")
+        # Events for the new phase.
+        info = inv.info()
+        if new in (P.RINGING, P.CANCELING_RINGING) and old in (P.SENT, P.CANCELING_SENT):
+            out.append(LocalInvitationReceivedByPeer(info))
+        elif new is P.ACCEPTED:
+            out.append(LocalInvitationAccepted(info, inv.response))
+        elif new is P.REFUSED:
+            out.append(LocalInvitationRefused(info, inv.response))
+        elif new is P.CANCELED:
+            out.append(LocalInvitationCanceled(info))
+        elif new is P.FAILED:
+            out.append(LocalInvitationFailure(info, inv.error))
+        if new in CALLER_TERMINAL:
+            self._finish("L", inv.id)
+        return True
+
+    @staticmethod
+    def _invite_msg(inv: LocalInvitation) -> f.Invite:
+        return f.Invite(
+            id=inv.id, content=inv.content, channel=inv.channel_id, lifetime=inv.lifetime
+        )
+
+    # --- callee side ------------------------------------------------------------------
+
+    def _on_invite(self, sender: str, msg: f.Invite, out: list[Output]) -> None:
+        if f.peer_msg_problem(msg) is not None or sender == self.user:
+            return
+        rinv = self.remote.get(msg.id)
+        if rinv is not None:
+            if rinv.caller != sender:
+                return  # someone else's id: ignore
+            if rinv.live:
+                self._send(out, "R", rinv, f.Ack(id=rinv.id), "ack")  # duplicate: ACK again
+            else:
+                self._callee_reply_after_end(rinv, out)
+            return
+        rinv = RemoteInvitation(
+            id=msg.id,
+            caller=sender,
+            callee=self.user,
+            content=msg.content,
+            channel_id=msg.channel,
+            lifetime=msg.lifetime,
+        )
+        self.remote[rinv.id] = rinv
+        self._retime(out, "R", rinv, CALLEE_TIMERS[CalleePhase.RINGING])
+        out.append(RemoteInvitationReceived(rinv.info()))
+        self._send(out, "R", rinv, f.Ack(id=rinv.id), "ack")
+
+    def _on_caller_msg(
+        self, sender: str, msg: f.Confirm | f.Cancel | f.End, out: list[Output]
+    ) -> None:
+        rinv = self.remote.get(msg.id)
+        if rinv is None or rinv.caller != sender:
+            return
+        if rinv.terminal:
+            if isinstance(msg, f.Cancel):
+                self._callee_reply_after_end(rinv, out)
+            return
+        match msg:
+            case f.Confirm():
+                self._callee_step(rinv, "confirm", out)
+            case f.Cancel():
+                self._callee_step(rinv, "cancel", out)
+            case f.End():
+                self._callee_step(rinv, "end", out, _REASON_TO_CALLEE_ERROR[msg.reason])
+
+    def _callee_reply_after_end(self, rinv: RemoteInvitation, out: list[Output]) -> None:
+        """The caller still thinks it lives: repeat how it ended here."""
+        if rinv.phase is CalleePhase.REFUSED:
+            self._send(out, "R", rinv, f.Refuse(id=rinv.id, response=rinv.response), "refuse")
+        elif rinv.phase is CalleePhase.CANCELED:
+            self._send(out, "R", rinv, f.CancelAck(id=rinv.id), "cancel_ack")
+        elif rinv.phase is CalleePhase.FAILED:
+            reason = _CALLEE_ERROR_TO_REASON.get(rinv.error, "expire")
+            self._send(out, "R", rinv, f.End(id=rinv.id, reason=reason), "end")
+
+    def _callee_step(
+        self,
+        rinv: RemoteInvitation,
+        what: str,
+        out: list[Output],
+        error: RemoteInvitationError = RemoteInvitationError.OK,
+    ) -> bool:
+        """Apply input ``what``; ``error`` is recorded if it ends in FAILED. False: ignored."""
+        new = CALLEE_TRANSITIONS.get(rinv.phase, {}).get(what)
+        if new is None:
+            return False
+        rinv.phase = new
+        if new is CalleePhase.FAILED:
+            rinv.error = error
+        self._retime(out, "R", rinv, CALLEE_TIMERS.get(new, ()))
+        P = CalleePhase
+        if what == "accept":
+            self._send(out, "R", rinv, f.Accept(id=rinv.id, response=rinv.response), "accept")
+        elif what == "refuse":
+            self._send(out, "R", rinv, f.Refuse(id=rinv.id, response=rinv.response), "refuse")
+        elif what == "cancel":
+            self._send(out, "R", rinv, f.CancelAck(id=rinv.id), "cancel_ack")
+        elif what in ("lifetime_timeout", "confirm_timeout"):
+            reason = _CALLEE_ERROR_TO_REASON[rinv.error]
+            self._send(out, "R", rinv, f.End(id=rinv.id, reason=reason), "end")
+        info = rinv.info()
+        if new is P.ACCEPTED:
+            out.append(RemoteInvitationAccepted(info))
+        elif new is P.REFUSED:
+            out.append(RemoteInvitationRefused(info))
+        elif new is P.CANCELED:
+            out.append(RemoteInvitationCanceled(info))
+        elif new is P.FAILED:
+            out.append(RemoteInvitationFailure(info, rinv.error))
+        if new in CALLEE_TERMINAL:
+            self._finish("R", rinv.id)
+        return True
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _send(
+        self,
+        out: list[Output],
+        side: str,
+        inv: LocalInvitation | RemoteInvitation,
+        msg: f.PeerMsg,
+        kind: str,
+    ) -> None:
+        self._next_ref += 1
+        ref = self._next_ref
+        if kind in ("invite", "cancel", "ack", "accept"):
+            self._refs[ref] = (side, inv.id, kind)
+        out.append(SendPeer(inv.peer, msg, ref))
+
+    def _retime(
+        self,
+        out: list[Output],
+        side: str,
+        inv: LocalInvitation | RemoteInvitation,
+        wanted: tuple[str, ...],
+    ) -> None:
+        """Disarm the timers of the phase we left, arm those of the phase we entered."""
+        key = f"{side}:{inv.id}"
+        for kind in sorted(inv.timers - set(wanted)):
+            out.append(CancelTimer((kind, key)))
+        for kind in wanted:
+            if kind not in inv.timers:
+                out.append(StartTimer((kind, key), self._duration(side, inv, kind)))
+        inv.timers = set(wanted)
+
+    def _duration(self, side: str, inv: LocalInvitation | RemoteInvitation, kind: str) -> float:
+        cfg = self.config
+        lifetime = inv.lifetime if inv.lifetime is not None else cfg.lifetime
+        if kind == "no_ack":
+            return cfg.no_response_timeout
+        if kind == "lifetime":
+            return lifetime + cfg.expire_grace if side == "L" else lifetime
+        return cfg.confirm_timeout  # "confirm" and "cancel"
+
+    def _finish(self, side: str, inv_id: str) -> None:
+        """Remember a finished invitation for a while; forget the oldest beyond the cap."""
+        self._finished.append((side, inv_id))
+        while len(self._finished) > self.config.keep_finished:
+            old_side, old_id = self._finished.popleft()
+            table: dict = self.local if old_side == "L" else self.remote
+            old = table.get(old_id)
+            if old is not None and old.terminal:
+                del table[old_id]
+
+    def _done(self, out: list[Output]) -> list[Output]:
+        """Append the presence watches that changed: we watch every peer we have a live
+        invitation with (to resend an Invite when a callee comes online, and to fail an
+        invitation when its peer goes offline)."""
+        wanted = {i.peer for i in self.local.values() if i.live}
+        wanted.update(i.caller for i in self.remote.values() if i.live)
+        if wanted != self._watched:
+            for peer in sorted(wanted - self._watched):
+                out.append(WatchPeer(peer))
+            for peer in sorted(self._watched - wanted):
+                out.append(UnwatchPeer(peer))
+            self._watched = wanted
+        return out
+
+    def _local_for(self, call: str, invitation: LocalInvitation | str) -> LocalInvitation:
+        inv_id = invitation.id if isinstance(invitation, LocalInvitation) else invitation
+        inv = self.local.get(inv_id) if isinstance(inv_id, str) else None
+        if inv is None:
+            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: no outgoing invitation {inv_id!r}")
+        return inv
+
+    def _remote_for(self, call: str, invitation: RemoteInvitation | str) -> RemoteInvitation:
+        inv_id = invitation.id if isinstance(invitation, RemoteInvitation) else invitation
+        inv = self.remote.get(inv_id) if isinstance(inv_id, str) else None
+        if inv is None:
+            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: no incoming invitation {inv_id!r}")
+        return inv
+
+    @staticmethod
+    def _check_response(call: str, response: str) -> None:
+        if not isinstance(response, str):
+            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: response must be text")
+        if len(response.encode("utf-8")) > f.MAX_RESPONSE_BYTES:
+            raise ApiCallError(
+                API.INVALID_ARGUMENT, f"{call}: response is longer than 8 KB of UTF-8"
+            )
+
+    def _check_answerable(self, call: str, inv: RemoteInvitation) -> None:
+        if inv.phase is CalleePhase.RINGING:
+            return
+        if inv.phase in (CalleePhase.ACCEPTING, CalleePhase.ACCEPTED):
+            raise self._refused(call, inv.id, inv.state.name, API.ALREADY_ACCEPT)
+        raise self._refused(call, inv.id, inv.state.name, API.ALREADY_END)
+
+    @staticmethod
+    def _refused(call: str, inv_id: str, state: str, code: InvitationApiCallError) -> ApiCallError:
+        return ApiCallError(code, f"{call} cannot be done on invitation {inv_id} in state {state}")

@@ -1,0 +1,216 @@
+"""What the engine hands back: invitation events (Agora's callbacks) and effects
+(frames to send, timers to arm or disarm, peers whose presence to watch).
+
+Every engine call returns a ``list[Output]``; the driver performs the effects in order and
+passes the events on to the application.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from .codes import (
+    InvitationApiCallError,
+    LocalInvitationError,
+    LocalInvitationState,
+    RemoteInvitationError,
+    RemoteInvitationState,
+)
+from .frames import PeerMsg
+
+# --- snapshots --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationInfo:
+    """An outgoing invitation as it was when the event happened."""
+
+    id: str
+    caller: str
+    callee: str
+    content: str
+    channel_id: str
+    response: str
+    state: LocalInvitationState
+    error: LocalInvitationError
+    #: The caller's own lifetime for this invitation (None: the default).
+    lifetime: float | None
+
+    direction = "out"
+
+    @property
+    def peer(self) -> str:
+        return self.callee
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationInfo:
+    """An incoming invitation as it was when the event happened."""
+
+    id: str
+    caller: str
+    callee: str
+    content: str
+    channel_id: str
+    response: str
+    state: RemoteInvitationState
+    error: RemoteInvitationError
+    lifetime: float | None
+
+    direction = "in"
+
+    @property
+    def peer(self) -> str:
+        return self.caller
+
+
+InvitationInfo: TypeAlias = LocalInvitationInfo | RemoteInvitationInfo
+
+# --- events (Agora's callback names without "on") ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationEvent:
+    invitation: InvitationInfo
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationReceivedByPeer(InvitationEvent):
+    invitation: LocalInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationAccepted(InvitationEvent):
+    invitation: LocalInvitationInfo
+    response: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationRefused(InvitationEvent):
+    invitation: LocalInvitationInfo
+    response: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationCanceled(InvitationEvent):
+    invitation: LocalInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInvitationFailure(InvitationEvent):
+    invitation: LocalInvitationInfo
+    error: LocalInvitationError
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationReceived(InvitationEvent):
+    invitation: RemoteInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationAccepted(InvitationEvent):
+    invitation: RemoteInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationRefused(InvitationEvent):
+    invitation: RemoteInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationCanceled(InvitationEvent):
+    invitation: RemoteInvitationInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInvitationFailure(InvitationEvent):
+    invitation: RemoteInvitationInfo
+    error: RemoteInvitationError
+
+
+# --- effects ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendPeer:
+    """Send ``msg`` to ``to`` as a peer message. Report the server's delivery result back
+    with ``engine.delivery_result(ref, code)``."""
+
+    to: str
+    msg: PeerMsg
+    ref: int
+
+
+#: Opaque, hashable timer name: (kind, invitation key).
+TimerKey: TypeAlias = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Arm (or re-arm) ``key`` to fire ``seconds`` from now: then call
+    ``engine.timer_fired(key)``."""
+
+    key: TimerKey
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPeer:
+    """Subscribe to ``peer``'s presence and report changes with ``engine.peer_state``."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnwatchPeer:
+    peer: str
+
+
+Effect: TypeAlias = SendPeer | StartTimer | CancelTimer | WatchPeer | UnwatchPeer
+Output: TypeAlias = InvitationEvent | Effect
+
+
+class ApiCallError(Exception):
+    """An API call was refused; nothing changed. ``code`` is the InvitationApiCallError."""
+
+    def __init__(self, code: InvitationApiCallError, message: str) -> None:
+        super().__init__(f"{message} ({code.name})")
+        self.code = code
+        self.message = message
+
+
+__all__ = [
+    "ApiCallError",
+    "CancelTimer",
+    "Effect",
+    "InvitationEvent",
+    "InvitationInfo",
+    "LocalInvitationAccepted",
+    "LocalInvitationCanceled",
+    "LocalInvitationFailure",
+    "LocalInvitationInfo",
+    "LocalInvitationReceivedByPeer",
+    "LocalInvitationRefused",
+    "Output",
+    "RemoteInvitationAccepted",
+    "RemoteInvitationCanceled",
+    "RemoteInvitationFailure",
+    "RemoteInvitationInfo",
+    "RemoteInvitationReceived",
+    "RemoteInvitationRefused",
+    "SendPeer",
+    "StartTimer",
+    "TimerKey",
+    "UnwatchPeer",
+    "WatchPeer",
+]

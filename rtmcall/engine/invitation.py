@@ -1,0 +1,194 @@
+"""The two invitation state machines, as transition tables.
+
+Two rules, as in h11's ``_state.py``:
+
+1. Everything that moves an invitation from one phase to another is in the tables below.
+   The engine (``engine.py``) only turns API calls, received peer messages, delivery results,
+   timers and presence changes into *inputs* and performs the effects of the transition.
+2. No I/O, no clock: timers are named here and armed by whoever drives the engine.
+
+Why "phases" and not Agora's states directly: the caller has two extra phases,
+``CANCELING_SENT`` and ``CANCELING_RINGING``. Agreement (SPEC §2: both ends that reach a
+terminal state agree) needs one side to be the authority while the invitation rings, and
+here it is the callee: its accept, refuse, expiry or cancel-acknowledgement decides. So a
+caller that cancels waits (one round trip, at most the confirm window) for the callee's
+answer: usually ``cancel_ack`` (both CANCELED), but if the callee refused first the caller
+ends REFUSED_BY_REMOTE like the callee, and if the callee accepted first the caller's cancel
+(already on its way) cancels that accept on arrival, so both end CANCELED — SPEC's "a caller
+that has already canceled answers an accept with its cancel". The public state of a
+canceling invitation is still the Agora state it was canceled from.
+
+The third leg of the accept handshake belongs to the caller: the callee is ACCEPTED only
+when the caller's ``confirm`` arrives.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .codes import LocalInvitationState as LS
+from .codes import RemoteInvitationState as RS
+
+
+class CallerPhase(Enum):
+    #: Created; ``send`` not called yet.
+    IDLE = "idle"
+    #: Invite sent (or waiting for the callee to come online); no ACK yet.
+    SENT = "sent"
+    #: ACKed: ringing at the callee.
+    RINGING = "ringing"
+    #: Canceled before any ACK; waiting for the callee's answer to the cancel.
+    CANCELING_SENT = "canceling_sent"
+    #: Canceled while ringing; waiting for the callee's answer to the cancel.
+    CANCELING_RINGING = "canceling_ringing"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+class CalleePhase(Enum):
+    #: Ringing here; the ACK went back.
+    RINGING = "ringing"
+    #: We accepted; waiting for the caller's confirm.
+    ACCEPTING = "accepting"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+#: The Agora state each phase shows to the application.
+CALLER_STATE: dict[CallerPhase, LS] = {
+    CallerPhase.IDLE: LS.IDLE,
+    CallerPhase.SENT: LS.SENT_TO_REMOTE,
+    CallerPhase.RINGING: LS.RECEIVED_BY_REMOTE,
+    CallerPhase.CANCELING_SENT: LS.SENT_TO_REMOTE,
+    CallerPhase.CANCELING_RINGING: LS.RECEIVED_BY_REMOTE,
+    CallerPhase.ACCEPTED: LS.ACCEPTED_BY_REMOTE,
+    CallerPhase.REFUSED: LS.REFUSED_BY_REMOTE,
+    CallerPhase.CANCELED: LS.CANCELED,
+    CallerPhase.FAILED: LS.FAILURE,
+}
+
+CALLEE_STATE: dict[CalleePhase, RS] = {
+    CalleePhase.RINGING: RS.INVITATION_RECEIVED,
+    CalleePhase.ACCEPTING: RS.ACCEPT_SENT_TO_LOCAL,
+    CalleePhase.ACCEPTED: RS.ACCEPTED,
+    CalleePhase.REFUSED: RS.REFUSED,
+    CalleePhase.CANCELED: RS.CANCELED,
+    CalleePhase.FAILED: RS.FAILURE,
+}
+
+CALLER_TERMINAL = frozenset(
+    {CallerPhase.ACCEPTED, CallerPhase.REFUSED, CallerPhase.CANCELED, CallerPhase.FAILED}
+)
+CALLEE_TERMINAL = frozenset(
+    {CalleePhase.ACCEPTED, CalleePhase.REFUSED, CalleePhase.CANCELED, CalleePhase.FAILED}
+)
+
+# --- caller --------------------------------------------------------------------------------
+# Inputs:
+#   send, cancel                  API calls
+#   ack, accept, refuse,          peer messages from the callee
+#   cancel_ack, end
+#   no_ack_timeout                the no-ACK window ran out (PEER_OFFLINE / PEER_NO_RESPONSE)
+#   lifetime_timeout              backstop: the callee's expiry never arrived (INVITATION_EXPIRE)
+#   cancel_timeout                the callee never answered our cancel: we are CANCELED anyway
+#   cancel_undelivered            our cancel found nobody: CANCELED
+#   peer_offline                  presence says the callee is gone (PEER_OFFLINE)
+#   session_lost                  our own session ended (NOT_LOGGEDIN)
+# A (phase, input) pair that is not in the table is ignored: that is how duplicate, late and
+# out-of-order messages are absorbed. Terminal phases have no entries at all.
+
+C = CallerPhase
+CALLER_TRANSITIONS: dict[C, dict[str, C]] = {
+    C.IDLE: {"send": C.SENT},
+    C.SENT: {
+        "ack": C.RINGING,
+        "accept": C.ACCEPTED,
+        "refuse": C.REFUSED,
+        "cancel": C.CANCELING_SENT,
+        "end": C.FAILED,
+        "no_ack_timeout": C.FAILED,
+        "session_lost": C.FAILED,
+    },
+    C.RINGING: {
+        "accept": C.ACCEPTED,
+        "refuse": C.REFUSED,
+        "cancel": C.CANCELING_RINGING,
+        "end": C.FAILED,
+        "lifetime_timeout": C.FAILED,
+        "peer_offline": C.FAILED,
+        "session_lost": C.FAILED,
+    },
+    C.CANCELING_SENT: {
+        "ack": C.CANCELING_RINGING,
+        # Our cancel is already on its way and will cancel this accept at the callee.
+        "accept": C.CANCELED,
+        "refuse": C.REFUSED,
+        "cancel_ack": C.CANCELED,
+        "end": C.FAILED,
+        "cancel_timeout": C.CANCELED,
+        "cancel_undelivered": C.CANCELED,
+        # Nobody ever rang: the cancel stands.
+        "peer_offline": C.CANCELED,
+        "session_lost": C.FAILED,
+    },
+    C.CANCELING_RINGING: {
+        "accept": C.CANCELED,
+        "refuse": C.REFUSED,
+        "cancel_ack": C.CANCELED,
+        "end": C.FAILED,
+        "cancel_timeout": C.CANCELED,
+        "cancel_undelivered": C.CANCELED,
+        "peer_offline": C.FAILED,
+        "session_lost": C.FAILED,
+    },
+}
+
+#: Timers that run in each caller phase (kind -> which config window sets its duration).
+CALLER_TIMERS: dict[C, tuple[str, ...]] = {
+    C.SENT: ("no_ack",),
+    C.RINGING: ("lifetime",),
+    C.CANCELING_SENT: ("cancel",),
+    C.CANCELING_RINGING: ("cancel",),
+}
+
+# --- callee --------------------------------------------------------------------------------
+# Inputs:
+#   accept, refuse                API calls
+#   confirm, cancel, end          peer messages from the caller
+#   lifetime_timeout              nobody acted while it rang (INVITATION_EXPIRE)
+#   confirm_timeout               accepted but no confirm came (ACCEPT_FAILURE)
+#   undelivered                   our ack/accept found the caller offline (PEER_OFFLINE)
+#   peer_offline                  presence says the caller is gone (PEER_OFFLINE)
+#   session_lost                  our own session ended (PEER_OFFLINE)
+
+E = CalleePhase
+CALLEE_TRANSITIONS: dict[E, dict[str, E]] = {
+    E.RINGING: {
+        "accept": E.ACCEPTING,
+        "refuse": E.REFUSED,
+        "cancel": E.CANCELED,
+        "end": E.FAILED,
+        "lifetime_timeout": E.FAILED,
+        "undelivered": E.FAILED,
+        "peer_offline": E.FAILED,
+        "session_lost": E.FAILED,
+    },
+    E.ACCEPTING: {
+        "confirm": E.ACCEPTED,
+        "cancel": E.CANCELED,
+        "end": E.FAILED,
+        "confirm_timeout": E.FAILED,
+        "undelivered": E.FAILED,
+        "peer_offline": E.FAILED,
+        "session_lost": E.FAILED,
+    },
+}
+
+CALLEE_TIMERS: dict[E, tuple[str, ...]] = {
+    E.RINGING: ("lifetime",),
+    E.ACCEPTING: ("confirm",),
+}
