@@ -1,0 +1,181 @@
+"""Random interleavings of API calls, deliveries, duplicates, drops and timers.
+
+Hypothesis drives one caller (alice) and two callees (bob, carol) through arbitrary
+schedules and checks, after every step and once everything has settled:
+
+* no contradiction, ever: if one side is ACCEPTED the other is ACCEPTED or FAILURE;
+* agreement (SPEC §2) for every invitation none of whose frames was dropped:
+  (ACCEPTED_BY_REMOTE, ACCEPTED), (REFUSED_BY_REMOTE, REFUSED), (CANCELED, CANCELED),
+  (FAILURE, FAILURE);
+* liveness: once the network is drained and every armed timer has fired, every invitation
+  on both sides is terminal and no timer is left armed.
+
+The network model is the real server's contract: per-pair FIFO while connected. Timers model
+time: the callee's lifetime timer (the authority on expiry) may fire at any moment; the
+*backstop* timers (the caller's no-ACK, lifetime and cancel windows and the callee's confirm
+window) fire only when nothing is in flight between the two peers, i.e. when the window is
+longer than the network's latency — which is what the windows are for — and the caller's
+expiry backstop only after the callee's own expiry timer is gone.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from rtmcall.engine import LocalInvitationState, RemoteInvitationState
+from rtmcall.engine.events import ApiCallError
+
+from .network import Network
+
+LS = LocalInvitationState
+RS = RemoteInvitationState
+AGREE = {
+    (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED),
+    (LS.REFUSED_BY_REMOTE, RS.REFUSED),
+    (LS.CANCELED, RS.CANCELED),
+    (LS.FAILURE, RS.FAILURE),
+}
+CALLEES = ("bob", "carol")
+LINKS = [("alice", c) for c in CALLEES] + [(c, "alice") for c in CALLEES]
+BACKSTOPS = {"no_ack", "cancel", "confirm"}
+
+
+class Invitations(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Network()
+        for user in ("alice", *CALLEES):
+            self.net.add(user)
+        self.tainted: set[str] = set()
+        self.sent = 0
+
+    # --- the application ------------------------------------------------------------
+
+    @precondition(lambda self: self.sent < 6)
+    @rule(callee=st.sampled_from(CALLEES), lifetime=st.sampled_from([None, 5.0]))
+    def send(self, callee: str, lifetime: float | None) -> None:
+        inv = self.net.nodes["alice"].engine.create_local_invitation(
+            callee, content="x", lifetime=lifetime
+        )
+        self.net.call("alice", "send", inv)
+        self.sent += 1
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        local = list(self.net.nodes["alice"].engine.local)
+        if local:
+            inv_id = data.draw(st.sampled_from(local))
+            try:
+                self.net.call("alice", "cancel", inv_id)
+            except ApiCallError:
+                pass
+
+    @rule(callee=st.sampled_from(CALLEES), accept=st.booleans(), data=st.data())
+    def answer(self, callee: str, accept: bool, data: st.DataObject) -> None:
+        remote = list(self.net.nodes[callee].engine.remote)
+        if remote:
+            inv_id = data.draw(st.sampled_from(remote))
+            try:
+                self.net.call(callee, "accept" if accept else "refuse", inv_id, "r")
+            except ApiCallError:
+                pass
+
+    # --- the network ----------------------------------------------------------------
+
+    def _queue(self, link: tuple[str, str]) -> deque:
+        return self.net.wire.setdefault(link, deque())
+
+    @rule(link=st.sampled_from(LINKS))
+    def deliver(self, link: tuple[str, str]) -> None:
+        self.net.deliver_one(*link)
+
+    @rule(link=st.sampled_from(LINKS))
+    def duplicate(self, link: tuple[str, str]) -> None:
+        q = self._queue(link)
+        if q:
+            # The same frame arrives twice (a resend after a resume, say).
+            self.net.apply(link[1], self.net.nodes[link[1]].engine.receive(link[0], q[0]))
+
+    @rule(link=st.sampled_from(LINKS))
+    def drop(self, link: tuple[str, str]) -> None:
+        q = self._queue(link)
+        if q:
+            msg = q.popleft()
+            self.tainted.add(msg.id)
+
+    # --- time -----------------------------------------------------------------------
+
+    def _quiet(self, a: str, b: str) -> bool:
+        return not self._queue((a, b)) and not self._queue((b, a))
+
+    def _fireable(self, user: str) -> list[tuple[str, str]]:
+        node = self.net.nodes[user]
+        keys = []
+        for key in node.timers:
+            kind, inv_key = key
+            side, _, inv_id = inv_key.partition(":")
+            eng = node.engine
+            inv = eng.local.get(inv_id) if side == "L" else eng.remote.get(inv_id)
+            backstop = kind in BACKSTOPS or (side == "L" and kind == "lifetime")
+            if backstop and (inv is None or not self._quiet(user, inv.peer)):
+                continue
+            if side == "L" and kind == "lifetime" and inv is not None:
+                # The caller's expiry runs lifetime + grace from the ACK, the callee's
+                # lifetime from the invite's arrival: the callee's always fires first.
+                peer = self.net.nodes[inv.peer]
+                if ("lifetime", f"R:{inv.id}") in peer.timers:
+                    continue
+            keys.append(key)
+        return sorted(keys)
+
+    @rule(user=st.sampled_from(("alice", *CALLEES)), data=st.data())
+    def fire_timer(self, user: str, data: st.DataObject) -> None:
+        keys = self._fireable(user)
+        if keys:
+            key = data.draw(st.sampled_from(keys))
+            del self.net.nodes[user].timers[key]
+            self.net.apply(user, self.net.nodes[user].engine.timer_fired(key))
+
+    # --- properties -----------------------------------------------------------------
+
+    def _pairs(self):
+        for inv in self.net.nodes["alice"].engine.local.values():
+            rinv = self.net.nodes[inv.callee].engine.remote.get(inv.id)
+            yield inv, rinv
+
+    @invariant()
+    def no_contradiction_and_agreement(self) -> None:
+        for inv, rinv in self._pairs():
+            if rinv is None or not (inv.terminal and rinv.terminal):
+                continue
+            pair = (inv.state, rinv.state)
+            if LS.ACCEPTED_BY_REMOTE in pair or RS.ACCEPTED in pair:
+                assert pair in AGREE or LS.FAILURE in pair or RS.FAILURE in pair, pair
+            if inv.id not in self.tainted:
+                assert pair in AGREE, (inv.id, pair)
+
+    def teardown(self) -> None:
+        # Let the network drain and time run out: everything must end, in agreement.
+        for _ in range(200):
+            self.net.pump()
+            fired = False
+            for user in ("alice", *CALLEES):
+                keys = self._fireable(user)
+                if keys:
+                    del self.net.nodes[user].timers[keys[0]]
+                    self.net.apply(user, self.net.nodes[user].engine.timer_fired(keys[0]))
+                    fired = True
+            if not fired and not any(self.net.wire.values()):
+                break
+        for user, node in self.net.nodes.items():
+            assert not node.timers, (user, node.timers)
+            assert not node.engine.live_invitations(), user
+        self.no_contradiction_and_agreement()
+
+
+Invitations.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestInvitations = Invitations.TestCase
