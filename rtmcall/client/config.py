@@ -1,0 +1,46 @@
+"""Client settings: the protocol windows (passed to the engine) and the transport's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtmcall.engine.engine import EngineConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Every duration is in seconds, on trio's clock (so tests can use a MockClock)."""
+
+    #: Caller: wait this long for the callee's ACK (then PEER_OFFLINE / PEER_NO_RESPONSE).
+    no_response_timeout: float = 30.0
+    #: How long an invitation rings, unless the caller gives it its own lifetime.
+    lifetime: float = 60.0
+    #: Callee: wait this long for the caller's confirm after accepting (ACCEPT_FAILURE).
+    confirm_timeout: float = 5.0
+    #: Extra time the caller's lifetime backstop runs beyond the callee's (see EngineConfig).
+    expire_grace: float = 2.0
+    #: Reaching the server (TCP, TLS, WebSocket handshake) and the login answer, each.
+    connect_timeout: float = 5.0
+    #: The connection is dead when nothing at all was received for this long.
+    heartbeat_timeout: float = 9.0
+    #: Reconnect by itself after a dropped connection, resuming the session.
+    reconnect: bool = True
+    #: First delay between reconnect attempts; doubles up to ``reconnect_max_delay``.
+    reconnect_delay: float = 0.5
+    reconnect_max_delay: float = 5.0
+    #: Stop reconnecting (ABORTED) this long after a drop. None: keep trying; the session and
+    #: its invitations still end when the server's resume window has passed.
+    give_up_after: float | None = None
+    #: How long query/subscribe/renew/send_message wait for the server's answer.
+    request_timeout: float = 10.0
+    #: Events buffered per subscriber of ``client.events()`` before new ones are dropped for
+    #: that subscriber (and counted): a subscriber that does not read never blocks the client.
+    event_buffer: int = 10_000
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            no_response_timeout=self.no_response_timeout,
+            lifetime=self.lifetime,
+            confirm_timeout=self.confirm_timeout,
+            expire_grace=self.expire_grace,
+        )

@@ -1,0 +1,589 @@
+"""The client's connection to the server: connect, log in, heartbeat, reconnect and resume.
+
+:class:`Transport` keeps one logical *session* alive over a sequence of WebSocket
+connections. It owns the only write path (an outbox drained by one writer task, so frames
+leave in the order they were queued) and the table of requests awaiting an answer
+(``rid`` → callback). It knows frames, not invitations: unsolicited frames and session
+changes go to a :class:`TransportHandler` (the client).
+
+Session rules:
+
+* A dropped connection (closed, or silent for ``heartbeat_timeout``, or the server's Bye)
+  is RECONNECTING/INTERRUPTED; the transport reconnects with backoff and logs in with
+  ``resume=`` the session id. Requests that were sent but not answered are sent again
+  first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
+  duplicates).
+* If the server's resume window passes first, or the server answers with a fresh session,
+  the old session is lost: pending peer messages are answered NOT_LOGGEDIN and the handler's
+  ``on_session_lost`` runs (the engine fails live invitations). Reconnecting goes on with a
+  fresh login unless ``give_up_after`` says stop.
+* Kicked → ABORTED with the server's reason; a login refused on reconnect → ABORTED/
+  LOGIN_FAILURE; logout → DISCONNECTED/LOGOUT. These end the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import urllib.parse
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal, NoReturn, Protocol
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
+
+from rtmcall.engine import frames as f
+from rtmcall.engine.codes import (
+    ConnectionChangeReason,
+    ConnectionState,
+    LoginError,
+    PeerMessageError,
+)
+
+from .config import ClientConfig
+from .errors import ConnectFailed, LoginFailed
+
+log = logging.getLogger("rtmcall.client")
+
+CS = ConnectionState
+Why = ConnectionChangeReason
+#: Why one connection ended.
+Ended = Literal["dropped", "kicked", "logout"]
+#: Frames that answer a request: matched to it by ``rid``.
+AnswerFrame = f.Result | f.Presence | f.Renewed | f.Error
+OnAnswer = Callable[[AnswerFrame], None]
+
+
+class TransportHandler(Protocol):
+    def on_state(self, state: ConnectionState, reason: ConnectionChangeReason) -> None: ...
+
+    def on_session(self, ok: f.LoginOk, fresh: bool) -> None:
+        """Logged in; ``fresh``: a new session (not a resume of the previous one)."""
+
+    def on_session_lost(self) -> None: ...
+
+    def on_frame(self, frame: f.ServerFrame) -> None:
+        """A frame that is not the answer to a request (Deliver, pushed Presence, …)."""
+
+
+# --- one WebSocket ----------------------------------------------------------------------
+
+
+def parse_url(url: str) -> tuple[str, int, str, bool]:
+    """``ws://host:port/path`` → (host, port, resource, secure). Raises ValueError."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in URL {url!r}")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    return parts.hostname, port, resource, secure
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """The TLS failure behind ``exc`` in words, or None if it is not one."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate verify failed: {cause.verify_message or cause.reason}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _os_problem(exc: BaseException) -> str:
+    """An OSError in words; trio hides the real reasons in the cause ("all attempts to
+    connect failed" ← [ConnectionRefusedError, ...])."""
+    causes = getattr(exc.__cause__, "exceptions", ())
+    reasons = sorted({c.strerror for c in causes if isinstance(c, OSError) and c.strerror})
+    if reasons:
+        return f"{exc}: {', '.join(reasons)}"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def collapse(group: BaseExceptionGroup) -> BaseException:
+    """The one exception in a nursery's group (ignoring Cancelled beside it), else the group.
+
+    Our nurseries hold one "real" task at a time; callers should see ``ConnectFailed``, not
+    ``ExceptionGroup([ConnectFailed])``.
+    """
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real and leaves:
+        return leaves[0]
+    return group
+
+
+def reraise_collapsed(group: BaseExceptionGroup) -> NoReturn:
+    exc = collapse(group)
+    if exc is group:
+        raise group
+    raise exc from None
+
+
+async def _handshake(
+    nursery: trio.Nursery, url: str, ssl_context: ssl.SSLContext | None, connect_timeout: float
+) -> WebSocketConnection:
+    timeout = connect_timeout
+    host, port, resource, secure = parse_url(url)
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(host, port)
+            if secure:
+                # Do the TLS handshake ourselves: inside trio-websocket a failed handshake
+                # only ends its reader task quietly, and the caller waits until its timeout.
+                stream = trio.SSLStream(
+                    stream,
+                    ssl_context or ssl.create_default_context(),
+                    server_hostname=host,
+                    https_compatible=True,
+                )
+                await stream.do_handshake()
+            host_header = host if port in (80, 443) else f"{host}:{port}"
+            return await wrap_client_stream(
+                nursery, stream, host_header, resource, max_message_size=f.MAX_FRAME_BYTES
+            )
+    except trio.TooSlowError:
+        what = "no answer" if stream is None else "no WebSocket handshake"
+        raise ConnectFailed(url, f"{what} within {timeout:g} s") from None
+    except (trio.BrokenResourceError, OSError) as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        problem = _tls_problem(exc) or _os_problem(exc)
+        raise ConnectFailed(url, problem) from None
+    except BaseException:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise
+
+
+@asynccontextmanager
+async def open_connection(
+    url: str, ssl_context: ssl.SSLContext | None, connect_timeout: float
+) -> AsyncIterator[WebSocketConnection]:
+    """One WebSocket to ``url``, closed (abruptly) on exit.
+
+    Raises:
+      ConnectFailed: refused, unresolvable, TLS failure (the message says "certificate"
+        for an untrusted certificate), HTTP rejection, or no handshake within ``connect_timeout``.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await _handshake(nursery, url, ssl_context, connect_timeout)
+            try:
+                yield ws
+            finally:
+                nursery.cancel_scope.cancel()
+                await trio.aclose_forcefully(ws)
+    except BaseExceptionGroup as group:
+        exc = collapse(group)
+        if isinstance(exc, ConnectionRejected):
+            raise ConnectFailed(
+                url, f"server rejected the WebSocket: HTTP {exc.status_code}"
+            ) from None
+        if isinstance(exc, HandshakeError):
+            raise ConnectFailed(url, f"WebSocket handshake failed: {exc!r}") from None
+        reraise_collapsed(group)
+
+
+# --- the session --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Request:
+    frame: f.ClientFrame
+    on_answer: OnAnswer | None
+    sent: bool = False
+
+
+def _not_logged_in(frame: f.ClientFrame, rid: int) -> AnswerFrame:
+    """The answer a request gets when there is no session to carry it."""
+    if isinstance(frame, f.Send):
+        return f.Result(rid=rid, code=PeerMessageError.NOT_LOGGEDIN, message="not logged in")
+    return f.Error(code="not_logged_in", message="not logged in", rid=rid)
+
+
+class Transport:
+    """Keeps the session alive; see the module docstring.
+
+    Args:
+      url: ``ws://`` or ``wss://`` URL of the server.
+      user: our user id.
+      token: login token (JWT) when the server requires one.
+      config: timeouts and reconnect policy.
+      ssl_context: for ``wss://`` with a private CA; None: the system's trust store.
+      handler: gets state changes, session changes and unsolicited frames.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        *,
+        token: str | None,
+        config: ClientConfig,
+        ssl_context: ssl.SSLContext | None,
+        handler: TransportHandler,
+    ) -> None:
+        self.url = url
+        self.user = user
+        self.token = token
+        self.config = config
+        self.ssl_context = ssl_context
+        self.handler = handler
+        self.state = CS.DISCONNECTED
+        #: The latest LoginOk (heartbeat, resume window, token expiry).
+        self.login_ok: f.LoginOk | None = None
+        #: Session id to resume; None when there is no session.
+        self._session: str | None = None
+        self._outbox: deque[f.ClientFrame] = deque()
+        self._outbox_changed = trio.Event()
+        self._drained = trio.Event()
+        self._requests: dict[int, _Request] = {}
+        self._next_rid = 0
+        self._go = trio.Event()
+        self._conn_scope: trio.CancelScope | None = None
+        self._run_scope: trio.CancelScope | None = None
+        self._kicked: f.Kicked | None = None
+        self._finished = False
+
+    # --- requests and the outbox ---------------------------------------------------------
+
+    @property
+    def logged_in(self) -> bool:
+        """We hold a session (possibly reconnecting to it)."""
+        return self._session is not None
+
+    def next_rid(self) -> int:
+        self._next_rid += 1
+        return self._next_rid
+
+    def send(self, frame: f.ClientFrame, on_answer: OnAnswer | None = None) -> None:
+        """Queue ``frame``; frames leave in queue order. If it carries a ``rid``, call
+        ``on_answer`` with the server's answer — or, when the session ends first, with a
+        not-logged-in answer. Never blocks."""
+        rid = getattr(frame, "rid", None)
+        if self._finished or (self._session is None and isinstance(frame, f.Send)):
+            if rid is not None and on_answer is not None:
+                on_answer(_not_logged_in(frame, rid))
+            return
+        if rid is not None:
+            self._requests[rid] = _Request(frame, on_answer)
+        self._outbox.append(frame)
+        self._outbox_changed.set()
+        if self._drained.is_set():
+            self._drained = trio.Event()
+
+    def forget(self, rid: int) -> None:
+        """Stop waiting for the answer to ``rid`` (the caller timed out)."""
+        self._requests.pop(rid, None)
+
+    def _answer(self, rid: int, frame: AnswerFrame) -> bool:
+        req = self._requests.pop(rid, None)
+        if req is None:
+            return False
+        if req.on_answer is not None:
+            req.on_answer(frame)
+        return True
+
+    def _fail_requests(self, only_sends: bool) -> None:
+        """Answer pending requests "not logged in" (only peer messages, or all)."""
+        for rid, req in list(self._requests.items()):
+            if only_sends and not isinstance(req.frame, f.Send):
+                continue
+            self._answer(rid, _not_logged_in(req.frame, rid))
+        if only_sends:
+            self._outbox = deque(fr for fr in self._outbox if not isinstance(fr, f.Send))
+        else:
+            self._outbox.clear()
+
+    def _requeue(self) -> None:
+        """On a new connection: resend requests that got no answer, then the queue.
+        Heartbeats and logins of the old connection are stale."""
+        stale = (f.Ping, f.Pong, f.Login, f.Logout)
+        resend = [r.frame for r in self._requests.values() if r.sent]
+        for r in self._requests.values():
+            r.sent = False
+        queued = [fr for fr in self._outbox if not isinstance(fr, stale)]
+        self._outbox = deque([*resend, *queued])
+        self._outbox_changed.set()
+
+    async def _writer(self, ws: WebSocketConnection) -> None:
+        while True:
+            while self._outbox:
+                frame = self._outbox[0]
+                try:
+                    await ws.send_message(f.encode(frame).decode())
+                except ConnectionClosed:
+                    return  # the reader notices too, and ends the connection
+                if self._outbox and self._outbox[0] is frame:
+                    self._outbox.popleft()
+                rid = getattr(frame, "rid", None)
+                if rid is not None and rid in self._requests:
+                    self._requests[rid].sent = True
+            self._drained.set()
+            await self._outbox_changed.wait()
+            self._outbox_changed = trio.Event()
+
+    # --- state -------------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self.handler.on_state(state, reason)
+
+    def _lose_session(self) -> None:
+        """The session is gone for good: pending peer messages fail, the engine is told."""
+        if self._session is None:
+            return
+        self._session = None
+        self._fail_requests(only_sends=True)
+        self.handler.on_session_lost()
+
+    def _finish(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
+        self._set_state(state, reason)
+        self._lose_session()
+        self._finished = True
+        self._fail_requests(only_sends=False)
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+
+    def go(self) -> None:
+        """Start handling frames (the client calls this once its subscribers can listen)."""
+        self._go.set()
+
+    def abort(self) -> None:
+        """Cut the current connection abruptly, as a network failure would (for tests and
+        for "the network changed" hints). The transport reconnects as usual."""
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+
+    async def logout(self) -> None:
+        """Log out (a Logout frame, flushed for at most a second) and stop. Idempotent."""
+        if self._finished:
+            return
+        if self.state is CS.CONNECTED:
+            self.send(f.Logout())
+            with trio.move_on_after(1.0):
+                await self._drained.wait()
+        self._finish(CS.DISCONNECTED, Why.LOGOUT)
+        await trio.lowlevel.checkpoint()
+
+    # --- the connection loop -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[f.LoginOk] = trio.TASK_STATUS_IGNORED):
+        """Connect and log in, report started (with the LoginOk), then keep the session
+        alive until logout, kick or give-up.
+
+        Raises (before started only):
+          ConnectFailed, LoginFailed.
+        """
+        with trio.CancelScope() as self._run_scope:
+            self._set_state(CS.CONNECTING, Why.LOGIN)
+            try:
+                ended = await self._connection(task_status=task_status)
+            except ConnectFailed:
+                self._finish(CS.DISCONNECTED, Why.LOGIN_FAILURE)
+                raise
+            except LoginFailed as exc:
+                why = Why.LOGIN_TIMEOUT if exc.reason is LoginError.TIMEOUT else Why.LOGIN_FAILURE
+                self._finish(CS.DISCONNECTED, why)
+                raise
+            while ended == "dropped":
+                ended = await self._reconnect()
+            if ended == "kicked":
+                code = self._kicked.reason if self._kicked else Why.REMOTE_LOGIN
+                try:
+                    why = Why(code)
+                except ValueError:
+                    why = Why.REMOTE_LOGIN
+                self._finish(CS.ABORTED, why)
+
+    async def _reconnect(self) -> Ended:
+        """Reconnect with backoff until a connection logs in; return how that one ended."""
+        cfg = self.config
+        if not cfg.reconnect:
+            self._finish(CS.ABORTED, Why.INTERRUPTED)
+            return "logout"
+        self._set_state(CS.RECONNECTING, Why.INTERRUPTED)
+        now = trio.current_time()
+        window = self.login_ok.resume_window if self.login_ok else 0.0
+        resume_deadline = now + window
+        give_up = now + cfg.give_up_after if cfg.give_up_after is not None else math.inf
+        delay = cfg.reconnect_delay
+        while True:
+            now = trio.current_time()
+            if self._session is not None and now >= resume_deadline:
+                log.info("%s: resume window passed; the session is lost", self.user)
+                self._lose_session()
+            if now >= give_up:
+                self._finish(CS.ABORTED, Why.LOGIN_TIMEOUT)
+                return "logout"
+            deadline = min(resume_deadline if self._session is not None else math.inf, give_up)
+            with trio.move_on_at(deadline):
+                await trio.sleep(delay)
+                delay = min(delay * 2, cfg.reconnect_max_delay)
+                try:
+                    ended = await self._connection(deadline=deadline)
+                except ConnectFailed as exc:
+                    log.info("%s: reconnect failed: %s", self.user, exc.message)
+                    continue
+                except LoginFailed as exc:
+                    if exc.reason in (LoginError.TOO_OFTEN, LoginError.TIMEOUT):
+                        continue
+                    if self._session is not None:
+                        # The server would not resume it: try once more as a new session.
+                        log.info("%s: resume refused (%s)", self.user, exc)
+                        self._lose_session()
+                        delay = 0.0
+                        continue
+                    self._finish(CS.ABORTED, Why.LOGIN_FAILURE)
+                    return "logout"
+                if ended is not None:
+                    return ended
+
+    async def _connection(
+        self,
+        *,
+        deadline: float = math.inf,
+        task_status: trio.TaskStatus[f.LoginOk] | None = None,
+    ) -> Ended | None:
+        """One connection: connect, log in (both before ``deadline``), then serve it.
+        None: the deadline passed before the login completed."""
+        with trio.CancelScope(deadline=deadline) as scope:
+            async with open_connection(
+                self.url, self.ssl_context, self.config.connect_timeout
+            ) as ws:
+                ok = await self._login(ws)
+                scope.deadline = math.inf
+                self._logged_in(ok)
+                if task_status is not None:
+                    task_status.started(ok)
+                await self._go.wait()
+                return await self._serve(ws)
+        return None
+
+    async def _login(self, ws: WebSocketConnection) -> f.LoginOk:
+        login = f.Login(user=self.user, token=self.token, resume=self._session)
+        timeout = self.config.connect_timeout
+        try:
+            with trio.fail_after(timeout):
+                await ws.send_message(f.encode(login).decode())
+                while True:
+                    frame = f.decode_server_frame(await ws.get_message())
+                    match frame:
+                        case f.LoginOk():
+                            return frame
+                        case f.LoginFail(reason=reason, message=message):
+                            try:
+                                code = LoginError(reason)
+                            except ValueError:
+                                code = LoginError.UNKNOWN
+                            raise LoginFailed(code, message)
+                        case f.Error(message=message):
+                            raise LoginFailed(LoginError.REJECTED, message)
+                        case _:
+                            continue  # a ping before the answer: nothing to do
+        except trio.TooSlowError:
+            raise LoginFailed(LoginError.TIMEOUT, f"no answer within {timeout:g} s") from None
+        except ConnectionClosed as exc:
+            raise ConnectFailed(self.url, f"connection closed during login ({exc})") from None
+        except f.FrameError as exc:
+            raise LoginFailed(LoginError.UNKNOWN, f"bad answer from server: {exc}") from None
+
+    def _logged_in(self, ok: f.LoginOk) -> None:
+        fresh = not ok.resumed
+        if fresh:
+            # Whatever the server had for us is gone (or there was nothing): a new session.
+            self._lose_session()
+        self.login_ok = ok
+        self._session = ok.session
+        self._requeue()
+        self._set_state(CS.CONNECTED, Why.LOGIN_SUCCESS)
+        self.handler.on_session(ok, fresh)
+
+    async def _serve(self, ws: WebSocketConnection) -> Ended:
+        """Run the writer, heartbeat and reader on a logged-in connection until it ends."""
+        try:
+            with trio.CancelScope() as self._conn_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, ws)
+                    nursery.start_soon(self._heartbeat)
+                    ended = await self._reader(ws)
+                    nursery.cancel_scope.cancel()
+                    return ended
+            return "dropped"  # abort() cut it
+        finally:
+            self._conn_scope = None
+
+    async def _heartbeat(self) -> None:
+        interval = self.login_ok.heartbeat if self.login_ok else 3.0
+        while True:
+            await trio.sleep(interval)
+            self.send(f.Ping())
+
+    async def _reader(self, ws: WebSocketConnection) -> Ended:
+        interval = self.login_ok.heartbeat if self.login_ok else 3.0
+        # The server answers our pings; allow a few lost before calling the line dead.
+        timeout = max(self.config.heartbeat_timeout, 2.5 * interval)
+        while True:
+            with trio.move_on_after(timeout) as silent:
+                try:
+                    data = await ws.get_message()
+                except ConnectionClosed:
+                    log.info("%s: connection closed", self.user)
+                    return "dropped"
+            if silent.cancelled_caught:
+                log.info("%s: nothing received for %g s; connection dead", self.user, timeout)
+                return "dropped"
+            try:
+                frame = f.decode_server_frame(data)
+            except f.FrameError as exc:
+                log.warning("%s: undecodable frame from server: %s", self.user, exc)
+                continue
+            match frame:
+                case f.ServerPing():
+                    self.send(f.Pong())
+                case f.ServerPong():
+                    pass
+                case f.Kicked():
+                    self._kicked = frame
+                    return "kicked"
+                case f.Bye():
+                    log.info("%s: server going away (%s)", self.user, frame.reason)
+                    return "dropped"
+                case f.Result() | f.Renewed():
+                    self._answer(frame.rid, frame)
+                case f.Presence(rid=rid) | f.Error(rid=rid) if rid is not None:
+                    if not self._answer(rid, frame):
+                        self.handler.on_frame(frame)
+                case _:
+                    self.handler.on_frame(frame)
