@@ -1,0 +1,237 @@
+"""Several server nodes sharing users through a real Redis, driven over raw WebSockets.
+
+Redis is another process, so these tests run on the real clock with short TTLs; every wait
+is bounded by ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
+from rtmcall.server import ServerConfig, serve
+from rtmcall.server.redis_hub import HubUnavailable, RedisHub, open_redis_hub
+
+from .redisproc import RedisProcess
+
+TTL = 1.5
+
+
+@asynccontextmanager
+async def nodes(
+    redis_url: str, count: int, *, prefix: str | None = None, op_timeout: float = 0.5
+) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
+    """``count`` server nodes (in this process) sharing one Redis."""
+    prefix = prefix or f"t{secrets.token_hex(3)}"
+    async with AsyncExitStack() as stack:
+        hubs = [
+            await stack.enter_async_context(
+                open_redis_hub(
+                    redis_url,
+                    node_id=f"n{i}",
+                    presence_ttl=TTL,
+                    poll_interval=0.3,
+                    op_timeout=op_timeout,
+                    prefix=prefix,
+                )
+            )
+            for i in range(count)
+        ]
+        async with trio.open_nursery() as nursery:
+            out = []
+            for hub in hubs:
+                server = await nursery.start(
+                    lambda task_status, hub=hub: serve(
+                        "127.0.0.1", 0, hub=hub, config=ServerConfig(), task_status=task_status
+                    )
+                )
+                out.append((server, hub))
+            try:
+                yield out
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def user(url: str, name: str) -> AsyncIterator[WebSocketConnection]:
+    async with open_websocket_url(url) as ws:
+        await send(ws, {"t": "login", "user": name})
+        reply = await recv(ws)
+        assert reply["t"] == "login_ok", reply
+        yield ws
+
+
+async def send(ws: WebSocketConnection, frame: dict) -> None:
+    await ws.send_message(json.dumps(frame))
+
+
+async def recv(ws: WebSocketConnection, t: str | None = None) -> dict:
+    """Next frame (of type ``t`` if given; others are skipped)."""
+    with trio.fail_after(5):
+        while True:
+            frame = json.loads(await ws.get_message())
+            if t is None or frame["t"] == t:
+                return frame
+
+
+async def test_routing_across_nodes_with_delivery_results(shared_redis: RedisProcess) -> None:
+    async with nodes(shared_redis.url, 2) as [(a, _), (b, _)]:
+        async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            for i in range(20):
+                await send(
+                    wa, {"t": "send", "rid": i, "to": "bob", "msg": {"k": "text", "text": str(i)}}
+                )
+            results = [await recv(wa, "result") for _ in range(20)]
+            assert [r.get("code", 0) for r in results] == [0] * 20
+            got = [await recv(wb, "msg") for _ in range(20)]
+            # In order, and stamped with the sender's session, not the frame.
+            assert [m["msg"]["text"] for m in got] == [str(i) for i in range(20)]
+            assert {m["from"] for m in got} == {"alice"}
+            await send(
+                wa, {"t": "send", "rid": 99, "to": "nobody", "msg": {"k": "text", "text": "x"}}
+            )
+            assert (await recv(wa, "result"))["code"] == PeerMessageError.PEER_UNREACHABLE
+
+
+async def test_presence_is_shared_and_pushed_across_nodes(shared_redis: RedisProcess) -> None:
+    async with nodes(shared_redis.url, 3) as [(a, _), (b, _), (c, _)]:
+        async with user(a.url, "alice") as wa:
+            await send(wa, {"t": "sub", "rid": 1, "users": ["bob", "carol"]})
+            assert (await recv(wa, "presence"))["states"] == {"bob": 2, "carol": 2}
+            async with user(b.url, "bob"):
+                push = await recv(wa, "presence")
+                assert push["states"] == {"bob": PeerOnlineState.ONLINE}
+                async with user(c.url, "carol") as wc:
+                    await send(wc, {"t": "query", "rid": 5, "users": ["alice", "bob", "zed"]})
+                    assert (await recv(wc, "presence"))["states"] == {
+                        "alice": 0,
+                        "bob": 0,
+                        "zed": 2,
+                    }
+                    assert (await recv(wa, "presence"))["states"] == {"carol": 0}
+                # carol's connection closed without a logout: inside her resume window.
+                assert (await recv(wa, "presence"))["states"] == {"carol": 1}
+                await send(wa, {"t": "query", "rid": 6, "users": ["carol"]})
+                reply = await recv(wa, "presence")
+                assert reply["rid"] == 6 and reply["states"] == {"carol": 1}
+            # bob's connection closed without logout: UNREACHABLE (resume window) first.
+            push = await recv(wa, "presence")
+            assert push["states"]["bob"] in (PeerOnlineState.UNREACHABLE, PeerOnlineState.OFFLINE)
+
+
+async def test_login_on_another_node_kicks_the_older_session(shared_redis: RedisProcess) -> None:
+    async with nodes(shared_redis.url, 2) as [(a, _), (b, _)]:
+        async with user(a.url, "alice") as wa:
+            await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
+            await recv(wa, "presence")
+            async with user(a.url, "bob") as old:
+                assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+                async with user(b.url, "bob") as new:
+                    kicked = await recv(old, "kicked")
+                    assert kicked["reason"] == ConnectionChangeReason.REMOTE_LOGIN
+                    # Messages now reach the new session, on the other node.
+                    await send(
+                        wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "hi"}}
+                    )
+                    assert (await recv(wa, "result")).get("code", 0) == 0
+                    assert (await recv(new, "msg"))["msg"]["text"] == "hi"
+                    # bob stayed online throughout: no OFFLINE push for alice.
+                    with trio.move_on_after(TTL):
+                        frame = await recv(wa, "presence")
+                        pytest.fail(f"unexpected presence push {frame}")
+
+
+async def test_a_killed_node_s_users_go_offline_within_the_ttl(shared_redis: RedisProcess) -> None:
+    prefix = f"t{secrets.token_hex(3)}"
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+        [sys.executable, "-m", "tests.redis.node", "--redis", shared_redis.url,
+         "--node-id", "doomed", "--ttl", str(TTL), "--prefix", prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = await trio.to_thread.run_sync(proc.stdout.readline)
+        async with nodes(shared_redis.url, 1, prefix=prefix) as [(a, _)]:
+            async with user(a.url, "alice") as wa, user(url.strip(), "bob"):
+                await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
+                assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+                proc.kill()
+                start = trio.current_time()
+                with trio.fail_after(TTL + 2):
+                    push = await recv(wa, "presence")
+                assert push["states"] == {"bob": PeerOnlineState.OFFLINE}
+                assert trio.current_time() - start <= TTL + 1.0
+                await send(
+                    wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "x"}}
+                )
+                assert (await recv(wa, "result"))["code"] == PeerMessageError.PEER_UNREACHABLE
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_redis_paused_gives_explicit_errors_then_recovers(own_redis: RedisProcess) -> None:
+    async with nodes(own_redis.url, 2, op_timeout=0.3) as [(a, ha), (b, _)]:
+        async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            own_redis.pause()
+            try:
+                await send(
+                    wa, {"t": "send", "rid": 1, "to": "bob", "msg": {"k": "text", "text": "x"}}
+                )
+                result = await recv(wa, "result")
+                assert result["code"] == PeerMessageError.FAILURE
+                assert not (await ha.health()).ok
+                assert not (await a.health()).ok
+            finally:
+                own_redis.resume()
+            with trio.fail_after(5):
+                while not (await ha.health()).ok:  # noqa: ASYNC110 - polling health is the point
+                    await trio.sleep(0.1)
+            await send(wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "y"}})
+            assert (await recv(wa, "result")).get("code", 0) == 0
+            assert (await recv(wb, "msg"))["msg"]["text"] == "y"
+
+
+async def test_redis_restarted_nodes_resubscribe_and_reregister(own_redis: RedisProcess) -> None:
+    async with nodes(own_redis.url, 2, op_timeout=0.3) as [(a, ha), (b, hb)]:
+        async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            own_redis.stop()  # every key is gone with it (no persistence)
+            await send(wa, {"t": "send", "rid": 1, "to": "bob", "msg": {"k": "text", "text": "x"}})
+            assert (await recv(wa, "result"))["code"] in (
+                PeerMessageError.FAILURE,
+                PeerMessageError.PEER_UNREACHABLE,
+            )
+            assert not (await hb.health()).ok
+            await trio.to_thread.run_sync(own_redis.start)
+            # Within a refresh period bob is registered again and reachable from node a.
+            with trio.fail_after(TTL + 5):
+                while True:
+                    await send(
+                        wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "y"}}
+                    )
+                    if (await recv(wa, "result")).get("code", 0) == 0:
+                        break
+                    await trio.sleep(0.2)
+            assert (await recv(wb, "msg"))["msg"]["text"] == "y"
+            with trio.fail_after(5):
+                while not ((await ha.health()).ok and (await hb.health()).ok):  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+
+
+async def test_unreachable_redis_at_start_is_a_clear_error() -> None:
+    from .redisproc import free_port
+
+    with pytest.raises(HubUnavailable, match="cannot reach redis"):
+        async with open_redis_hub(f"redis://127.0.0.1:{free_port()}/0", op_timeout=0.3):
+            pass
