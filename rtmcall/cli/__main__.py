@@ -1,0 +1,5 @@
+"""``python -m rtmcall.cli`` is ``rtmcall``."""
+
+from .app import main
+
+main()

@@ -1,0 +1,163 @@
+"""``rtmcall server`` and ``rtmcall token``: argument handling only (see :mod:`.serverrun`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import check_user, usage_error
+
+SecretOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RTMCALL_SECRET",
+        help="HS256 secret; logins then need a token. Prefer --secret-file or the env var.",
+        show_default=False,
+    ),
+]
+SecretFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Read the secret from FILE (trailing newline ignored).",
+        show_default=False,
+    ),
+]
+
+
+def _secret(secret: str | None, secret_file: Path | None) -> str | None:
+    if secret_file is not None:
+        try:
+            text = secret_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise usage_error(
+                f"cannot read {secret_file}: {exc.strerror}", "--secret-file"
+            ) from None
+        if not text:
+            raise usage_error(f"{secret_file} is empty", "--secret-file")
+        return text
+    return secret or None
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
+    secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback --host without a secret.")
+    ] = False,
+    cert: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="TLS certificate (PEM): serve wss://.")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(metavar="FILE", help="TLS private key (PEM).")] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Share users with other nodes through Redis."),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option(help="This node's name with --redis. [default: random]")
+    ] = None,
+    max_connections: Annotated[int, typer.Option(min=1, help="Most open connections.")] = 10_000,
+    max_frame_bytes: Annotated[
+        int, typer.Option(min=1024, help="Largest WebSocket message (bytes).")
+    ] = 64 * 1024,
+    login_timeout: Annotated[
+        float, typer.Option(metavar="S", min=0.1, help="A connection must log in within S.")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(metavar="S", min=0.1, help="Close a connection silent for S.")
+    ] = 10.0,
+    heartbeat: Annotated[
+        float, typer.Option(metavar="S", min=0.1, help="Clients send a ping at least every S.")
+    ] = 3.0,
+    resume_window: Annotated[
+        float, typer.Option(metavar="S", min=0, help="Keep a dropped session S for a resume.")
+    ] = 10.0,
+    rate_messages: Annotated[
+        int, typer.Option(min=1, help="Peer messages per user per --rate-messages-per.")
+    ] = 180,
+    rate_messages_per: Annotated[float, typer.Option(metavar="S", min=0.001)] = 3.0,
+    rate_logins: Annotated[
+        int, typer.Option(min=1, help="Logins per user id per --rate-logins-per.")
+    ] = 2,
+    rate_logins_per: Annotated[float, typer.Option(metavar="S", min=0.001)] = 1.0,
+    max_subscriptions: Annotated[
+        int, typer.Option(min=0, help="Most peers one session may watch.")
+    ] = 1024,
+    shutdown_grace: Annotated[
+        float, typer.Option(metavar="S", min=0, help="Time clients get to close on Ctrl-C.")
+    ] = 2.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines.")] = False,
+) -> None:
+    """Run the signaling server and print the URL it listens on.
+
+    Logs logins, kicks and errors on stderr. Ctrl-C (or SIGTERM) stops it cleanly: clients
+    are told and reconnect when it is back. Without a secret it only serves the loopback
+    address unless --insecure is given.
+
+    \b
+    Examples:
+      rtmcall server
+      rtmcall server --port 0                      # a free port; the URL is printed
+      rtmcall server --host 0.0.0.0 --secret-file /etc/rtmcall.key --cert c.pem --key k.pem
+      rtmcall server --redis redis://localhost:6379 --node-id a
+    """
+    from .serverrun import ServerOptions, run_server
+
+    if (cert is None) != (key is None):
+        raise usage_error("give both --cert and --key for wss://", "--cert/--key")
+    options = ServerOptions(
+        host=host,
+        port=port,
+        secret=_secret(secret, secret_file),
+        cert=cert,
+        key=key,
+        redis=redis,
+        node_id=node_id,
+        log_level="WARNING" if quiet else ("DEBUG" if verbose else "INFO"),
+        config={
+            "insecure": insecure,
+            "max_connections": max_connections,
+            "max_frame_bytes": max_frame_bytes,
+            "login_timeout": login_timeout,
+            "idle_timeout": idle_timeout,
+            "heartbeat": heartbeat,
+            "resume_window": resume_window,
+            "rate_messages": rate_messages,
+            "rate_messages_per": rate_messages_per,
+            "rate_logins": rate_logins,
+            "rate_logins_per": rate_logins_per,
+            "max_subscriptions": max_subscriptions,
+            "shutdown_grace": shutdown_grace,
+        },
+    )
+    raise typer.Exit(run_server(options))
+
+
+def token(
+    user: Annotated[str, typer.Argument(metavar="USER", help="The user id the token is for.")],
+    secret: SecretOpt = None,
+    secret_file: SecretFileOpt = None,
+    ttl: Annotated[
+        float, typer.Option(metavar="S", min=1, max=86400, help="Lifetime in seconds (≤ 24 h).")
+    ] = 3600.0,
+) -> None:
+    """Mint a login token (JWT, HS256) for USER with the server's secret.
+
+    \b
+    Examples:
+      rtmcall token alice --secret-file server.key
+      RTMCALL_SECRET=s3cret rtmcall token bob --ttl 600
+      rtmcall login alice --token "$(rtmcall token alice --secret-file server.key)"
+    """
+    check_user(user, "USER")
+    key = _secret(secret, secret_file)
+    if not key:
+        raise usage_error("give --secret, --secret-file or RTMCALL_SECRET", "--secret")
+    from rtmcall.server.tokens import mint_token
+
+    typer.echo(mint_token(key, user, ttl))

@@ -1,0 +1,235 @@
+"""The softphone's command language, parsed into data: one parser for the interactive prompt
+and for pipe mode, so both accept exactly the same lines.
+
+A line is split like a POSIX shell's (:func:`shlex.split`); options take ``--opt VALUE`` or
+``--opt=VALUE``. :func:`parse` never touches the network: it returns a command object or
+raises :class:`CommandError` with a one-line message for the user.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+
+
+class CommandError(ValueError):
+    """A line that is not a valid command; the message is one line, for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    peers: tuple[str, ...]
+    content: str = ""
+    channel: str = ""
+    lifetime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    id: str | None = None
+    response: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    id: str | None = None
+    response: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class List:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait until invitation ``id`` (or every live one) ended, or with ``incoming`` until an
+    incoming invitation rings; give up after ``timeout`` seconds."""
+
+    id: str | None = None
+    incoming: bool = False
+    timeout: float | None = None
+
+
+Command = Call | Cancel | Accept | Refuse | List | Online | Help | Quit | Sleep | Wait
+
+#: name -> (usage, one-line description); also the order of `help`.
+USAGE: dict[str, tuple[str, str]] = {
+    "call": (
+        "call PEER… [--content TEXT] [--channel ID] [--lifetime S]",
+        "invite one or more peers",
+    ),
+    "cancel": ("cancel [ID]", "cancel your outgoing invitation (default: the newest)"),
+    "accept": ("accept [ID] [--response TEXT]", "accept an incoming invitation"),
+    "refuse": ("refuse [ID] [--response TEXT]", "refuse an incoming invitation"),
+    "list": ("list", "print every invitation of this session"),
+    "online": ("online PEER…", "ask whether peers are online"),
+    "wait": (
+        "wait [ID] [--incoming] [--timeout S]",
+        "wait until ID (default: every live invitation) ends, or until a call comes in",
+    ),
+    "sleep": ("sleep S", "pause for S seconds (for scripts)"),
+    "help": ("help [COMMAND]", "show the commands"),
+    "quit": ("quit", "cancel your ringing calls, log out and exit"),
+}
+ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit"}
+
+
+def _number(cmd: str, opt: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"{cmd}: {opt} needs a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise CommandError(f"{cmd}: {opt} must be a positive number of seconds")
+    return value
+
+
+def _split_options(
+    cmd: str, words: list[str], options: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """Separate positional words from ``--opt VALUE`` pairs. ``options`` maps every accepted
+    spelling to its canonical name; a value of ``""`` marks a flag without a value."""
+    positional: list[str] = []
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":  # everything after is positional, e.g. a peer named "--x"
+            positional.extend(words[i + 1 :])
+            break
+        if word.startswith("--") and len(word) > 2:
+            name, eq, value = word.partition("=")
+            if name not in options:
+                known = ", ".join(sorted({o for o in options if o.startswith("--")}))
+                hint = f" (it takes {known})" if known else ""
+                raise CommandError(f"{cmd}: unknown option {name}{hint}")
+            canonical = options[name]
+            if canonical.startswith("flag:"):
+                if eq:
+                    raise CommandError(f"{cmd}: {name} takes no value")
+                found[canonical[5:]] = "1"
+            elif eq:
+                found[canonical] = value
+            else:
+                if i + 1 >= len(words):
+                    raise CommandError(f"{cmd}: {name} needs a value")
+                i += 1
+                found[canonical] = words[i]
+        else:
+            positional.append(word)
+        i += 1
+    return positional, found
+
+
+def _at_most_one_id(cmd: str, positional: list[str]) -> str | None:
+    if len(positional) > 1:
+        raise CommandError(f"{cmd}: takes at most one invitation ID, got {len(positional)}")
+    return positional[0] if positional else None
+
+
+def parse(line: str) -> Command | None:
+    """Parse one command line; None for a blank line or a ``#`` comment.
+
+    Raises:
+        CommandError: unknown command, bad quoting, unknown option, missing argument.
+    """
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as exc:  # e.g. "No closing quotation"
+        raise CommandError(f"cannot split the line: {exc}") from None
+    if not words:
+        return None
+    name, args = words[0].lower(), words[1:]
+    name = ALIASES.get(name, name)
+    if name == "call":
+        pos, opts = _split_options(
+            name, args, {"--content": "content", "--channel": "channel", "--lifetime": "lifetime"}
+        )
+        if not pos:
+            raise CommandError("call: name at least one PEER to call")
+        lifetime = opts.get("lifetime")
+        return Call(
+            peers=tuple(pos),
+            content=opts.get("content", ""),
+            channel=opts.get("channel", ""),
+            lifetime=_number(name, "--lifetime", lifetime) if lifetime is not None else None,
+        )
+    if name == "cancel":
+        pos, _ = _split_options(name, args, {})
+        return Cancel(_at_most_one_id(name, pos))
+    if name in ("accept", "refuse"):
+        pos, opts = _split_options(name, args, {"--response": "response"})
+        kind = Accept if name == "accept" else Refuse
+        return kind(_at_most_one_id(name, pos), opts.get("response", ""))
+    if name == "online":
+        pos, _ = _split_options(name, args, {})
+        if not pos:
+            raise CommandError("online: name at least one PEER")
+        return Online(tuple(pos))
+    if name == "wait":
+        pos, opts = _split_options(
+            name, args, {"--timeout": "timeout", "--incoming": "flag:incoming"}
+        )
+        timeout = opts.get("timeout")
+        incoming = "incoming" in opts
+        if incoming and pos:
+            raise CommandError("wait: give an ID or --incoming, not both")
+        return Wait(
+            _at_most_one_id(name, pos),
+            incoming=incoming,
+            timeout=_number(name, "--timeout", timeout) if timeout is not None else None,
+        )
+    if name == "sleep":
+        pos, _ = _split_options(name, args, {})
+        if len(pos) != 1:
+            raise CommandError("sleep: give the number of seconds, e.g. sleep 1.5")
+        return Sleep(_number(name, "sleep", pos[0]))
+    if name in ("list", "quit"):
+        if args:
+            raise CommandError(f"{name}: takes no arguments")
+        return List() if name == "list" else Quit()
+    if name == "help":
+        if len(args) > 1:
+            raise CommandError("help: takes at most one COMMAND")
+        topic = ALIASES.get(args[0].lower(), args[0].lower()) if args else None
+        if topic is not None and topic not in USAGE:
+            raise CommandError(f"help: no command {args[0]!r}; type help for the list")
+        return Help(topic)
+    raise CommandError(f"unknown command {words[0]!r}; type help for the list")
+
+
+def help_lines(topic: str | None = None) -> list[str]:
+    """The help text, one line per command (or just ``topic``'s)."""
+    names = [topic] if topic else list(USAGE)
+    width = max(len(USAGE[n][0]) for n in names)
+    lines = [f"{USAGE[n][0]:<{width}}  {USAGE[n][1]}" for n in names]
+    if topic is None:
+        lines.append("IDs may be shortened to any unique prefix; quote text with spaces.")
+    return lines

@@ -1,0 +1,165 @@
+"""Where the softphone's output goes: JSON lines, readable lines, or the interactive console.
+
+The :class:`~rtmcall.cli.softphone.Softphone` reports everything through the :class:`Sink`
+methods, so the same command dispatcher drives every mode and only the presentation differs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, TextIO
+
+from rtmcall.client.events import (
+    ConnectionStateChanged,
+    MessageFromPeer,
+    PeersOnlineStatusChanged,
+    TokenPrivilegeWillExpire,
+)
+from rtmcall.engine.codes import PeerOnlineState
+from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+
+from . import jsonfmt, textfmt
+from .table import Row
+
+
+class Sink(Protocol):
+    def event(self, ev: object) -> None:
+        """A client event arrived (invitation, connection, presence, message, token)."""
+
+    def sent(self, info: InvitationInfo) -> None:
+        """``call`` sent a new invitation."""
+
+    def api_error(
+        self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
+    ) -> None:
+        """The engine refused a command; nothing changed."""
+
+    def error(self, message: str) -> None:
+        """Anything else that went wrong, in one line."""
+
+    def lines(self, lines: Sequence[str]) -> None:
+        """Informational text (help)."""
+
+    def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
+        """The answer to ``list``."""
+
+    def online(self, states: Mapping[str, PeerOnlineState]) -> None:
+        """The answer to ``online``."""
+
+    def changed(self) -> None:
+        """Some invitation changed: redraw live views."""
+
+
+def _write_to(stream: TextIO | None) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        out = stream or sys.stdout
+        out.write(line + "\n")
+        out.flush()  # scripts read us line by line: never sit on a buffered line
+
+    return write
+
+
+class JsonSink:
+    """One JSON object per line, flushed at once (pipe mode with ``--json``)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._write = _write_to(stream)
+
+    def emit(self, obj: jsonfmt.JsonObject) -> None:
+        self._write(jsonfmt.dumps(obj))
+
+    def event(self, ev: object) -> None:
+        match ev:
+            case InvitationEvent():
+                self.emit(jsonfmt.invitation_event(ev))
+            case ConnectionStateChanged(state=state, reason=reason):
+                self.emit(jsonfmt.connection_state(state, reason))
+            case PeersOnlineStatusChanged(states=states):
+                self.emit(jsonfmt.peers_online(states, "PeersOnlineStatusChanged"))
+            case MessageFromPeer(peer=peer, text=text):
+                self.emit(jsonfmt.message_from_peer(peer, text))
+            case TokenPrivilegeWillExpire(seconds=seconds):
+                self.emit(jsonfmt.token_will_expire(seconds))
+
+    def sent(self, info: InvitationInfo) -> None:
+        self.emit(jsonfmt.local_invitation_sent(info))
+
+    def api_error(
+        self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
+    ) -> None:
+        self.emit(
+            jsonfmt.api_call_error(exc.code, exc.message, command=command, info=info, peer=peer)
+        )
+
+    def error(self, message: str) -> None:
+        self.emit(jsonfmt.error(message))
+
+    def lines(self, lines: Sequence[str]) -> None:
+        self.emit({"event": "Help", "lines": list(lines)})
+
+    def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
+        for info in infos:
+            self.emit(jsonfmt.invitation("Invitation", info))
+
+    def online(self, states: Mapping[str, PeerOnlineState]) -> None:
+        self.emit(jsonfmt.peers_online(states))
+
+    def changed(self) -> None:
+        pass
+
+
+class TextSink:
+    """Readable lines (pipe mode without ``--json``, one-shot commands). ``write`` takes one
+    line without its newline; errors go through ``write_error`` (stderr by default)."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None] | None = None,
+        write_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.write = write or _write_to(None)
+        self.write_error = write_error or _write_to(sys.stderr)
+
+    def event(self, ev: object) -> None:
+        match ev:
+            case InvitationEvent():
+                self.write(textfmt.invitation_event(ev))
+            case ConnectionStateChanged(state=state, reason=reason):
+                self.write(f"connection {state.name} ({reason.name})")
+            case PeersOnlineStatusChanged(states=states):
+                self.write(textfmt.peers_online(states))
+            case MessageFromPeer(peer=peer, text=text):
+                self.write(f"message from {peer}: {text}")
+            case TokenPrivilegeWillExpire(seconds=seconds):
+                self.write(f"the login token expires in {seconds:.0f} s")
+
+    def sent(self, info: InvitationInfo) -> None:
+        self.write(textfmt.local_invitation_sent(info))
+
+    def api_error(
+        self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
+    ) -> None:
+        self.write_error(textfmt.api_call_error(exc.message, exc.code.name, command))
+
+    def error(self, message: str) -> None:
+        self.write_error(message)
+
+    def lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
+        if not infos:
+            self.write("no invitations")
+        for info in infos:
+            self.write(
+                f"{info.id}  {info.direction}  {info.peer}  {info.state.name}"
+                + (f" {info.error.name}" if info.error else "")
+            )
+
+    def online(self, states: Mapping[str, PeerOnlineState]) -> None:
+        self.write(textfmt.peers_online(states))
+
+    def changed(self) -> None:
+        pass

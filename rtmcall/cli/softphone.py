@@ -1,0 +1,313 @@
+"""The softphone: one logged-in client, the invitations it has seen, and the commands of the
+command language (:mod:`.commands`) carried out against it.
+
+Shared by the interactive console, pipe mode and the one-shot ``call``/``answer``: they
+differ only in their :class:`~.sinks.Sink` and in where command lines come from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+
+from rtmcall.client.errors import RtmError
+from rtmcall.client.events import ConnectionStateChanged
+from rtmcall.engine.codes import (
+    LOCAL_TERMINAL,
+    REMOTE_TERMINAL,
+    ConnectionState,
+    LocalInvitationState,
+    RemoteInvitationState,
+)
+from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+
+from . import commands as c
+from .commands import help_lines
+from .sinks import Sink
+from .table import Row, short_id
+
+#: An engine LocalInvitation/RemoteInvitation (live, has .info()), or a snapshot when the
+#: client no longer holds the object.
+Tracked = Any
+
+
+def _info(obj: Tracked) -> InvitationInfo:
+    return obj.info() if hasattr(obj, "info") else obj
+
+
+def _terminal(info: InvitationInfo) -> bool:
+    # By direction: the two state enums share numbers, and IntEnums compare as numbers.
+    return info.state in (LOCAL_TERMINAL if info.direction == "out" else REMOTE_TERMINAL)
+
+
+#: States a ``cancel`` / ``accept`` / ``refuse`` without an ID looks for.
+_CAN_CANCEL = (LocalInvitationState.SENT_TO_REMOTE, LocalInvitationState.RECEIVED_BY_REMOTE)
+_CAN_ANSWER = (RemoteInvitationState.INVITATION_RECEIVED,)
+
+
+class Softphone:
+    """Carries out commands for one session and keeps the invitation list.
+
+    Args:
+      client: a logged-in :class:`rtmcall.client.RtmClient`.
+      sink: where every result and event is reported.
+    """
+
+    def __init__(self, client: Any, sink: Sink) -> None:
+        self.client = client
+        self.sink = sink
+        #: id -> invitation, in the order first seen (the table's order).
+        self._invs: dict[str, Tracked] = {}
+        self._changed = trio.Event()
+        #: Bumped on every change, so views can tell whether to redraw.
+        self.version = 0
+        #: Set when the session ended under us (kicked, aborted): why, in words.
+        self.ended: str | None = None
+        # Events about an invitation that `call` is still sending wait here until its
+        # LocalInvitationSent line is out, so scripts always see that line first.
+        self._announcing: set[str] = set()
+        self._held: list[InvitationEvent] = []
+        # Subscribe now, before any checkpoint: the client promises every event to a
+        # subscription made right after login (an invitation may be waiting for us).
+        self._stream = client.events()
+        #: Called once when the session ends under us, so the runner can stop reading input.
+        self.on_end: Callable[[], None] = lambda: None
+
+    # --- the invitation list ----------------------------------------------------------
+
+    def _notify(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+        self.sink.changed()
+
+    async def wait_change(self) -> None:
+        await self._changed.wait()
+
+    def infos(self) -> list[InvitationInfo]:
+        return [_info(obj) for obj in self._invs.values()]
+
+    def rows(self, now: float | None = None) -> list[Row]:
+        """A snapshot for the table, countdown deadlines on :func:`time.monotonic` (or on the
+        base of ``now`` given as the monotonic equivalent of trio's current time)."""
+        mono = time.monotonic() if now is None else now
+        trio_now = trio.current_time()
+        rows = []
+        for obj in self._invs.values():
+            info = _info(obj)
+            live = not _terminal(info)
+            deadline = None
+            if live and hasattr(obj, "info"):
+                at = self.client.timer_deadline(obj)
+                if at is not None:
+                    deadline = mono + (at - trio_now)
+            rows.append(Row.from_info(info, deadline=deadline, live=live))
+        return rows
+
+    def _lookup(self, info: InvitationInfo) -> Tracked:
+        table = (
+            self.client.local_invitations
+            if info.direction == "out"
+            else self.client.remote_invitations
+        )
+        return table.get(info.id, info)
+
+    def handle_event(self, ev: object) -> None:
+        """Record one client event and report it."""
+        if isinstance(ev, InvitationEvent):
+            info = ev.invitation
+            if info.id in self._announcing:
+                self._held.append(ev)
+                return
+            self._invs[info.id] = self._lookup(info)
+        self.sink.event(ev)
+        if isinstance(ev, ConnectionStateChanged) and ev.state == ConnectionState.ABORTED:
+            self.ended = f"the session ended: {ev.reason.name}"
+            self.on_end()
+        self._notify()
+
+    async def pump(self) -> None:
+        """Run forever: take the client's events and report them."""
+        async with self._stream:
+            async for ev in self._stream:
+                self.handle_event(ev)
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def execute(self, cmd: c.Command) -> bool:
+        """Carry out one command; False when it asks to quit. Never raises for a refused
+        or failed command: that is reported to the sink."""
+        try:
+            match cmd:
+                case c.Call():
+                    for peer in cmd.peers:
+                        await self._call(peer, cmd)
+                case c.Cancel(id=inv_id):
+                    await self._answer("cancel", inv_id)
+                case c.Accept(id=inv_id, response=response):
+                    await self._answer("accept", inv_id, response)
+                case c.Refuse(id=inv_id, response=response):
+                    await self._answer("refuse", inv_id, response)
+                case c.List():
+                    self.sink.listing(self.infos(), self.rows())
+                case c.Online(peers=peers):
+                    self.sink.online(await self.client.query_peers_online_status(list(peers)))
+                case c.Wait():
+                    await self._wait(cmd)
+                case c.Sleep(seconds=seconds):
+                    await trio.sleep(seconds)
+                case c.Help(topic=topic):
+                    self.sink.lines(help_lines(topic))
+                case c.Quit():
+                    return False
+        except RtmError as exc:  # not logged in, the server refused a query, …
+            self.sink.error(f"{type(cmd).__name__.lower()}: {exc}")
+        return True
+
+    async def run_line(self, line: str) -> bool:
+        """Parse and carry out one command line; False when it asks to quit."""
+        try:
+            cmd = c.parse(line)
+        except c.CommandError as exc:
+            self.sink.error(str(exc))
+            return True
+        if cmd is None:
+            return True
+        return await self.execute(cmd)
+
+    async def _call(self, peer: str, cmd: c.Call) -> None:
+        try:
+            inv = self.client.create_invitation(
+                peer, content=cmd.content, channel_id=cmd.channel, lifetime=cmd.lifetime
+            )
+        except ApiCallError as exc:
+            self.sink.api_error(exc, "call", None, peer)
+            return
+        self._invs[inv.id] = inv
+        self._announcing.add(inv.id)
+        try:
+            await self.client.send_invitation(inv)
+        except ApiCallError as exc:
+            self.sink.api_error(exc, "call", inv.info(), peer)
+            return
+        finally:
+            self._announcing.discard(inv.id)
+            held = [ev for ev in self._held if ev.invitation.id == inv.id]
+            self._held = [ev for ev in self._held if ev.invitation.id != inv.id]
+        self.sink.sent(inv.info())
+        for ev in held:
+            self.sink.event(ev)
+        self._notify()
+
+    def pick(self, command: str, inv_id: str | None) -> Tracked | str | None:
+        """The invitation a ``cancel``/``accept``/``refuse`` is about.
+
+        With an ID: the one invitation whose id starts with it (an unknown ID is passed on
+        as it is, so the engine answers with its INVALID_ARGUMENT). Without: the newest it
+        can apply to, else the newest of its direction (so the engine can say why not).
+        Reports a usage error and returns None when there is nothing to act on.
+        """
+        direction = "out" if command == "cancel" else "in"
+        if inv_id is not None:
+            found = [obj for key, obj in self._invs.items() if key.startswith(inv_id)]
+            if len(found) > 1:
+                ids = ", ".join(short_id(_info(o).id) for o in found[:5])
+                self.sink.error(f"{command}: ID {inv_id!r} is ambiguous ({ids}); type more")
+                return None
+            return found[0] if found else inv_id
+        mine = [o for o in self._invs.values() if _info(o).direction == direction]
+        applies = _CAN_CANCEL if command == "cancel" else _CAN_ANSWER
+        for obj in reversed(mine):
+            if _info(obj).state in applies:
+                return obj
+        if mine:
+            return mine[-1]
+        what = "outgoing invitation to cancel" if direction == "out" else f"call to {command}"
+        self.sink.error(f"{command}: there is no {what}")
+        return None
+
+    async def _answer(self, command: str, inv_id: str | None, response: str = "") -> None:
+        target = self.pick(command, inv_id)
+        if target is None:
+            return
+        arg = target if isinstance(target, str) else _info(target).id
+        try:
+            if command == "cancel":
+                await self.client.cancel(arg)
+            elif command == "accept":
+                await self.client.accept(arg, response=response)
+            else:
+                await self.client.refuse(arg, response=response)
+        except ApiCallError as exc:
+            info = None if isinstance(target, str) else _info(target)
+            self.sink.api_error(exc, command, info, None)
+            return
+        self._notify()
+
+    def _ringing_incoming(self) -> bool:
+        return any(
+            i.direction == "in" and i.state == RemoteInvitationState.INVITATION_RECEIVED
+            for i in self.infos()
+        )
+
+    async def _wait(self, cmd: c.Wait) -> None:
+        if cmd.incoming:
+            done = self._ringing_incoming
+        elif cmd.id is not None:
+            found = [k for k in self._invs if k.startswith(cmd.id)]
+            if len(found) != 1:
+                problem = "is ambiguous" if found else "matches no invitation"
+                self.sink.error(f"wait: ID {cmd.id!r} {problem}")
+                return
+            key = found[0]
+            done = lambda: _terminal(_info(self._invs[key]))  # noqa: E731
+        else:
+            done = lambda: not any(not _terminal(i) for i in self.infos())  # noqa: E731
+        timeout = math.inf if cmd.timeout is None else cmd.timeout
+        with trio.move_on_after(timeout):
+            while not done() and self.ended is None:
+                await self.wait_change()
+            return
+        self.sink.error(f"wait: timed out after {timeout:g} s")
+
+    # --- the end ------------------------------------------------------------------------
+
+    def pending_outgoing(self) -> list[Tracked]:
+        infos = ((o, _info(o)) for o in self._invs.values())
+        return [o for o, i in infos if i.direction == "out" and not _terminal(i)]
+
+    async def settle(self, invs: Iterable[Tracked], within: float) -> None:
+        """Wait (at most ``within`` seconds) until every one of ``invs`` ended."""
+        keys = [_info(o).id for o in invs]
+        with trio.move_on_after(within):
+            while any(not _terminal(_info(self._invs[k])) for k in keys if k in self._invs):
+                await self.wait_change()
+
+    async def shutdown(self, settle_timeout: float = 3.0, logout_timeout: float = 3.0) -> None:
+        """Cancel our pending outgoing invitations, let them and any accept in flight settle
+        (bounded), then log out. Safe to call when the session already ended."""
+        if self.ended is None:
+            for obj in self.pending_outgoing():
+                try:
+                    await self.client.cancel(_info(obj).id)
+                except (ApiCallError, RtmError):
+                    pass  # it ended meanwhile, or the session is gone: nothing to cancel
+            in_flight = [
+                o
+                for o in self._invs.values()
+                if not _terminal(_info(o))
+                and (
+                    _info(o).direction == "out"
+                    or _info(o).state == RemoteInvitationState.ACCEPT_SENT_TO_LOCAL
+                )
+            ]
+            await self.settle(in_flight, settle_timeout)
+        with trio.move_on_after(logout_timeout):
+            try:
+                await self.client.logout()
+            except RtmError:
+                pass
