@@ -1,0 +1,85 @@
+"""The trio-websocket glue: accept one WebSocket on a stream, with two fixes.
+
+``trio_websocket.serve_websocket`` would do, but it (1) gives no hook to refuse a
+connection over the cap or to bound the handshake per our config, and (2) on a protocol
+violation that wsproto detects itself, notably a text frame with invalid UTF-8, closes
+the TCP stream without telling the peer, which then sees 1006 instead of RFC 6455's 1007.
+So this module does what ``WebSocketServer._handle_connection`` does (20 lines) with a
+connection subclass that sends the close frame first.
+
+It relies on two private methods of trio-websocket 0.12 (``_reader_task`` and
+``_get_request``) and one private handler; ``tests/server/test_hostile.py`` pins the
+observable behaviour (1007 and 1009 seen by the client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+import wsproto
+from trio_websocket import ConnectionClosed, WebSocketConnection
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
+
+
+class _ServerConnection(WebSocketConnection):
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        # wsproto turns a parse failure (bad UTF-8: 1007, protocol error: 1002, ...) into a
+        # CloseConnection event while its own state is still OPEN; a close from the peer
+        # arrives in REMOTE_CLOSING. Answer the former with a close frame of that code.
+        if self._wsproto.state == ConnectionState.OPEN:
+            try:
+                reason = (event.reason or "").encode()[:120].decode(errors="ignore")
+                await self._send(CloseConnection(code=event.code, reason=reason))
+            except (ConnectionClosed, wsproto.utilities.LocalProtocolError):
+                pass
+        await super()._handle_close_connection_event(event)
+
+
+async def accept_websocket(
+    stream: trio.abc.Stream,
+    handler: Callable[[WebSocketConnection], Awaitable[None]],
+    *,
+    max_message_size: int,
+    message_queue_size: int,
+    handshake_timeout: float,
+    close_timeout: float,
+) -> bool:
+    """Run the opening handshake on ``stream``, then ``handler(ws)``, then close.
+
+    Returns False when the handshake did not complete in time (the stream is closed).
+
+    Resource handling: the stream is always closed on return, also on cancellation.
+    """
+    conn = _ServerConnection(
+        stream,
+        WSConnection(ConnectionType.SERVER),
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+    )
+    handshake = trio.move_on_after(handshake_timeout)
+
+    async def read() -> None:
+        await conn._reader_task()
+        handshake.cancel()  # the stream died (e.g. TLS failed): stop waiting for a request
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        ws: WebSocketConnection | None = None
+        with handshake:
+            request = await conn._get_request()
+            ws = await request.accept()
+        if ws is None:
+            nursery.cancel_scope.cancel()
+            await trio.aclose_forcefully(stream)
+            return False
+        try:
+            await handler(ws)
+        finally:
+            with trio.move_on_after(close_timeout, shield=True):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+            await trio.aclose_forcefully(stream)
+    return True

@@ -1,0 +1,422 @@
+"""One WebSocket connection: log in, then serve the session until the connection ends.
+
+Three tasks per logged-in connection, in one nursery under ``self._scope``:
+
+* the **reader** (this connection's only consumer of the socket) decodes each frame once
+  and handles it; routing a Send means one ``hub.deliver``, which only appends to the
+  receiver's queue, so a reader never waits for another connection's socket;
+* the **writer** drains the session's outbox to the socket (the only task that writes
+  during the session), so replies and deliveries leave in the order they were queued;
+* the **watchdog** sends a ServerPing when the client has been silent for half the idle
+  timeout and cuts the connection at the idle timeout (half-open detection); with a
+  token, the **token watcher** warns before expiry and kicks after the grace.
+
+How the connection ended (``outcome``) decides the close code and whether the session
+ends or is detached for a resume; see ``_CLOSE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError
+from rtmcall.engine.frames import (
+    Deliver,
+    Error,
+    FrameError,
+    Login,
+    Logout,
+    Ping,
+    Pong,
+    Presence,
+    Query,
+    Renew,
+    Renewed,
+    Result,
+    Send,
+    Subscribe,
+    TokenExpiring,
+    Unsubscribe,
+    decode_client_frame,
+    encode,
+    peer_msg_problem,
+    user_id_problem,
+)
+
+from . import replies
+from .login import login_phase
+from .tokens import TokenError, verify_token
+
+if TYPE_CHECKING:
+    from .serve import Server
+    from .session import Session
+
+log = logging.getLogger("rtmcall.server")
+
+#: outcome -> (close code, close reason, the session ends rather than waiting for a resume)
+_CLOSE: dict[str, tuple[int, str, bool]] = {
+    "dropped": (1000, "", False),
+    "idle": (1008, "idle timeout", False),
+    "too_big": (1009, "frame too large", False),
+    "internal": (1011, "internal error", False),
+    "superseded": (1000, "session resumed on another connection", False),
+    "login_failed": (1008, "login failed", False),
+    "login_timeout": (1008, "login timeout", False),
+    "logout": (1000, "logout", True),
+    "kicked": (1000, "kicked", True),
+    "slow_reader": (1008, "outbound queue overflow", True),
+    "shutdown": (1001, "server shutdown", True),
+}
+
+_OK = PeerMessageError.OK
+_CACHED = PeerMessageError.CACHED_BY_SERVER
+
+
+class Connection:
+    """Serves one accepted WebSocket; implements :class:`~.session.Link`."""
+
+    def __init__(self, server: Server, ws: WebSocketConnection, peer: str) -> None:
+        self.server = server
+        self.ws = ws
+        self.peer = peer
+        self.session: Session | None = None
+        self.outcome = "dropped"
+        self.last_rx = trio.current_time()
+        self._scope = trio.CancelScope()
+        self._finishing = False
+        self._handlers: dict[type, Callable[[Any], Awaitable[bool]]] = {
+            Query: self._on_query,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
+            Renew: self._on_renew,
+            Ping: self._on_ping,
+            Pong: self._on_pong,
+            Logout: self._on_logout,
+            Login: self._on_login,
+        }
+
+    # --- Link -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        self.outcome = "kicked"
+        self._finishing = True
+        deadline = trio.current_time() + self.server.config.shutdown_grace
+        self._scope.deadline = min(self._scope.deadline, deadline)
+        if self.session is not None:
+            self.session.wake()
+
+    def cut(self, why: str) -> None:
+        self.outcome = why
+        self._scope.cancel()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends. Never raises except Cancelled.
+
+        Error handling: an unexpected exception is logged and counted, and closes this
+        connection only (1011); the session is kept for a resume.
+        """
+        try:
+            self.session = await login_phase(self)
+            if self.session is not None:
+                with self._scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._writer)
+                        nursery.start_soon(self._watchdog)
+                        if self.session.token_expires_at is not None:
+                            nursery.start_soon(self._token_watch)
+                        await self._reader()
+                        nursery.cancel_scope.cancel()
+        except Exception:
+            self.outcome = "internal"
+            self.server.stats.internal_errors += 1
+            log.exception("connection %s (%s): unexpected error", self.peer, self._who())
+        finally:
+            if trio.current_effective_deadline() == float("-inf") or self.server.stopping:
+                self.outcome = "shutdown"
+            with trio.move_on_after(self.server.config.shutdown_grace, shield=True):
+                await self._close()
+
+    async def _close(self) -> None:
+        code, reason, ends = _CLOSE[self.outcome]
+        session = self.session
+        if session is not None:
+            if ends or session.ended:
+                await self.server.end_session(session, session.end_reason or reason)
+            elif session.link is self:
+                session.detach()
+                await self.server.hub.update(session)
+                self.server.start_reaper(session)
+                log.info("%s: connection dropped (%s), resumable", self._who(), self.outcome)
+        if self.outcome == "shutdown":
+            await self.send_now_raw(replies.BYE)
+        await self.ws.aclose(code, reason or None)
+
+    def _who(self) -> str:
+        s = self.session
+        return f"user {s.user!r} session {s.id[:8]}" if s is not None else "not logged in"
+
+    async def send_now(self, frame: Any) -> None:
+        """Write a frame directly, outside of the writer (login phase, shutdown)."""
+        await self.send_now_raw(encode(frame))
+
+    async def send_now_raw(self, data: bytes) -> None:
+        try:
+            await self.ws.send_message(data.decode())
+            self.server.stats.frames_out += 1
+        except ConnectionClosed:
+            pass
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        ws = self.ws
+        stats = self.server.stats
+        session = self.session
+        assert session is not None
+        handlers = self._handlers
+        on_send = self._on_send
+        max_bytes = self.server.config.max_frame_bytes
+        suspicious = max_bytes // 4  # a str this long may be over max_bytes in UTF-8
+        while True:
+            try:
+                data = await ws.get_message()
+            except ConnectionClosed as exc:
+                if exc.reason is not None and exc.reason.code == 1009:
+                    self.outcome = "too_big"
+                return
+            self.last_rx = trio.current_time()
+            stats.frames_in += 1
+            if session.ended:
+                continue  # kicked: the writer is flushing the Kicked frame, then we close
+            if len(data) > suspicious and isinstance(data, str):
+                if len(data.encode("utf-8", "surrogatepass")) > max_bytes:
+                    self.outcome = "too_big"
+                    return
+            try:
+                frame = decode_client_frame(data)
+            except FrameError as exc:
+                stats.bad_frames += 1
+                session.push(encode(replies.bad_frame_reply(data, exc)))
+                continue
+            if type(frame) is Send:
+                await on_send(frame)
+            elif await handlers[type(frame)](frame):
+                return
+
+    async def _writer(self) -> None:
+        session = self.session
+        assert session is not None
+        outbox = session.outbox
+        send = self.ws.send_message
+        stats = self.server.stats
+        try:
+            while True:
+                while outbox:
+                    data = outbox[0]
+                    await send(data.decode())
+                    if session.link is not self:
+                        return  # superseded by a resume: the frame stays queued for it
+                    session.pop()
+                    stats.frames_out += 1
+                if self._finishing:
+                    break
+                await session.wait_output()
+        except ConnectionClosed:
+            pass
+        self._scope.cancel()
+
+    async def _watchdog(self) -> None:
+        idle = self.server.config.idle_timeout
+        session = self.session
+        assert session is not None
+        while True:
+            last = self.last_rx
+            await trio.sleep_until(last + idle / 2)
+            if self.last_rx != last:
+                continue
+            session.push(replies.PING)
+            await trio.sleep_until(last + idle)
+            if self.last_rx == last:
+                self.server.stats.idle_timeouts += 1
+                self.cut("idle")
+                return
+
+    async def _token_watch(self) -> None:
+        """Warn ``token_warning`` s before the token expires; kick ``token_grace`` s after."""
+        config = self.server.config
+        session = self.session
+        assert session is not None
+        warned_for: float | None = None
+        while True:
+            expires_at = session.token_expires_at
+            if expires_at is None:
+                return
+            changed = session.token_changed
+            now = trio.current_time()
+            if now >= expires_at + config.token_grace:
+                self.server.stats.token_expiries += 1
+                log.info("%s: token expired, closing", self._who())
+                session.kick(ConnectionChangeReason.LOGIN_FAILURE, "token expired")
+                return
+            warn_at = expires_at - config.token_warning
+            if warned_for != expires_at and now >= warn_at:
+                session.push(encode(TokenExpiring(seconds=max(0.0, expires_at - now))))
+                warned_for = expires_at
+            wake_at = expires_at + config.token_grace if warned_for == expires_at else warn_at
+            with trio.move_on_at(wake_at):
+                await changed.wait()
+
+    # --- frame handlers (return True to stop reading) ---------------------------------------
+
+    def _reply(self, frame: Any) -> None:
+        assert self.session is not None
+        self.session.push(encode(frame))
+
+    async def _on_send(self, frame: Send) -> None:
+        server = self.server
+        stats = server.stats
+        session = self.session
+        assert session is not None
+        user = session.user
+        rid = frame.rid
+        if not server.message_limits.allow(user):
+            stats.rate_limited += 1
+            self._reply(
+                Result(
+                    rid=rid,
+                    code=PeerMessageError.TOO_OFTEN,
+                    message=f"more than {server.config.rate_messages} peer messages in "
+                    f"{server.config.rate_messages_per:g} s",
+                )
+            )
+            return
+        to = frame.to
+        msg = frame.msg
+        problem = user_id_problem(to)
+        if problem is not None:
+            stats.bad_frames += 1
+            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_USERID, message=problem))
+            return
+        problem = peer_msg_problem(msg)
+        if problem is not None:
+            stats.bad_frames += 1
+            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
+            return
+        ledger = server.ledger
+        problem = ledger.check(user, to, msg)
+        if problem is not None:
+            stats.unauthorized_ignored += 1
+            log.info("%s: ignored a frame to %r: %s", self._who(), to, problem)
+            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
+            return
+        code = await server.hub.deliver(to, encode(Deliver(sender=user, msg=msg)))
+        if code == _OK or code == _CACHED:
+            stats.messages_routed += 1
+            if code == _CACHED:
+                stats.messages_cached += 1
+            ledger.note(user, to, msg)
+        else:
+            stats.messages_unreachable += 1
+        session.push(encode(Result(rid=rid, code=int(code))))
+
+    def _users_problem(self, users: list[str]) -> str | None:
+        for user in users:
+            problem = user_id_problem(user)
+            if problem is not None:
+                return problem
+        return None
+
+    def _limited(self, rid: int) -> bool:
+        assert self.session is not None
+        if self.server.message_limits.allow(self.session.user):
+            return False
+        self.server.stats.rate_limited += 1
+        self._reply(Error(code="too_often", message="too many requests", rid=rid))
+        return True
+
+    async def _on_query(self, frame: Query) -> bool:
+        if self._limited(frame.rid):
+            return False
+        problem = self._users_problem(frame.users)
+        if problem is not None:
+            self._reply(Error(code="invalid_user", message=problem, rid=frame.rid))
+            return False
+        states = await self.server.hub.presence(frame.users)
+        self._reply(Presence(states=states, rid=frame.rid))
+        return False
+
+    async def _on_subscribe(self, frame: Subscribe) -> bool:
+        session = self.session
+        assert session is not None
+        if self._limited(frame.rid):
+            return False
+        problem = self._users_problem(frame.users)
+        if problem is not None:
+            self._reply(Error(code="invalid_user", message=problem, rid=frame.rid))
+            return False
+        limit = self.server.config.max_subscriptions
+        if len(session.subscriptions.union(frame.users)) > limit:
+            message = f"a session may watch at most {limit} users"
+            self._reply(Error(code="forbidden", message=message, rid=frame.rid))
+            return False
+        states = await self.server.hub.subscribe(session, frame.users)
+        self._reply(Presence(states=states, rid=frame.rid))
+        return False
+
+    async def _on_unsubscribe(self, frame: Unsubscribe) -> bool:
+        """Answered, like every presence request, by a Presence (the users' states)."""
+        session = self.session
+        assert session is not None
+        await self.server.hub.unsubscribe(session, frame.users)
+        valid = [u for u in frame.users if user_id_problem(u) is None]
+        states = await self.server.hub.presence(valid)
+        self._reply(Presence(states=states, rid=frame.rid))
+        return False
+
+    async def _on_renew(self, frame: Renew) -> bool:
+        server = self.server
+        session = self.session
+        assert session is not None
+        if self._limited(frame.rid):
+            return False
+        if server.secret is None:
+            message = "this server does not use tokens"
+            self._reply(Error(code="unavailable", message=message, rid=frame.rid))
+            return False
+        try:
+            left = verify_token(
+                server.secret, frame.token, session.user, max_ttl=server.config.max_token_ttl
+            )
+        except TokenError as exc:
+            self._reply(Error(code="forbidden", message=exc.message, rid=frame.rid))
+            return False
+        session.set_token_deadline(trio.current_time() + left)
+        self._reply(Renewed(rid=frame.rid, token_expires_in=left))
+        log.info("%s: token renewed, expires in %.0f s", self._who(), left)
+        return False
+
+    async def _on_ping(self, frame: Ping) -> bool:
+        assert self.session is not None
+        self.session.push(replies.PONG)
+        return False
+
+    async def _on_pong(self, frame: Pong) -> bool:
+        return False  # last_rx was updated: that is all a Pong is for
+
+    async def _on_logout(self, frame: Logout) -> bool:
+        self.outcome = "logout"
+        assert self.session is not None
+        self.session.ended = True
+        self.session.end_reason = "logout"
+        return True
+
+    async def _on_login(self, frame: Login) -> bool:
+        self._reply(Error(code="forbidden", message="already logged in on this connection"))
+        return False

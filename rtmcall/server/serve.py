@@ -1,0 +1,252 @@
+"""``serve()``: the relay server, made for ``await nursery.start(serve, ...)``.
+
+Structure (one nursery): the listeners' accept loop spawns one handler per TCP stream,
+which runs the WebSocket handshake and a :class:`~.connection.Connection`; resume-window
+timers of detached sessions run beside them. Cancelling ``serve`` (or
+``Server.shutdown()``) cancels all of it; every connection then sends Bye and closes with
+1001 inside a short shielded grace.
+
+Error handling: nothing a client does can end ``serve``. Each stream handler catches and
+logs whatever escapes its connection.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+
+import trio
+from trio_websocket import WebSocketConnection
+
+from ._ws import accept_websocket
+from .authority import InvitationLedger
+from .config import ServerConfig
+from .connection import Connection
+from .hub import Health, Hub, MemoryHub
+from .ratelimit import RateLimiter
+from .session import Session
+from .stats import Stats
+
+log = logging.getLogger("rtmcall.server")
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+class Server:
+    """A running server, as returned by ``nursery.start(serve, ...)``.
+
+    Attributes:
+        port: the bound TCP port (the first listener's, when the host had several).
+        url: ``ws://host:port`` or ``wss://host:port``, for clients.
+        stats: live counters (:class:`~.stats.Stats`).
+    """
+
+    def __init__(self, config: ServerConfig, hub: Hub, secret: str | None, tls: bool) -> None:
+        self.config = config
+        self.hub = hub
+        self.secret = secret
+        self.tls = tls
+        self.stats = Stats()
+        self.port = 0
+        self.url = ""
+        #: Live sessions of this process by session id (for resumes).
+        self.sessions: dict[str, Session] = {}
+        self.message_limits = RateLimiter(
+            config.rate_messages, config.rate_messages_per, trio.current_time
+        )
+        self.login_limits = RateLimiter(
+            config.rate_logins, config.rate_logins_per, trio.current_time
+        )
+        self.ledger = InvitationLedger(
+            trio.current_time,
+            max_entries=config.max_tracked_invitations,
+            margin=config.invitation_margin,
+            default_lifetime=config.invitation_default_lifetime,
+        )
+        self.stopping = False
+        self._nursery: trio.Nursery | None = None
+        self._stopped = trio.Event()
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def add_session(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self.stats.sessions += 1
+
+    async def end_session(self, session: Session, why: str) -> None:
+        """Remove a session for good (idempotent): OFFLINE is pushed to its watchers."""
+        if session.released:
+            return
+        session.released = True
+        session.ended = True
+        if session.reaper is not None:
+            session.reaper.cancel()
+            session.reaper = None
+        self.sessions.pop(session.id, None)
+        self.stats.sessions -= 1
+        with trio.move_on_after(self.config.shutdown_grace, shield=True):
+            await self.hub.unregister(session)
+        log.info("user %r session %s ended: %s", session.user, session.id[:8], why)
+
+    def start_reaper(self, session: Session) -> None:
+        """End ``session`` unless it is resumed within the resume window."""
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        session.reaper = scope
+        self._nursery.start_soon(self._reap, session, scope)
+
+    async def _reap(self, session: Session, scope: trio.CancelScope) -> None:
+        why = session.end_reason or "kicked while disconnected"
+        with scope:
+            await trio.sleep(self.config.resume_window)
+            why = "not resumed within the resume window"
+            self.stats.sessions_expired += 1
+        if session.reaper is scope:
+            session.reaper = None
+        if session.link is None:
+            if trio.current_effective_deadline() == float("-inf"):
+                why = "server shutdown"
+            await self.end_session(session, why)
+
+    # --- control --------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Tell every client Bye, close everything and make ``serve`` return."""
+        self.stopping = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await self._stopped.wait()
+
+    async def health(self) -> Health:
+        hub = await self.hub.health()
+        if not hub.ok or self.stopping:
+            return Health(False, "stopping" if self.stopping else hub.detail)
+        s = self.stats
+        return Health(True, f"{s.connections} connections, {s.sessions} sessions; {hub.detail}")
+
+    # --- connections ----------------------------------------------------------------------
+
+    async def _handle_stream(self, stream: trio.abc.Stream) -> None:
+        stats = self.stats
+        stats.connections += 1
+        stats.connections_total += 1
+        try:
+            await accept_websocket(
+                stream,
+                self._handle_websocket,
+                max_message_size=self.config.max_frame_bytes,
+                message_queue_size=self.config.receive_queue_frames,
+                handshake_timeout=self.config.handshake_timeout,
+                close_timeout=self.config.shutdown_grace,
+            )
+        except* Exception as group:
+            stats.internal_errors += 1
+            log.error("connection handler failed", exc_info=group.exceptions[0])
+        finally:
+            stats.connections -= 1
+
+    async def _handle_websocket(self, ws: WebSocketConnection) -> None:
+        peer = _describe(ws)
+        if self.stats.connections > self.config.max_connections:
+            self.stats.connections_refused += 1
+            log.warning("refused %s: %d connections open", peer, self.stats.connections - 1)
+            await ws.aclose(1013, "server is full, try again later")
+            return
+        await Connection(self, ws, peer).run()
+
+
+def _describe(ws: WebSocketConnection) -> str:
+    remote = ws.remote
+    return f"{remote.address}:{remote.port}" if hasattr(remote, "address") else str(remote)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host == "":
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bound_address(listener: trio.abc.Listener[trio.abc.Stream]) -> tuple[str, int]:
+    inner = getattr(listener, "transport_listener", listener)
+    sock = inner.socket  # type: ignore[attr-defined]
+    name = sock.getsockname()
+    return name[0], name[1]
+
+
+def _url(address: str, port: int, tls: bool) -> str:
+    scheme = "wss" if tls else "ws"
+    if address in ("0.0.0.0", "::"):
+        address = "127.0.0.1" if address == "0.0.0.0" else "::1"
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{scheme}://{address}:{port}"
+
+
+async def serve(
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    secret: str | None = None,
+    hub: Hub | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    config: ServerConfig = ServerConfig(),
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the relay on ``host:port`` until cancelled (or ``Server.shutdown()``).
+
+    Args:
+        host: address or name to bind; None binds every interface.
+        port: TCP port; 0 picks a free one (read it from the started :class:`Server`).
+        secret: HS256 key; when set, every login needs a token (see :mod:`.tokens`).
+        hub: where users and presence live; a fresh :class:`MemoryHub` by default.
+        ssl_context: a server-side context to serve ``wss://``.
+        config: limits and timers.
+        task_status: ``nursery.start`` passes the running :class:`Server` through it.
+
+    Raises:
+        ValueError: no secret on a non-loopback host without ``config.insecure``.
+        OSError: the address could not be bound.
+    """
+    if not secret and not _is_loopback(host) and not config.insecure:
+        raise ValueError(
+            f"refusing to serve {host or 'all interfaces'} without a secret: anyone could log "
+            "in as anyone; give a secret, or set insecure=True (--insecure) to do it anyway"
+        )
+    hub = MemoryHub() if hub is None else hub
+    server = Server(config, hub, secret or None, ssl_context is not None)
+    if ssl_context is None:
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(
+            await trio.open_tcp_listeners(port, host=host)
+        )
+    else:
+        listeners = list(
+            await trio.open_ssl_over_tcp_listeners(
+                port, ssl_context, host=host, https_compatible=True
+            )
+        )
+    address, server.port = _bound_address(listeners[0])
+    server.url = _url(address, server.port, server.tls)
+    if not secret:
+        log.warning("no secret: logins are not authenticated (anyone may use any user id)")
+    elif len(secret.encode()) < 32:
+        log.warning("the secret is shorter than 32 bytes; HS256 wants at least 32")
+    try:
+        async with trio.open_nursery() as nursery:
+            server._nursery = nursery
+            await nursery.start(trio.serve_listeners, server._handle_stream, listeners)
+            log.info("listening on %s", server.url)
+            task_status.started(server)
+            await trio.sleep_forever()
+    finally:
+        server.stopping = True
+        server._stopped.set()
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(listener)
+        log.info("server on %s stopped", server.url)

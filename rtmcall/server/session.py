@@ -1,0 +1,184 @@
+"""A logged-in session: one user, its outbound queue, its subscriptions.
+
+A session outlives its connection. While *attached*, a connection's writer task drains
+``outbox``; when the connection drops without a Logout the session is *detached* and keeps
+collecting frames (up to ``resume_buffer_frames``) for ``resume_window`` seconds, so that a
+new connection logging in with ``resume=<session id>`` picks them up in order. Then it
+*ends*: it is gone from the hub and never comes back.
+
+Everything here is synchronous on purpose. ``push`` is what the hub calls to route a frame
+to this session, from the *sender's* task: it must never wait for this session's socket,
+so it only appends to a deque and wakes the writer. A reader too slow to keep the queue
+under its bounds is cut (``Link.cut``) instead of slowing anyone down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from typing import Protocol
+
+import trio
+
+from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
+from rtmcall.engine.frames import Kicked, encode
+
+from .config import ServerConfig
+
+_OK = PeerMessageError.OK
+_CACHED = PeerMessageError.CACHED_BY_SERVER
+_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
+
+
+class Link(Protocol):
+    """What a session needs from the connection it is attached to."""
+
+    def finish(self) -> None:
+        """Send what is queued (a Kicked frame last), then close."""
+
+    def cut(self, why: str) -> None:
+        """Close now, without flushing; ``why`` ends up in the log and the close reason."""
+
+
+class Session:
+    """One login of one user (see the module docstring for the life cycle)."""
+
+    __slots__ = (
+        "user",
+        "id",
+        "outbox",
+        "outbox_bytes",
+        "link",
+        "ended",
+        "end_reason",
+        "released",
+        "subscriptions",
+        "token_expires_at",
+        "token_changed",
+        "reaper",
+        "_lot",
+        "_max_frames",
+        "_max_bytes",
+        "_max_detached",
+    )
+
+    def __init__(self, user: str, config: ServerConfig) -> None:
+        self.user = user
+        #: Opaque, unguessable: knowing it is what allows a resume.
+        self.id = secrets.token_urlsafe(18)
+        #: Encoded server frames waiting for the writer, oldest first.
+        self.outbox: deque[bytes] = deque()
+        self.outbox_bytes = 0
+        #: The attached connection, None while detached.
+        self.link: Link | None = None
+        #: Set as soon as the session is doomed (kick, logout, slow reader, window passed);
+        #: from then on nothing is routed to it.
+        self.ended = False
+        self.end_reason = ""
+        #: Set once the session was removed from the hub and the server (cleanup ran).
+        self.released = False
+        #: Users whose presence changes are pushed to this session.
+        self.subscriptions: set[str] = set()
+        #: Deadline on trio's clock when the token expires; None without a token.
+        self.token_expires_at: float | None = None
+        #: Set (and replaced) whenever the token is renewed, to wake the token watcher.
+        self.token_changed = trio.Event()
+        #: Cancel scope of the resume-window timer while detached.
+        self.reaper: trio.CancelScope | None = None
+        self._lot = trio.lowlevel.ParkingLot()
+        self._max_frames = config.outbound_queue_frames
+        self._max_bytes = config.outbound_queue_bytes
+        self._max_detached = config.resume_buffer_frames
+
+    def __repr__(self) -> str:
+        return f"<Session {self.user!r} {self.id[:8]}>"
+
+    @property
+    def online_state(self) -> PeerOnlineState:
+        if self.ended:
+            return PeerOnlineState.OFFLINE
+        if self.link is None:
+            return PeerOnlineState.UNREACHABLE
+        return PeerOnlineState.ONLINE
+
+    # --- routing ------------------------------------------------------------------------
+
+    def push(self, data: bytes) -> PeerMessageError:
+        """Queue one encoded frame; never blocks.
+
+        Returns OK (queued for the live connection), CACHED_BY_SERVER (kept for a resume)
+        or PEER_UNREACHABLE (the session ended, its resume buffer is full, or this frame
+        overflowed a slow reader's queue, which cuts that reader).
+        """
+        if self.ended:
+            return _UNREACHABLE
+        outbox = self.outbox
+        link = self.link
+        if link is not None:
+            size = len(data)
+            if len(outbox) >= self._max_frames or self.outbox_bytes + size > self._max_bytes:
+                self.ended = True
+                self.end_reason = "outbound queue overflow (slow reader)"
+                link.cut("slow_reader")
+                return _UNREACHABLE
+            outbox.append(data)
+            self.outbox_bytes += size
+            if self._lot:
+                self._lot.unpark_all()
+            return _OK
+        if len(outbox) >= self._max_detached:
+            return _UNREACHABLE
+        outbox.append(data)
+        self.outbox_bytes += len(data)
+        return _CACHED
+
+    def push_first(self, data: bytes) -> None:
+        """Put ``data`` before everything queued (LoginOk before buffered frames)."""
+        self.outbox.appendleft(data)
+        self.outbox_bytes += len(data)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def pop(self) -> None:
+        """Drop the oldest frame once the writer has sent it."""
+        self.outbox_bytes -= len(self.outbox.popleft())
+
+    async def wait_output(self) -> None:
+        """Sleep until something is pushed (the writer's only wait besides the socket)."""
+        await self._lot.park()
+
+    def wake(self) -> None:
+        self._lot.unpark_all()
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def attach(self, link: Link) -> None:
+        self.link = link
+        if self.reaper is not None:
+            self.reaper.cancel()
+            self.reaper = None
+
+    def detach(self) -> None:
+        self.link = None
+        self._lot.unpark_all()
+
+    def kick(self, reason: ConnectionChangeReason, message: str) -> None:
+        """End the session from outside (another login, token expiry): the client gets a
+        Kicked frame after what is already queued, then its connection closes. A detached
+        session just ends. Idempotent."""
+        if self.ended:
+            return
+        self.ended = True
+        self.end_reason = message
+        if self.link is not None:
+            data = encode(Kicked(reason=int(reason), message=message))
+            self.outbox.append(data)
+            self.outbox_bytes += len(data)
+            self.link.finish()
+        elif self.reaper is not None:
+            self.reaper.cancel()
+
+    def set_token_deadline(self, deadline: float | None) -> None:
+        self.token_expires_at = deadline
+        self.token_changed.set()
+        self.token_changed = trio.Event()
