@@ -38,14 +38,14 @@ _LOCAL_ERRORS: dict[LocalInvitationError, str] = {
     LocalInvitationError.OK: "",
     LocalInvitationError.PEER_OFFLINE: "peer offline",
     LocalInvitationError.PEER_NO_RESPONSE: "no response",
-    LocalInvitationError.INVITATION_EXPIRE: "expired, nobody answered",
+    LocalInvitationError.INVITATION_EXPIRE: "expired",
     LocalInvitationError.NOT_LOGGEDIN: "not logged in",
 }
 _REMOTE_ERRORS: dict[RemoteInvitationError, str] = {
     RemoteInvitationError.OK: "",
     RemoteInvitationError.PEER_OFFLINE: "caller offline",
     RemoteInvitationError.ACCEPT_FAILURE: "accept not confirmed",
-    RemoteInvitationError.INVITATION_EXPIRE: "expired, nobody answered",
+    RemoteInvitationError.INVITATION_EXPIRE: "expired",
 }
 
 
