@@ -1,0 +1,98 @@
+"""The bench's server process: ``python -m rtmcall.bench.server_proc [--port 0]``.
+
+Runs rtmcall's real ``serve()`` with the default :class:`ServerConfig` except the limits a
+load test must lift (below), prints ``URL <url> PID <pid>`` on one stdout line once it
+listens, and stops cleanly on SIGTERM/SIGINT or when its stdin closes (so it never
+outlives the bench that started it). It is a process of its own so that its CPU time
+(``psutil.Process(pid).cpu_times()``) measures the server alone.
+
+``--profile FILE`` runs the whole server under cProfile and writes FILE (pstats) on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+#: A closed-loop pair sends far more than Agora's 180 messages per 3 s per user, on
+#: purpose; idle tests need more than 10,000 connections. Everything else stays default.
+BENCH_CONFIG: dict[str, Any] = {
+    "rate_messages": 1_000_000_000,
+    "rate_messages_per": 1.0,
+    "rate_logins": 1_000_000,
+    "rate_logins_per": 1.0,
+    "max_connections": 60_000,
+}
+
+
+async def _main(host: str, port: int, redis: str | None) -> None:
+    import trio
+
+    from rtmcall.server import ServerConfig, serve
+
+    config = ServerConfig(**BENCH_CONFIG)
+    async with trio.open_nursery() as nursery:
+        hub = None
+        if redis:
+            hub = await nursery.start(_redis_hub, redis)
+        server = await nursery.start(
+            lambda task_status: serve(host, port, hub=hub, config=config, task_status=task_status)
+        )
+        print(f"URL {server.url} PID {os.getpid()}", flush=True)
+        nursery.start_soon(_watch_stdin, nursery.cancel_scope)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                break
+        nursery.cancel_scope.cancel()
+
+
+async def _redis_hub(url: str, task_status: Any) -> None:
+    from rtmcall.server.redis_hub import open_redis_hub
+
+    async with open_redis_hub(url, node_id=f"bench-{os.getpid()}") as hub:
+        task_status.started(hub)
+        import trio
+
+        await trio.sleep_forever()
+
+
+async def _watch_stdin(scope: Any) -> None:
+    import trio
+
+    # EOF on stdin means the parent is gone (or done with us): stop.
+    await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+    scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m rtmcall.bench.server_proc")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", default=None, help="share users through this Redis URL")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile pstats file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # The bench serves loopback without a secret on purpose: skip that one warning.
+    logging.getLogger("rtmcall.server").addFilter(lambda r: "no secret" not in r.getMessage())
+    import trio
+
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            trio.run(_main, args.host, args.port, args.redis)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+    else:
+        trio.run(_main, args.host, args.port, args.redis)
+
+
+if __name__ == "__main__":
+    main()
