@@ -29,6 +29,13 @@ from .sinks import JsonSink, Sink, TextSink
 from .softphone import Softphone
 
 
+def _logged_in(sink: Sink, opts: LoginOptions, banner: str | None) -> None:
+    if isinstance(sink, JsonSink):
+        sink.emit(jsonfmt.login_success(opts.user, opts.url))
+    elif banner:
+        sink.lines([banner])
+
+
 def _fail_login(sink: Sink, opts: LoginOptions, exc: CannotLogIn) -> int:
     if isinstance(sink, JsonSink):
         sink.emit(jsonfmt.login_failure(opts.user, opts.url, exc.reason, exc.message))
@@ -50,6 +57,7 @@ async def run_call(
     try:
         async with logged_in(opts) as client:
             phone = Softphone(client, sink)
+            _logged_in(sink, opts, None)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
                 with trio.CancelScope() as waiting:
@@ -90,8 +98,7 @@ async def run_answer(
     try:
         async with logged_in(opts) as client:
             phone = Softphone(client, sink)
-            if not as_json:
-                sink.lines([f"{opts.user} waits for calls on {opts.url}"])
+            _logged_in(sink, opts, f"{opts.user} waits for calls on {opts.url}")
 
             async def answer_one(inv_id: str) -> None:
                 await trio.sleep(delay)

@@ -41,15 +41,16 @@ def kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     proc.wait(timeout=5)
 
 
-@pytest.fixture
-def server_url(config_dir: Path) -> Iterator[str]:
-    """A real ``rtmcall server --port 0`` subprocess; its URL is read from its stdout."""
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``rtmcall server --port 0`` subprocess, shared by the session's tests (they
+    use distinct user ids); its URL is read from its stdout."""
     proc = subprocess.Popen(
         [*RTMCALL, "server", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=cli_env(config_dir),
+        env=cli_env(tmp_path_factory.mktemp("server-config")),
         cwd=REPO,
     )
     try:

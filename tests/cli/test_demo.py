@@ -1,0 +1,86 @@
+"""``rtmcall demo``: its exit status says whether every outcome matched."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from rtmcall.cli import demo, demo_scenarios
+from rtmcall.cli.demo_view import DemoRow, Result, build_live_table, build_summary, pair
+from rtmcall.engine.codes import LocalInvitationState, RemoteInvitationError, RemoteInvitationState
+from rtmcall.engine.events import LocalInvitationInfo, RemoteInvitationInfo
+
+from .conftest import REPO, RTMCALL, cli_env
+
+
+def test_the_whole_demo_passes(config_dir: Path) -> None:
+    proc = subprocess.run(
+        [*RTMCALL, "demo", "--speed", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(config_dir),
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "all 12 outcomes as expected" in out
+    for scenario in demo_scenarios.SCENARIOS:
+        assert f"▶ {scenario}:" in out  # not a terminal: progress lines
+    assert "DIFFERS" not in out
+
+
+def render(renderable: object) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+async def test_a_differing_outcome_fails_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    words, accept = demo_scenarios.SCENARIOS["accept"]
+
+    async def accept_but_expect_refusal(w):  # type: ignore[no-untyped-def]
+        await accept(w)
+        w.checks[-1].expected = (demo_scenarios.REFUSED,)
+
+    monkeypatch.setitem(demo_scenarios.SCENARIOS, "accept", (words, accept_but_expect_refusal))
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    assert await demo._demo(4.0, ["accept"], console) == 1
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "DIFFERS" in text and "1 outcome(s) differ" in text
+
+
+def test_unknown_scenario_is_a_usage_error() -> None:
+    assert demo.run_demo(only=["nope"]) == 2
+
+
+def test_demo_tables_are_pure() -> None:
+    caller = LocalInvitationInfo(
+        "abcdef123", "alice", "bob", "hi", "", "", LocalInvitationState.RECEIVED_BY_REMOTE, 0, None
+    )  # type: ignore[arg-type]
+    callee = RemoteInvitationInfo(
+        "abcdef123",
+        "alice",
+        "bob",
+        "hi",
+        "",
+        "",
+        RemoteInvitationState.INVITATION_RECEIVED,
+        0,
+        None,
+    )  # type: ignore[arg-type]
+    text = render(build_live_table([DemoRow("accept", caller, callee, deadline=12.0)], now=10.0))
+    assert "alice → bob" in text and "ringing" in text and "RINGING" in text and "2.0s" in text
+    failed = RemoteInvitationInfo(
+        "x", "alice", "bob", "", "", "", RemoteInvitationState.FAILURE,
+        RemoteInvitationError.INVITATION_EXPIRE, None,
+    )  # fmt: skip
+    assert pair(None, failed) == "— / FAILURE(INVITATION_EXPIRE)"
+    summary = render(
+        build_summary([Result("a", ("X / Y",), "X / Y"), Result("b", ("X / Y",), "Z / Y")])
+    )
+    assert "✓ ok" in summary and "✗ DIFFERS" in summary
