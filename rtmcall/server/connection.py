@@ -113,6 +113,9 @@ class Connection:
     def cut(self, why: str) -> None:
         self.outcome = why
         self._scope.cancel()
+        if why == "slow_reader":
+            self.server.stats.slow_readers += 1
+            log.warning("%s: outbound queue overflow, cutting a slow reader", self._who())
 
     # --- life cycle -----------------------------------------------------------------------
 
