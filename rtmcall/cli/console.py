@@ -218,10 +218,24 @@ async def run_interactive(opts: LoginOptions, *, on_login: Any = None) -> int:
             phone.on_end = ui.stop
             ui.update([], sink.status())
             ui.log(f"logged in to {opts.url} as {opts.user}; type help for the commands")
+            command = trio.CancelScope()
+
+            async def run_line(line: str) -> bool:
+                nonlocal command
+                # While a command runs (e.g. `wait`) the terminal is not in raw mode, so
+                # Ctrl-C is a signal: it cancels the command and quits.
+                with trio.CancelScope() as command:
+                    return await phone.run_line(line)
+                return False
+
+            def interrupt() -> None:
+                command.cancel()
+                ui.stop()
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
-                nursery.start_soon(stop_on_sigint, ui.stop)
-                why = await trio.to_thread.run_sync(ui.run, phone.run_line)
+                nursery.start_soon(stop_on_sigint, interrupt)
+                why = await trio.to_thread.run_sync(ui.run, run_line)
                 pending = len(phone.pending_outgoing())
                 if pending and phone.ended is None:
                     print(f"canceling {pending} outgoing call(s)…", flush=True)
