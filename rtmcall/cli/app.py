@@ -1,70 +1,40 @@
-"""The ``rtmcall`` command: a typer app whose commands live in small ``cmd_*`` modules.
+"""The ``rtmcall`` console-script entry point (``rtmcall.cli.app:main``).
 
-``rtmcall --help`` must start fast (the bench budget is 120 ms), so this module and the
-``cmd_*`` modules import only typer; trio, rich, prompt_toolkit and the client are imported
-inside the commands. Typer's rich help is off for the same reason (it costs ~150 ms).
+``rtmcall --help`` must start within 120 ms (issue 6), and importing typer alone takes
+~75-100 ms here. So the two answers that need no parsing — the top-level help and the
+version — are printed from plain strings without importing typer; everything else goes to
+the typer app in :mod:`.typer_app`. ``tests/cli/test_app.py`` checks that the stored help is
+exactly what typer prints, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from . import cmd_demo, cmd_login, cmd_server
-
-app = typer.Typer(
-    name="rtmcall",
-    help=(
-        "Softphone and signaling server for Agora RTM-style call invitations.\n\n"
-        "\b\n"
-        "Start a server, then log in as two users in two terminals:\n"
-        "  rtmcall server\n"
-        "  rtmcall login alice        # then type: call bob --content hi\n"
-        "  rtmcall login bob          # then type: accept\n"
-        "Or watch every outcome played at once: rtmcall demo\n\n"
-        "Environment: RTMCALL_SERVER, RTMCALL_USER, RTMCALL_TOKEN, RTMCALL_SECRET, "
-        "RTMCALL_CONFIG_DIR. Exit status: 0 success, 1 outcome not as asked, 2 usage error, "
-        "3 cannot reach or log in to the server."
-    ),
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        from rtmcall import __version__
-
-        typer.echo(f"rtmcall {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-) -> None:
-    pass
-
-
-app.command("server", short_help="Run the signaling server.")(cmd_server.server)
-app.command("login", short_help="Log in: interactive softphone, or a command pipe.")(
-    cmd_login.login
-)
-app.command("call", short_help="Call peers once; exit 0 only when accepted.")(cmd_login.call)
-app.command("answer", short_help="Wait for calls and accept or refuse them.")(cmd_login.answer)
-app.command("token", short_help="Mint a login token for a user.")(cmd_server.token)
-app.command("demo", short_help="Play every outcome with a server and users in one process.")(
-    cmd_demo.demo
-)
+import sys
+from typing import Any
 
 
 def main() -> None:
-    """The console-script entry point."""
-    app()
+    """Run ``rtmcall`` with ``sys.argv``."""
+    args = sys.argv[1:]
+    if args in (["--help"], ["-h"]):
+        from ._help import ROOT_HELP
+
+        sys.stdout.write(ROOT_HELP)
+        return
+    if args == ["--version"]:
+        from rtmcall import __version__
+
+        sys.stdout.write(f"rtmcall {__version__}\n")
+        return
+    from .typer_app import app
+
+    app(prog_name="rtmcall")
+
+
+def __getattr__(name: str) -> Any:
+    # `from rtmcall.cli.app import app` still gives the typer app, imported on demand.
+    if name == "app":
+        from .typer_app import app
+
+        return app
+    raise AttributeError(name)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from typer.testing import CliRunner
 
 from rtmcall import __version__
 from rtmcall.cli import config
-from rtmcall.cli.app import app
+from rtmcall.cli._help import ROOT_HELP, render
+from rtmcall.cli.app import app, main
 from rtmcall.server.tokens import verify_token
 
 runner = CliRunner()
@@ -20,6 +24,25 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"rtmcall {__version__}"
+
+
+def test_stored_help_is_what_typer_prints() -> None:
+    # `rtmcall --help` prints ROOT_HELP without importing typer (start-up time); if this
+    # fails, run `python -m rtmcall.cli._help` to store the new text.
+    assert ROOT_HELP == render()
+
+
+def test_fast_paths_print_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, expected in ((["--help"], ROOT_HELP), (["--version"], f"rtmcall {__version__}\n")):
+        with patch.object(sys, "argv", ["rtmcall", *argv]):
+            main()
+        assert capsys.readouterr().out == expected
+
+
+def test_help_starts_without_typer() -> None:
+    code = "import sys; sys.argv=['rtmcall','--help']; from rtmcall.cli.app import main; main(); "
+    code += "assert 'typer' not in sys.modules and 'trio' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=30)
 
 
 def test_no_arguments_shows_help() -> None:
