@@ -450,25 +450,29 @@ class Transport:
             deadline = min(resume_deadline if self._session is not None else math.inf, give_up)
             with trio.move_on_at(deadline):
                 await trio.sleep(delay)
-                delay = min(delay * 2, cfg.reconnect_max_delay)
-                try:
-                    ended = await self._connection(deadline=deadline)
-                except ConnectFailed as exc:
-                    log.info("%s: reconnect failed: %s", self.user, exc.message)
+            delay = min(delay * 2, cfg.reconnect_max_delay)
+            if trio.current_time() >= deadline:
+                continue
+            # The deadline bounds connecting and logging in only (``_connection`` lifts
+            # it once logged in): a resumed connection may then live as long as it likes.
+            try:
+                ended = await self._connection(deadline=deadline)
+            except ConnectFailed as exc:
+                log.info("%s: reconnect failed: %s", self.user, exc.message)
+                continue
+            except LoginFailed as exc:
+                if exc.reason in (LoginError.TOO_OFTEN, LoginError.TIMEOUT):
                     continue
-                except LoginFailed as exc:
-                    if exc.reason in (LoginError.TOO_OFTEN, LoginError.TIMEOUT):
-                        continue
-                    if self._session is not None:
-                        # The server would not resume it: try once more as a new session.
-                        log.info("%s: resume refused (%s)", self.user, exc)
-                        self._lose_session()
-                        delay = 0.0
-                        continue
-                    self._finish(CS.ABORTED, Why.LOGIN_FAILURE)
-                    return "logout"
-                if ended is not None:
-                    return ended
+                if self._session is not None:
+                    # The server would not resume it: try once more as a new session.
+                    log.info("%s: resume refused (%s)", self.user, exc)
+                    self._lose_session()
+                    delay = 0.0
+                    continue
+                self._finish(CS.ABORTED, Why.LOGIN_FAILURE)
+                return "logout"
+            if ended is not None:
+                return ended
 
     async def _connection(
         self,
