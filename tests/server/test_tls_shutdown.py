@@ -1,0 +1,108 @@
+"""wss:// with trustme certificates, and telling clients Bye on shutdown."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trio
+import trustme
+from trio_websocket import connect_websocket_url
+
+from rtmcall.engine.codes import PeerMessageError
+from rtmcall.engine.frames import Bye, Deliver, Text
+from rtmcall.server import Server, serve
+
+from .conftest import Client, Harness
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    return ctx
+
+
+async def test_tls_trusted(harness: Harness, ca: trustme.CA) -> None:
+    with trio.fail_after(10):
+        server = await harness.start(ssl_context=server_context(ca))
+        assert server.url == f"wss://127.0.0.1:{server.port}"
+        harness.client_ssl = ssl.create_default_context()
+        ca.configure_trust(harness.client_ssl)
+        a = await harness.user("a")
+        b = await harness.user("b")
+        rid = await a.send_to("b", Text(text="over tls"))
+        assert (await a.result(rid)).code == PeerMessageError.OK
+        assert (await b.expect(Deliver)).msg == Text(text="over tls")
+
+
+async def test_tls_untrusted_client_fails_server_survives(harness: Harness, ca: trustme.CA) -> None:
+    """A client that does not trust the certificate fails its TLS handshake at once with
+    a certificate error (not a timeout), and the server carries on."""
+    with trio.fail_after(10):
+        server = await harness.start(ssl_context=server_context(ca))
+        tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+        tls = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname="127.0.0.1")
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await tls.do_handshake()
+        assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+        await tcp.aclose()
+        harness.client_ssl = ssl.create_default_context()
+        ca.configure_trust(harness.client_ssl)
+        await harness.user("still-works")
+
+
+async def test_plain_ws_client_on_tls_server(harness: Harness, ca: trustme.CA) -> None:
+    with trio.fail_after(10):
+        server = await harness.start(
+            ssl_context=server_context(ca), limits={"handshake_timeout": 2}
+        )
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+        with trio.move_on_after(5):
+            while await stream.receive_some():
+                pass
+        await stream.aclose()
+        harness.client_ssl = ssl.create_default_context()
+        ca.configure_trust(harness.client_ssl)
+        await harness.user("fine")
+
+
+async def test_shutdown_says_bye(harness: Harness, server: Server) -> None:
+    with trio.fail_after(10):
+        a = await harness.user("a")
+        b = await harness.user("b")
+        await server.shutdown()
+        for client in (a, b):
+            assert isinstance(await client.recv(), Bye)
+            assert await client.closed_code() == 1001
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", server.port)
+
+
+async def test_cancelling_serve_says_bye() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as inner:
+                server: Server = await inner.start(serve)
+                ws = await connect_websocket_url(outer, server.url)
+                client = Client(ws)
+                await client.login("a")
+                inner.cancel_scope.cancel()
+            assert isinstance(await client.recv(), Bye)
+            assert await client.closed_code() == 1001
+            outer.cancel_scope.cancel()
+
+
+async def test_refuses_public_address_without_secret() -> None:
+    with pytest.raises(ValueError, match="without a secret"):
+        await serve("0.0.0.0", 0)
+
+
+async def test_health(server: Server) -> None:
+    health = await server.health()
+    assert health.ok and "sessions" in health.detail
