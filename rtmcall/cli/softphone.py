@@ -44,6 +44,15 @@ def _terminal(info: InvitationInfo) -> bool:
     return info.state in (LOCAL_TERMINAL if info.direction == "out" else REMOTE_TERMINAL)
 
 
+#: Why a session was aborted, in words (ConnectionChangeReason names).
+_ABORT_WORDS = {
+    "REMOTE_LOGIN": "the same user logged in somewhere else",
+    "BANNED_BY_SERVER": "the server ended the session",
+    "INTERRUPTED": "the connection to the server was lost and could not be resumed",
+    "LOGIN_FAILURE": "the server refused to resume the session",
+    "LOGIN_TIMEOUT": "the server did not answer in time",
+}
+
 #: States a ``cancel`` / ``accept`` / ``refuse`` without an ID looks for.
 _CAN_CANCEL = (LocalInvitationState.SENT_TO_REMOTE, LocalInvitationState.RECEIVED_BY_REMOTE)
 _CAN_ANSWER = (RemoteInvitationState.INVITATION_RECEIVED,)
@@ -126,7 +135,8 @@ class Softphone:
             self._invs[info.id] = self._lookup(info)
         self.sink.event(ev)
         if isinstance(ev, ConnectionStateChanged) and ev.state == ConnectionState.ABORTED:
-            self.ended = f"the session ended: {ev.reason.name}"
+            why = _ABORT_WORDS.get(ev.reason.name, "the session ended")
+            self.ended = f"logged out: {why} ({ev.reason.name})"
             self.on_end()
         self._notify()
 

@@ -225,6 +225,7 @@ def test_a_second_login_kicks_the_first(login) -> None:  # type: ignore[no-untyp
     second.expect("LoginSuccess")
     kicked = first.expect("ConnectionStateChanged", state="ABORTED")
     assert (kicked["reason"], kicked["reason_code"]) == ("REMOTE_LOGIN", 8)
+    assert "logged in somewhere else" in first.expect("Error")["message"]
     assert first.finish() == 3
     assert second.finish() == 0
 
