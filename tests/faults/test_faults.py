@@ -59,7 +59,7 @@ async def test_cancel_racing_accept_with_random_delays_always_agrees(
     server = await nursery.start(serve, "127.0.0.1", 0)
     rng = random.Random(2026)
     outcomes = []
-    async with through_proxy(nursery, server, random_delays(rng, 0.5)) as proxy:
+    async with through_proxy(nursery, server, random_delays(rng, 0.3)) as proxy:
         async with phone(proxy.url, "alice") as alice, phone(proxy.url, "bob") as bob:
 
             async def act(delay: float, call, inv_id: str) -> None:
@@ -76,8 +76,8 @@ async def test_cancel_racing_accept_with_random_delays_always_agrees(
                 # Both act at about the same time; random think times and network delays
                 # decide who is first where.
                 async with trio.open_nursery() as race:
-                    race.start_soon(act, rng.uniform(0, 1.0), alice.client.cancel, inv.id)
-                    race.start_soon(act, rng.uniform(0, 1.0), bob.client.accept, inv.id)
+                    race.start_soon(act, rng.uniform(0, 3.0), alice.client.cancel, inv.id)
+                    race.start_soon(act, rng.uniform(0, 3.0), bob.client.accept, inv.id)
                 await settle(alice, bob)
                 states = pair_states(alice, bob, inv.id)
                 outcomes.append(states)
