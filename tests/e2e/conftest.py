@@ -168,14 +168,17 @@ async def raw(url: str, user: str) -> AsyncIterator[Raw]:
 
 
 class Proxy:
-    """A TCP proxy in front of the server that can cut every connection through it, and
-    refuse (``blocked``) new ones, as a network outage would."""
+    """A TCP proxy in front of the server that can cut every connection through it,
+    refuse (``blocked``) new ones, as a network outage would, or freeze the current ones
+    (half-open: nothing passes, nothing is closed)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.blocked = False
         self.port = 0
         self._scopes: set[trio.CancelScope] = set()
+        self._frozen: set[trio.CancelScope] = set()
+        self.connections = 0
 
     @property
     def url(self) -> str:
@@ -192,6 +195,10 @@ class Proxy:
         for scope in list(self._scopes):
             scope.cancel()
 
+    def freeze(self) -> None:
+        """Stop forwarding on every current connection, without closing it."""
+        self._frozen.update(self._scopes)
+
     async def _handle(self, downstream: trio.SocketStream) -> None:
         if self.blocked:
             await downstream.aclose()
@@ -201,25 +208,30 @@ class Proxy:
         except OSError:
             await downstream.aclose()
             return
+        self.connections += 1
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pipe, downstream, upstream, nursery.cancel_scope)
-                    nursery.start_soon(self._pipe, upstream, downstream, nursery.cancel_scope)
+                    for src, dst in ((downstream, upstream), (upstream, downstream)):
+                        nursery.start_soon(self._pipe, src, dst, scope)
             finally:
                 self._scopes.discard(scope)
+                self._frozen.discard(scope)
         await trio.aclose_forcefully(upstream)
         await trio.aclose_forcefully(downstream)
 
-    @staticmethod
-    async def _pipe(src: trio.SocketStream, dst: trio.SocketStream, done: trio.CancelScope):
+    async def _pipe(
+        self, src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
         try:
             async for chunk in src:
+                if scope in self._frozen:
+                    await trio.sleep_forever()  # swallowed: a half-open line
                 await dst.send_all(chunk)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        done.cancel()
+        scope.cancel()
 
 
 @pytest.fixture
