@@ -180,6 +180,8 @@ class Login(_CFrame, tag="login"):
     token: TokenStr | None = None
     #: The session id from an earlier LoginOk, to resume that session after a drop.
     resume: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    #: With ``resume``: the highest Deliver ``seq`` received; later ones are sent again.
+    ack: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class Send(_CFrame, tag="send"):
@@ -217,7 +219,8 @@ class Renew(_CFrame, tag="renew"):
 
 
 class Ping(_CFrame, tag="ping"):
-    pass
+    #: The highest Deliver ``seq`` received so far: the server may forget those frames.
+    ack: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class Pong(_CFrame, tag="pong"):
@@ -272,6 +275,11 @@ class Deliver(_SFrame, tag="msg"):
 
     sender: str = msgspec.field(name="from")
     msg: PeerMsg
+    #: Position in this session's stream of peer messages (1, 2, …). The server keeps
+    #: what the client has not acknowledged (Ping.ack, Login.ack) and sends it again on a
+    #: resume; the client drops any seq it has already seen. A drop shorter than the resume
+    #: window so loses no peer message, in either direction.
+    seq: int | None = None
 
 
 class Presence(_SFrame, tag="presence"):
