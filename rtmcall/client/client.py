@@ -402,8 +402,7 @@ class RtmClient:
         # Subscriptions may be gone (new session) or have missed changes (resume): renew
         # them; the answers bring the current states to the engine and the application.
         self._driver.resubscribe()
-        if ok.token_expires_in is not None and ok.token_expires_in <= 30:
-            self._fanout.publish(TokenPrivilegeWillExpire(ok.token_expires_in))
+        # (A token close to expiry is announced by the server's TokenExpiring frame.)
 
     def on_session_lost(self) -> None:
         self._driver.apply(self.engine.session_lost())
