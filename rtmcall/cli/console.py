@@ -54,6 +54,17 @@ from .table import Row, build_table
 _CHROME_LINES = 9
 
 
+def _terminal_size() -> os.terminal_size:
+    # Ask the terminal itself: shutil.get_terminal_size() prefers $COLUMNS/$LINES, which a
+    # shell exports once and never updates after a resize.
+    for stream in (sys.__stdout__, sys.__stdin__):
+        try:
+            return os.get_terminal_size(stream.fileno())  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
+            continue
+    return shutil.get_terminal_size()
+
+
 def _color_system() -> str | None:
     return None if os.environ.get("NO_COLOR") else "standard"
 
@@ -90,8 +101,8 @@ class PromptUI:
     def log(self, text: Text | str) -> None:
         stamp = Text(datetime.now().strftime("%H:%M:%S "), style="dim")
         line = text if isinstance(text, Text) else Text(text)
-        # Width: the proxy is no terminal Rich can measure; long lines just wrap.
-        self.log_console.print(stamp + line, width=shutil.get_terminal_size().columns)
+        # The proxy is no terminal Rich can measure: give it the width.
+        self.log_console.print(stamp + line, width=_terminal_size().columns)
 
     def bell(self) -> None:
         self.proxy.write("\a")
@@ -117,7 +128,7 @@ class PromptUI:
             self._exit_app()
 
     def _message(self) -> ANSI:
-        size = shutil.get_terminal_size()
+        size = _terminal_size()
         # Cache the rendering: prompt_toolkit asks on every keystroke, the table changes only
         # with an event or when a countdown ticks (tenths of seconds are shown below 10 s).
         now = time.monotonic()
