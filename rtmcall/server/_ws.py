@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 import wsproto
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
@@ -42,6 +42,7 @@ async def accept_websocket(
     stream: trio.abc.Stream,
     handler: Callable[[WebSocketConnection], Awaitable[None]],
     *,
+    refuse: Callable[[WebSocketRequest], str | None],
     max_message_size: int,
     message_queue_size: int,
     handshake_timeout: float,
@@ -49,7 +50,8 @@ async def accept_websocket(
 ) -> bool:
     """Run the opening handshake on ``stream``, then ``handler(ws)``, then close.
 
-    Returns False when the handshake did not complete in time (the stream is closed).
+    ``refuse(request)`` may return a reason to turn the request down with HTTP 403.
+    Returns False when the handshake did not complete in time or was refused.
 
     Resource handling: the stream is always closed on return, also on cancellation.
     """
@@ -70,7 +72,11 @@ async def accept_websocket(
         ws: WebSocketConnection | None = None
         with handshake:
             request = await conn._get_request()
-            ws = await request.accept()
+            why = refuse(request)
+            if why is not None:
+                await request.reject(403, body=why.encode())
+            else:
+                ws = await request.accept()
         if ws is None:
             nursery.cancel_scope.cancel()
             await trio.aclose_forcefully(stream)

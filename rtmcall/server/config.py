@@ -35,9 +35,9 @@ class ServerConfig:
     #: Frames queued for one connection before it counts as a slow reader and is cut.
     outbound_queue_frames: int = 1024
     #: Bytes queued for one connection before it counts as a slow reader and is cut.
-    outbound_queue_bytes: int = 4 * 1024 * 1024
-    #: Frames kept for a detached session (inside its resume window); more are refused
-    #: with PEER_UNREACHABLE.
+    outbound_queue_bytes: int = 1024 * 1024
+    #: Frames kept for a detached session (inside its resume window); more (or more than
+    #: ``outbound_queue_bytes``) are refused with PEER_UNREACHABLE.
     resume_buffer_frames: int = 256
     #: Frames the WebSocket layer buffers between the socket and the session's reader.
     receive_queue_frames: int = 16
@@ -64,5 +64,11 @@ class ServerConfig:
     invitation_margin: float = 120.0
     #: Lifetime assumed for an Invite that does not carry one (the callee's default).
     invitation_default_lifetime: float = 60.0
+    #: Browser origins (the ``Origin`` header) allowed to connect; ``"*"`` allows all.
+    #: Requests without an Origin (every non-browser client) are always allowed. When
+    #: empty, browsers are allowed only if the server has a secret: otherwise any web page
+    #: the user visits could log in as anyone on a loopback server (cross-site WebSocket
+    #: hijacking).
+    allowed_origins: tuple[str, ...] = ()
     #: Serve without a secret on a non-loopback address (the CLI's ``--insecure``).
     insecure: bool = False

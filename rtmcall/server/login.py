@@ -1,7 +1,8 @@
 """The login phase of a connection: the first frame must be a valid Login, in time.
 
-Order of checks, cheapest first: frame shape (msgspec), user id (SPEC §2), the per-user-id
-login rate (Agora: 2 per second), then the token (HMAC). A failure is answered with
+Order of checks: frame shape (msgspec), user id (SPEC §2), the token (HMAC), then the
+per-user-id login rate (Agora: 2 per second), last so that failed attempts by someone
+without a valid token do not count against the user. A failure is answered with
 LoginFail(reason, message) and the connection is closed; other frames before the login
 get ``Error(not_logged_in)`` and the connection keeps waiting until ``login_timeout``.
 
@@ -93,11 +94,6 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
     if problem is not None:
         await _fail(conn, user, LoginError.INVALID_ARGUMENT, problem)
         return None
-    if not server.login_limits.allow(user):
-        server.stats.rate_limited += 1
-        message = f"more than {config.rate_logins} logins in {config.rate_logins_per:g} s"
-        await _fail(conn, user, LoginError.TOO_OFTEN, message)
-        return None
     expires_in: float | None = None
     if server.secret is not None:
         try:
@@ -107,6 +103,13 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         except TokenError as exc:
             await _fail(conn, user, exc.reason, exc.message)
             return None
+    # Counted only after the token check, so that strangers without a valid token cannot
+    # use up a user's login budget and lock them out.
+    if not server.login_limits.allow(user):
+        server.stats.rate_limited += 1
+        message = f"more than {config.rate_logins} logins in {config.rate_logins_per:g} s"
+        await _fail(conn, user, LoginError.TOO_OFTEN, message)
+        return None
     deadline = None if expires_in is None else trio.current_time() + expires_in
 
     session = server.sessions.get(login.resume) if login.resume else None

@@ -17,7 +17,7 @@ import logging
 import ssl
 
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from ._ws import accept_websocket
 from .authority import InvitationLedger
@@ -135,6 +135,7 @@ class Server:
             await accept_websocket(
                 stream,
                 self._handle_websocket,
+                refuse=self._refuse,
                 max_message_size=self.config.max_frame_bytes,
                 message_queue_size=self.config.receive_queue_frames,
                 handshake_timeout=self.config.handshake_timeout,
@@ -145,6 +146,19 @@ class Server:
             log.error("connection handler failed", exc_info=group.exceptions[0])
         finally:
             stats.connections -= 1
+
+    def _refuse(self, request: WebSocketRequest) -> str | None:
+        """Cross-site WebSocket hijacking guard: a browser always sends ``Origin``; other
+        clients do not. See ``ServerConfig.allowed_origins``."""
+        origin = next((v for k, v in request.headers if k.lower() == b"origin"), None)
+        if origin is None:
+            return None
+        allowed = self.config.allowed_origins
+        text = origin.decode("latin-1")
+        if "*" in allowed or text in allowed or (not allowed and self.secret is not None):
+            return None
+        log.warning("refused a browser connection from origin %r", text)
+        return f"origin {text!r} is not allowed (see --allowed-origin)"
 
     async def _handle_websocket(self, ws: WebSocketConnection) -> None:
         peer = _describe(ws)

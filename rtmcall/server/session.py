@@ -126,10 +126,11 @@ class Session:
             if self._lot:
                 self._lot.unpark_all()
             return _OK
-        if len(outbox) >= self._max_detached:
+        size = len(data)
+        if len(outbox) >= self._max_detached or self.outbox_bytes + size > self._max_bytes:
             return _UNREACHABLE
         outbox.append(data)
-        self.outbox_bytes += len(data)
+        self.outbox_bytes += size
         return _CACHED
 
     def push_first(self, data: bytes) -> None:

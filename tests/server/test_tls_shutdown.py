@@ -7,11 +7,11 @@ import ssl
 import pytest
 import trio
 import trustme
-from trio_websocket import connect_websocket_url
+from trio_websocket import ConnectionRejected, connect_websocket_url, open_websocket_url
 
 from rtmcall.engine.codes import PeerMessageError
 from rtmcall.engine.frames import Bye, Deliver, Text
-from rtmcall.server import Server, serve
+from rtmcall.server import Server, mint_token, serve
 
 from .conftest import Client, Harness
 
@@ -106,3 +106,30 @@ async def test_refuses_public_address_without_secret() -> None:
 async def test_health(server: Server) -> None:
     health = await server.health()
     assert health.ok and "sessions" in health.detail
+
+
+async def test_browser_origin_refused_without_secret(harness: Harness) -> None:
+    with trio.fail_after(10):
+        server = await harness.start()
+        evil = [(b"Origin", b"https://evil.example")]
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(server.url, extra_headers=evil):
+                pass
+        assert info.value.status_code == 403
+        await harness.user("cli-clients-send-no-origin")
+
+
+async def test_allowed_origin(harness: Harness, nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        server = await harness.start(limits={"allowed_origins": ("https://app.example",)})
+        ok = [(b"Origin", b"https://app.example")]
+        ws = await connect_websocket_url(nursery, server.url, extra_headers=ok)
+        await Client(ws).login("from-browser")
+
+
+async def test_browser_origin_allowed_with_secret(harness: Harness, nursery: trio.Nursery) -> None:
+    with trio.fail_after(10):
+        server = await harness.start(secret="s" * 32)
+        other = [(b"Origin", b"https://anywhere.example")]
+        ws = await connect_websocket_url(nursery, server.url, extra_headers=other)
+        await Client(ws).login("web", token=mint_token("s" * 32, "web"))

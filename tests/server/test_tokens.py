@@ -186,3 +186,15 @@ def test_short_secret_does_not_warn() -> None:
         warnings.simplefilter("error")
         token = mint_token("short", "alice")
         assert verify_token("short", token, "alice") > 0
+
+
+async def test_bad_tokens_do_not_use_up_the_login_rate(harness: Harness) -> None:
+    """Strangers without a valid token cannot lock a user out."""
+    with trio.fail_after(10):
+        await harness.start(secret=SECRET)
+        for _ in range(5):
+            client = await harness.connect()
+            await client.send(Login(user="alice", token=mint_token(OTHER, "alice")))
+            assert (await client.expect(LoginFail)).reason == LoginError.INVALID_TOKEN
+        client = await harness.connect()
+        await client.login("alice", token=mint_token(SECRET, "alice"))
