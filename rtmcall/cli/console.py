@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -211,7 +211,7 @@ def _describe(ev: InvitationEvent) -> str:
     return invitation_event(ev)
 
 
-async def run_interactive(opts: LoginOptions, *, on_login: Any = None) -> int:
+async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | None = None) -> int:
     """The interactive softphone until quit; returns the exit code."""
     try:
         history: History = FileHistory(str(config.config_dir() / "history"))

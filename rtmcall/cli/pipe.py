@@ -5,9 +5,9 @@ invitations are canceled, given a bounded time to settle, and the session logs o
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import AsyncIterator
-from typing import BinaryIO
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
@@ -17,18 +17,31 @@ from .sinks import JsonSink, Sink, TextSink
 from .softphone import Softphone
 
 
-async def _lines(stream: BinaryIO) -> AsyncIterator[str]:
-    # A worker thread reads stdin: it works for pipes, files and /dev/null alike, and unlike
-    # trio's FdStream it does not make the (possibly shared) descriptor non-blocking.
+async def _lines(fd: int) -> AsyncIterator[str]:
+    # A worker thread reads stdin: that works for pipes, files and /dev/null alike, and
+    # unlike trio's FdStream it does not make the (possibly shared) descriptor non-blocking.
+    # It calls os.read on the descriptor, not sys.stdin: a thread abandoned inside
+    # sys.stdin.buffer.readline() holds the buffer's lock, and the interpreter aborts at exit
+    # (exit status -6) when it finds that lock taken.
+    pending = b""
     while True:
-        raw = await trio.to_thread.run_sync(stream.readline, abandon_on_cancel=True)
-        if not raw:
+        chunk = await trio.to_thread.run_sync(os.read, fd, 65536, abandon_on_cancel=True)
+        if not chunk:
+            if pending:
+                yield pending.decode("utf-8", errors="replace").rstrip("\r")
             return
-        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line.decode("utf-8", errors="replace").rstrip("\r")
 
 
 async def run_pipe(
-    opts: LoginOptions, *, as_json: bool, stdin: BinaryIO | None = None, on_login=None
+    opts: LoginOptions,
+    *,
+    as_json: bool,
+    stdin_fd: int | None = None,
+    on_login: Callable[[], None] | None = None,
 ) -> int:
     """Run pipe mode until the end of input; returns the exit code."""
     sink: Sink = JsonSink() if as_json else TextSink()
@@ -46,7 +59,7 @@ async def run_pipe(
                 with trio.CancelScope() as reading:
                     phone.on_end = reading.cancel
                     nursery.start_soon(stop_on_sigint, reading.cancel)
-                    async for line in _lines(stdin or sys.stdin.buffer):
+                    async for line in _lines(sys.stdin.fileno() if stdin_fd is None else stdin_fd):
                         if not await phone.run_line(line):
                             break
                 await phone.shutdown()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import trio
 
@@ -23,20 +23,30 @@ from rtmcall.engine.codes import (
     LocalInvitationState,
     RemoteInvitationState,
 )
-from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+from rtmcall.engine.events import (
+    ApiCallError,
+    InvitationEvent,
+    InvitationInfo,
+    LocalInvitationInfo,
+    RemoteInvitationInfo,
+)
 
 from . import commands as c
 from .commands import help_lines
 from .sinks import Sink
 from .table import Row, short_id
 
-#: An engine LocalInvitation/RemoteInvitation (live, has .info()), or a snapshot when the
-#: client no longer holds the object.
-Tracked = Any
+if TYPE_CHECKING:
+    from rtmcall.client import RtmClient
+    from rtmcall.engine.engine import LocalInvitation, RemoteInvitation
+
+#: An engine invitation (live: its fields change as it moves), or an event's snapshot when
+#: the client no longer holds the object.
+Tracked: TypeAlias = "LocalInvitation | RemoteInvitation | InvitationInfo"
 
 
 def _info(obj: Tracked) -> InvitationInfo:
-    return obj.info() if hasattr(obj, "info") else obj
+    return obj if isinstance(obj, LocalInvitationInfo | RemoteInvitationInfo) else obj.info()
 
 
 def _terminal(info: InvitationInfo) -> bool:
@@ -66,7 +76,7 @@ class Softphone:
       sink: where every result and event is reported.
     """
 
-    def __init__(self, client: Any, sink: Sink) -> None:
+    def __init__(self, client: RtmClient, sink: Sink) -> None:
         self.client = client
         self.sink = sink
         #: id -> invitation, in the order first seen (the table's order).
@@ -100,19 +110,18 @@ class Softphone:
     def infos(self) -> list[InvitationInfo]:
         return [_info(obj) for obj in self._invs.values()]
 
-    def rows(self, now: float | None = None) -> list[Row]:
-        """A snapshot for the table, countdown deadlines on :func:`time.monotonic` (or on the
-        base of ``now`` given as the monotonic equivalent of trio's current time)."""
-        mono = time.monotonic() if now is None else now
-        trio_now = trio.current_time()
+    def rows(self) -> list[Row]:
+        """A snapshot for the table. Countdown deadlines are moved from trio's clock to
+        :func:`time.monotonic`, so another thread can render the countdown."""
+        mono, trio_now = time.monotonic(), trio.current_time()
         rows = []
         for obj in self._invs.values():
             info = _info(obj)
             live = not _terminal(info)
             deadline = None
-            if live and hasattr(obj, "info"):
+            if live and not isinstance(obj, LocalInvitationInfo | RemoteInvitationInfo):
                 at = self.client.timer_deadline(obj)
-                if at is not None:
+                if at is not None and math.isfinite(at):
                     deadline = mono + (at - trio_now)
             rows.append(Row.from_info(info, deadline=deadline, live=live))
         return rows
