@@ -12,7 +12,8 @@ Session rules:
   is RECONNECTING/INTERRUPTED; the transport reconnects with backoff and logs in with
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
-  duplicates).
+  duplicates). The other way, the server numbers peer messages (``Deliver.seq``); we ack
+  the highest seen in each Ping and in the resuming Login, and drop any seen twice.
 * If the server's resume window passes first, or the server answers with a fresh session,
   the old session is lost: pending peer messages are answered NOT_LOGGEDIN and the handler's
   ``on_session_lost`` runs (the engine fails live invitations). Reconnecting goes on with a
@@ -273,6 +274,9 @@ class Transport:
         self._run_scope: trio.CancelScope | None = None
         self._kicked: f.Kicked | None = None
         self._finished = False
+        #: Highest Deliver ``seq`` handled in this session (None: the server numbers none).
+        #: Told to the server in Ping/Login ``ack`` so a resume resends only what we lack.
+        self._rx_seq: int | None = None
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -496,7 +500,8 @@ class Transport:
         return None
 
     async def _login(self, ws: WebSocketConnection) -> f.LoginOk:
-        login = f.Login(user=self.user, token=self.token, resume=self._session)
+        ack = self._rx_seq if self._session is not None else None
+        login = f.Login(user=self.user, token=self.token, resume=self._session, ack=ack)
         timeout = self.config.connect_timeout
         try:
             with trio.fail_after(timeout):
@@ -528,6 +533,7 @@ class Transport:
         if fresh:
             # Whatever the server had for us is gone (or there was nothing): a new session.
             self._lose_session()
+            self._rx_seq = None
         self.login_ok = ok
         self._session = ok.session
         self._requeue()
@@ -552,7 +558,7 @@ class Transport:
         interval = self.login_ok.heartbeat if self.login_ok else 3.0
         while True:
             await trio.sleep(interval)
-            self.send(f.Ping())
+            self.send(f.Ping(ack=self._rx_seq))
 
     async def _reader(self, ws: WebSocketConnection) -> Ended:
         interval = self.login_ok.heartbeat if self.login_ok else 3.0
@@ -584,6 +590,11 @@ class Transport:
                 case f.Bye():
                     log.info("%s: server going away (%s)", self.user, frame.reason)
                     return "dropped"
+                case f.Deliver(seq=seq) if seq is not None:
+                    if self._rx_seq is not None and seq <= self._rx_seq:
+                        continue  # sent again after a resume, but we had it already
+                    self._rx_seq = seq
+                    self.handler.on_frame(frame)
                 case f.Result() | f.Renewed():
                     self._answer(frame.rid, frame)
                 case f.Presence(rid=rid) | f.Error(rid=rid) if rid is not None:

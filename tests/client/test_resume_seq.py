@@ -1,0 +1,68 @@
+"""Lossless resume, client side, against a scripted fake server: the resuming Login and the
+Pings acknowledge the highest Deliver seq seen, and a Deliver seen twice is dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from trio.testing import MockClock
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from rtmcall.client import ClientConfig, connect
+from rtmcall.client.events import MessageFromPeer
+from rtmcall.engine import frames as f
+from rtmcall.engine.codes import ConnectionState as CS
+
+
+def deliver(seq: int) -> str:
+    return f.encode(f.Deliver(sender="bob", msg=f.Text(text=f"m{seq}"), seq=seq)).decode()
+
+
+async def test_resume_acks_and_drops_duplicates(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    logins: list[f.Login] = []
+    pings: list[f.Ping] = []
+    pinged = trio.Event()
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        login = f.decode_client_frame(await ws.get_message())
+        assert isinstance(login, f.Login)
+        logins.append(login)
+        if len(logins) == 1:
+            await ws.send_message(f.encode(f.LoginOk(user="alice", session="s1")).decode())
+            for seq in (1, 2):
+                await ws.send_message(deliver(seq))
+            await trio.sleep(1)
+            await ws.aclose()  # a drop: the client resumes
+            return
+        ok = f.LoginOk(user="alice", session="s1", resumed=True)
+        await ws.send_message(f.encode(ok).decode())
+        for seq in (2, 3):  # 2 again: the server did not know the client had it
+            await ws.send_message(deliver(seq))
+        while True:
+            frame = f.decode_client_frame(await ws.get_message())
+            if isinstance(frame, f.Ping):
+                pings.append(frame)
+                pinged.set()
+                await ws.send_message(f.encode(f.ServerPong()).decode())
+
+    server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+    url = f"ws://127.0.0.1:{server.port}"
+    async with connect(url, "alice", config=ClientConfig()) as client:
+        events = client.events()
+        with trio.fail_after(30):
+            await pinged.wait()
+        assert client.connection_state is CS.CONNECTED
+        got: list[Any] = []
+        while True:
+            try:
+                got.append(events.receive_nowait())
+            except trio.WouldBlock:
+                break
+    texts = [e.text for e in got if isinstance(e, MessageFromPeer)]
+    assert texts == ["m1", "m2", "m3"]
+    assert [(x.resume, x.ack) for x in logins] == [(None, None), ("s1", 2)]
+    assert pings[0].ack == 3
