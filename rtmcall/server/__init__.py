@@ -6,7 +6,7 @@ its ``port`` and ``url``. Users and presence live behind the :class:`Hub` protoc
 """
 
 from .config import ServerConfig
-from .hub import Health, Hub, MemoryHub
+from .hub import Health, Hub, HubUnavailable, MemoryHub
 from .serve import Server, serve
 from .session import Session
 from .stats import Stats
@@ -15,6 +15,7 @@ from .tokens import TokenError, mint_token, verify_token
 __all__ = [
     "Health",
     "Hub",
+    "HubUnavailable",
     "MemoryHub",
     "Server",
     "ServerConfig",

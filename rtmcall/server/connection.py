@@ -49,6 +49,7 @@ from rtmcall.engine.frames import (
 )
 
 from . import replies
+from .hub import HubUnavailable
 from .login import login_phase
 from .tokens import TokenError, verify_token
 
@@ -351,7 +352,11 @@ class Connection:
         if problem is not None:
             self._reply(Error(code="invalid_user", message=problem, rid=frame.rid))
             return False
-        states = await self.server.hub.presence(frame.users)
+        try:
+            states = await self.server.hub.presence(frame.users)
+        except HubUnavailable as exc:
+            self._reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
+            return False
         self._reply(Presence(states=states, rid=frame.rid))
         return False
 
@@ -369,7 +374,11 @@ class Connection:
             message = f"a session may watch at most {limit} users"
             self._reply(Error(code="forbidden", message=message, rid=frame.rid))
             return False
-        states = await self.server.hub.subscribe(session, frame.users)
+        try:
+            states = await self.server.hub.subscribe(session, frame.users)
+        except HubUnavailable as exc:
+            self._reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
+            return False
         self._reply(Presence(states=states, rid=frame.rid))
         return False
 
@@ -379,7 +388,10 @@ class Connection:
         assert session is not None
         await self.server.hub.unsubscribe(session, frame.users)
         valid = [u for u in frame.users if user_id_problem(u) is None]
-        states = await self.server.hub.presence(valid)
+        try:
+            states = await self.server.hub.presence(valid)
+        except HubUnavailable:
+            states = {}
         self._reply(Presence(states=states, rid=frame.rid))
         return False
 

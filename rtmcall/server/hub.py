@@ -32,6 +32,12 @@ from .session import Session
 _OFFLINE = PeerOnlineState.OFFLINE
 
 
+class HubUnavailable(RuntimeError):
+    """The shared store cannot be reached: the operation was not done. Any hub may raise
+    it from ``register``, ``presence`` and ``subscribe``; the server answers the client
+    with a retryable error instead of closing its connection."""
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     ok: bool

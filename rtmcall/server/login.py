@@ -32,6 +32,7 @@ from rtmcall.engine.frames import (
 )
 
 from . import replies
+from .hub import HubUnavailable
 from .session import Session
 from .tokens import TokenError, verify_token
 
@@ -118,6 +119,7 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         if previous is not None:
             previous.cut("superseded")
         session.attach(conn)
+        conn.session = session
         session.set_token_deadline(deadline)
         ok = LoginOk(
             user=user,
@@ -143,6 +145,7 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
     server.add_session(session)
     session.set_token_deadline(deadline)
     session.attach(conn)
+    conn.session = session
     ok = LoginOk(
         user=user,
         session=session.id,
@@ -151,7 +154,14 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         token_expires_in=expires_in,
     )
     session.push(encode(ok))
-    previous = await server.hub.register(session)
+    try:
+        previous = await server.hub.register(session)
+    except HubUnavailable as exc:
+        conn.session = None
+        await server.end_session(session, "hub unavailable at login")
+        # TIMEOUT: the SDK retries it, as it should once the store is back.
+        await _fail(conn, user, LoginError.TIMEOUT, f"service unavailable, try again ({exc})")
+        return None
     server.stats.logins += 1
     log.info("user %r logged in from %s, session %s", user, conn.peer, session.id[:8])
     if previous is not None:

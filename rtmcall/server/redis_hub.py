@@ -42,7 +42,7 @@ import trio
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
-from .hub import Health
+from .hub import Health, HubUnavailable
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
@@ -75,10 +75,6 @@ if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
 end
 return 0
 """
-
-
-class HubUnavailable(RuntimeError):
-    """The shared store cannot be reached: the operation was not done."""
 
 
 class RedisHub:

@@ -18,7 +18,7 @@ from rtmcall.engine.frames import (
     Result,
     Text,
 )
-from rtmcall.server import MemoryHub, ServerConfig
+from rtmcall.server import HubUnavailable, MemoryHub, ServerConfig
 
 from .conftest import Harness
 from .test_hostile import assert_healthy
@@ -150,3 +150,30 @@ async def test_logging(harness: Harness, caplog: pytest.LogCaptureFixture) -> No
         assert any("user 'alice' logged in from 127.0.0.1:" in line for line in lines)
         assert any("kicked (REMOTE_LOGIN)" in line for line in lines)
         assert all("\n" not in line for line in lines)
+
+
+class _DownHub(MemoryHub):
+    """A shared store that is down for presence and for new registrations."""
+
+    async def register(self, session):  # type: ignore[no-untyped-def]
+        if session.user == "unlucky":
+            raise HubUnavailable("store down")
+        return await super().register(session)
+
+    async def presence(self, users: list[str]) -> dict[str, int]:
+        raise HubUnavailable("store down")
+
+
+async def test_hub_unavailable_is_answered_not_fatal(harness: Harness) -> None:
+    with trio.fail_after(10):
+        server = await harness.start(hub=_DownHub())
+        client = await harness.connect()
+        await client.send({"t": "login", "user": "unlucky"})
+        fail = await client.expect(LoginFail)
+        assert fail.reason == LoginError.TIMEOUT and "unavailable" in fail.message
+        assert server.stats.sessions == 0 and not server.sessions
+        a = await harness.user("a")
+        await a.send(Query(rid=5, users=["b"]))
+        error = await a.expect(Error)
+        assert (error.code, error.rid) == ("unavailable", 5)
+        assert server.stats.internal_errors == 0
