@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--rate", type=float, default=None, help="offered calls/s")
     parser.add_argument("--warmup", type=float, default=0.0, metavar="S")
+    parser.add_argument("--server-pid", type=int, default=None, help="report its CPU")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     return bench_command(
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         json=args.json,
         rate=args.rate,
         warmup=args.warmup,
+        server_pid=args.server_pid,
     )
 
 

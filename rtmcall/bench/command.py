@@ -26,6 +26,7 @@ def bench_command(
     json: bool = False,
     rate: float | None = None,
     warmup: float = 0.0,
+    server_pid: int | None = None,
 ) -> int:
     """Run a bench, show progress (on a terminal) and the result; return the exit status.
 
@@ -39,6 +40,8 @@ def bench_command(
       json: print the result as JSON (stdout) instead of the table.
       rate: offered invitations/s over all pairs; None: closed loop.
       warmup: seconds of load before measuring.
+      server_pid: the server's pid, when it runs on this machine: the result then shows
+        its CPU time per handshake (needs psutil).
     """
     if mode not in MODES:
         print(f"rtmcall bench: --mode must be one of {', '.join(MODES)}", file=sys.stderr)
@@ -52,6 +55,7 @@ def bench_command(
         idle=idle,
         rate=rate,
         warmup=warmup,
+        server_pid=server_pid,
     )
     problem = options.problem()
     if problem is not None:

@@ -3,10 +3,12 @@
 Two kinds, the same on the wire as far as the server can tell:
 
 * SDK users (:func:`hold_sdk_idle`): full :class:`rtmcall.client.RtmClient` sessions.
-* lean users (:func:`hold_lean_idle`): one raw WebSocket each that sends ``Login``, then a
-  ``Ping`` every ``heartbeat`` seconds (the interval the server's LoginOk asks for, as the
-  SDK does) and answers the server's pings. A few thousand cost the load generator
-  little, so one process can hold them while the server's memory is measured.
+* lean users (:func:`hold_lean_idle`): one raw WebSocket each that sends ``Login`` and
+  then only answers the server's pings (the server pings a client silent for half its
+  idle timeout): the least traffic a server accepts from a live session, so thousands
+  of them measure the server's own per-connection cost, and one process can hold them.
+  ``active=True`` also sends a ``Ping`` every ``heartbeat`` seconds (the interval the
+  server's LoginOk asks for), as the SDK does.
 
 ``python -m rtmcall.bench.idle URL --count N`` holds lean users in a process of its own;
 it prints ``READY <logged in> <failed>`` once all logins are done and exits when its
@@ -16,9 +18,11 @@ stdin closes.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from functools import partial
 
 import trio
 from trio_websocket import (
@@ -40,6 +44,7 @@ async def _lean_user(
     user: str,
     limiter: trio.CapacityLimiter,
     on_login: Callable[[bool], None],
+    active: bool,
 ) -> None:
     logged_in = False
     try:
@@ -57,14 +62,14 @@ async def _lean_user(
                         raise ConnectionError(f"login refused: {frame}")
             logged_in = True
             on_login(True)
-            await _keep_alive(ws, frame.heartbeat)
+            await _keep_alive(ws, frame.heartbeat if active else math.inf)
     except (OSError, ConnectionClosed, HandshakeError, ConnectionError, f.FrameError):
         if not logged_in:
             on_login(False)
 
 
 async def _keep_alive(ws: WebSocketConnection, heartbeat: float) -> None:
-    """Ping every ``heartbeat`` s, answer the server's pings, ignore everything else."""
+    """Ping every ``heartbeat`` s (inf: never), answer the server's pings, ignore the rest."""
     ping = f.encode(f.Ping()).decode()
     pong = f.encode(f.Pong()).decode()
     next_ping = trio.current_time() + heartbeat
@@ -83,11 +88,13 @@ async def hold_lean_idle(
     count: int,
     prefix: str,
     *,
+    active: bool = False,
     task_status: trio.TaskStatus[tuple[int, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Log in ``count`` lean idle users (``{prefix}{i}``) and hold them until cancelled.
 
     Reports ``(logged_in, failed)`` through ``task_status`` once every login is done.
+    ``active``: also send the SDK's heartbeat pings (see the module docstring).
     """
     done = trio.Event()
     tally = [0, 0]
@@ -100,7 +107,7 @@ async def hold_lean_idle(
     limiter = trio.CapacityLimiter(LOGIN_CONCURRENCY)
     async with trio.open_nursery() as nursery:
         for i in range(count):
-            nursery.start_soon(_lean_user, url, f"{prefix}{i}", limiter, on_login)
+            nursery.start_soon(_lean_user, url, f"{prefix}{i}", limiter, on_login, active)
         if count == 0:
             done.set()
         await done.wait()
@@ -108,9 +115,9 @@ async def hold_lean_idle(
         await trio.sleep_forever()
 
 
-async def _main(url: str, count: int, prefix: str) -> None:
+async def _main(url: str, count: int, prefix: str, active: bool) -> None:
     async with trio.open_nursery() as nursery:
-        ok, failed = await nursery.start(hold_lean_idle, url, count, prefix)
+        ok, failed = await nursery.start(partial(hold_lean_idle, url, count, prefix, active=active))
         print(f"READY {ok} {failed}", flush=True)
         # EOF on stdin: the parent is done with us (or gone).
         await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
@@ -124,11 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("url")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--prefix", default="idle")
+    parser.add_argument("--active", action="store_true", help="ping every heartbeat (as the SDK)")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.count + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    trio.run(_main, args.url, args.count, args.prefix)
+    trio.run(_main, args.url, args.count, args.prefix, args.active)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ async def _caller(
     options: BenchOptions,
     tally: Tally,
     go: trio.Event,
+    stop: trio.Event,
 ) -> None:
     await go.wait()
     expected = EXPECTED_OUTCOME[options.mode][0]
@@ -98,11 +99,15 @@ async def _caller(
     next_at = trio.current_time() + random.random() * interval if interval else 0.0
     while True:
         if interval is not None:
-            await trio.sleep_until(next_at)
+            # Wait for the next slot, unless the run ends first (a slow pace must not
+            # hold the run open for a whole interval).
+            with trio.move_on_at(next_at):
+                await stop.wait()
             # Paced, not bursty: a caller that fell behind does not catch up in a burst.
             next_at = max(next_at + interval, trio.current_time())
         may, measured = tally.take_call()
         if not may:
+            stop.set()
             return
         t0 = time.perf_counter()
         try:
@@ -269,6 +274,7 @@ async def _run(
     all_ready = trio.Event()
     callers_done = trio.Event()
     go = trio.Event()
+    stop = trio.Event()
     active_callers = options.pairs
     scopes: list[trio.CancelScope] = []
     limiter = trio.CapacityLimiter(LOGIN_CONCURRENCY)
@@ -282,7 +288,7 @@ async def _run(
             nonlocal active_callers
             assert events is not None
             try:
-                await _caller(client, events, callee, options, tally, go)
+                await _caller(client, events, callee, options, tally, go, stop)
             finally:
                 active_callers -= 1
                 if active_callers == 0:
@@ -352,6 +358,7 @@ async def _run(
                     with trio.move_on_after(options.duration):
                         await callers_done.wait()
                     tally.running = False
+                    stop.set()
                 await callers_done.wait()
                 phase = "drain"
                 # Polling a counter that hundreds of tasks bump is simpler than an Event

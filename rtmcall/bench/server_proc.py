@@ -3,7 +3,8 @@
 Runs rtmcall's real ``serve()`` with the default :class:`ServerConfig` except the limits a
 load test must lift (below), prints ``URL <url> PID <pid>`` on one stdout line once it
 listens, and stops cleanly on SIGTERM/SIGINT or when its stdin closes (so it never
-outlives the bench that started it). It is a process of its own so that its CPU time
+outlives the bench that started it; ``--keep-running`` ignores stdin, for a server run
+in the background by hand). It is a process of its own so that its CPU time
 (``psutil.Process(pid).cpu_times()``) measures the server alone.
 
 ``--profile FILE`` runs the whole server under cProfile and writes FILE (pstats) on exit.
@@ -29,7 +30,7 @@ BENCH_CONFIG: dict[str, Any] = {
 }
 
 
-async def _main(host: str, port: int, redis: str | None) -> None:
+async def _main(host: str, port: int, redis: str | None, watch_stdin: bool) -> None:
     import trio
 
     from rtmcall.server import ServerConfig, serve
@@ -43,7 +44,8 @@ async def _main(host: str, port: int, redis: str | None) -> None:
             lambda task_status: serve(host, port, hub=hub, config=config, task_status=task_status)
         )
         print(f"URL {server.url} PID {os.getpid()}", flush=True)
-        nursery.start_soon(_watch_stdin, nursery.cancel_scope)
+        if watch_stdin:
+            nursery.start_soon(_watch_stdin, nursery.cancel_scope)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 break
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", default=None, help="share users through this Redis URL")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile pstats file")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="ignore EOF on stdin (run in background)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # The bench serves loopback without a secret on purpose: skip that one warning.
@@ -86,12 +91,12 @@ def main(argv: list[str] | None = None) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            trio.run(_main, args.host, args.port, args.redis)
+            trio.run(_main, args.host, args.port, args.redis, not args.keep_running)
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        trio.run(_main, args.host, args.port, args.redis)
+        trio.run(_main, args.host, args.port, args.redis, not args.keep_running)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Idle users: memory per idle logged-in connection, and CPU per handshake beside them.
+
+Logging thousands of users in is the slow part (seconds per thousand on a small machine),
+so each server is filled once: N1 users (RSS), then up to N2 (RSS), then the load runs
+beside them. The 100-idle sample runs before and after it (A B A) for the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from procs import Proc, idle_users, load, server
+
+#: Let a server settle (allocator, pending frees) before reading its RSS.
+SETTLE = 1.0
+
+Log = Callable[[str], None]
+
+
+def _kib(rss: int, rss0: int, users: int) -> float:
+    return (rss - rss0) / max(users, 1) / 1024
+
+
+def _idle_cpu_per_s(srv: Proc, seconds: float = 2.0) -> float:
+    c0 = srv.cpu()
+    time.sleep(seconds)
+    return (srv.cpu() - c0) / seconds
+
+
+def _loaded(srv: Proc, args: argparse.Namespace, rate: float, users: int) -> dict:
+    """The idle users' own CPU (heartbeats), then the load at ``rate`` beside them."""
+    idle_per_s = _idle_cpu_per_s(srv)
+    s = load("rtmcall", srv, args.pairs[0], args.duration, args.warmup, rate=rate)
+    s["idle_users"] = users
+    s["idle_ms_per_s"] = idle_per_s * 1000
+    if s["cpu_us_per_op"] and s["ops_per_s"]:
+        s["cpu_us_per_op_net"] = s["cpu_us_per_op"] - idle_per_s * 1e6 / s["ops_per_s"]
+    return s
+
+
+def _describe(n: int, s: dict) -> str:
+    cpu = s["cpu_us_per_op"]
+    return (
+        f"{n} idle ({s['idle_ms_per_s']:.0f} ms/s alone): "
+        f"{'?' if cpu is None else f'{cpu:,.0f}'} µs/handshake at {s['ops_per_s']:.0f}/s, "
+        f"p99 {s['p99_ms'] or 0:.1f} ms, {s['errors']} errors, {s['unexpected']} unexpected"
+    )
+
+
+def _few(args: argparse.Namespace, rate: float, log: Log) -> dict:
+    with server("rtmcall") as srv, idle_users("rtmcall", srv.url, 100) as ok:
+        time.sleep(SETTLE)
+        s = _loaded(srv, args, rate, ok)
+    log(_describe(100, s))
+    return s
+
+
+def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
+    """Returns (memory, idle_cpu): KiB per connection by kind and user count, and the
+    CPU-per-handshake samples with 100 and with ``args.idle[1]`` idle users."""
+    n1, n2 = args.idle
+    memory: dict = {"rtmcall": {}, "trio": {}}
+    cpu: dict = {"100": [], str(n2): []}
+    cpu["100"].append(_few(args, rate, log))
+    for kind in ("rtmcall", "trio"):
+        with server(kind) as srv:
+            time.sleep(0.5)
+            rss0 = srv.rss()
+            with idle_users(kind, srv.url, n1, "idleA") as ok1:
+                time.sleep(SETTLE)
+                rss1 = srv.rss()
+                with idle_users(kind, srv.url, n2 - n1, "idleB") as ok2:
+                    time.sleep(SETTLE)
+                    rss2 = srv.rss()
+                    memory[kind][str(n1)] = {"kib_per_conn": _kib(rss1, rss0, ok1), "users": ok1}
+                    memory[kind][str(n2)] = {
+                        "kib_per_conn": _kib(rss2, rss0, ok1 + ok2),
+                        "users": ok1 + ok2,
+                    }
+                    log(
+                        f"memory {kind}: {memory[kind][str(n1)]['kib_per_conn']:.1f} KiB per "
+                        f"connection at {ok1}, {memory[kind][str(n2)]['kib_per_conn']:.1f} at "
+                        f"{ok1 + ok2}"
+                    )
+                    if kind == "rtmcall":
+                        s = _loaded(srv, args, rate, ok1 + ok2)
+                        cpu[str(n2)].append(s)
+                        log(_describe(ok1 + ok2, s))
+    for _ in range(args.runs - 1):
+        cpu["100"].append(_few(args, rate, log))
+    return memory, cpu
