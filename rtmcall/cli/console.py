@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -148,7 +148,7 @@ class PromptUI:
             self._cache = (key, buf.getvalue())
         return ANSI(self._cache[1] + self._prompt)
 
-    def run(self, handle_line: Any) -> str:
+    def run(self, handle_line: Callable[[str], Awaitable[bool]]) -> str:
         """The prompt loop (in a worker thread). Returns why it ended: quit, eof, interrupt,
         stopped."""
         session: PromptSession[str] = PromptSession(
@@ -243,8 +243,14 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
                 command.cancel()
                 ui.stop()
 
+            async def pump() -> None:
+                try:
+                    await phone.pump()
+                finally:  # if the event stream ever fails, do not leave the prompt hanging
+                    ui.stop()
+
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(phone.pump)
+                nursery.start_soon(pump)
                 nursery.start_soon(stop_on_sigint, interrupt)
                 why = await trio.to_thread.run_sync(ui.run, run_line)
                 pending = len(phone.pending_outgoing())

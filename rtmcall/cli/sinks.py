@@ -6,6 +6,7 @@ methods, so the same command dispatcher drives every mode and only the presentat
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
@@ -54,8 +55,16 @@ class Sink(Protocol):
 def _write_to(stream: TextIO | None) -> Callable[[str], None]:
     def write(line: str) -> None:
         out = stream or sys.stdout
-        out.write(line + "\n")
-        out.flush()  # scripts read us line by line: never sit on a buffered line
+        try:
+            out.write(line + "\n")
+            out.flush()  # scripts read us line by line: never sit on a buffered line
+        except BrokenPipeError:
+            # The reader went away (`rtmcall login a --json | head -1`): drop output from
+            # now on, the session still ends cleanly. Pointing the descriptor at /dev/null
+            # is the recipe of Python's docs, so the final flush at exit cannot fail either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
 
     return write
 
