@@ -32,6 +32,7 @@ Commands:
   answer  Wait for calls and accept or refuse them.
   token   Mint a login token for a user.
   demo    Play every outcome with a server and users in one process.
+  bench   Load a server with call setups; report rate and latency.
 """
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import cmd_demo, cmd_login, cmd_server
+from . import cmd_bench, cmd_demo, cmd_login, cmd_server
 
 app = typer.Typer(
     name="rtmcall",
@@ -62,4 +62,7 @@ app.command("answer", short_help="Wait for calls and accept or refuse them.")(cm
 app.command("token", short_help="Mint a login token for a user.")(cmd_server.token)
 app.command("demo", short_help="Play every outcome with a server and users in one process.")(
     cmd_demo.demo
+)
+app.command("bench", short_help="Load a server with call setups; report rate and latency.")(
+    cmd_bench.bench
 )
