@@ -147,17 +147,18 @@ async def run_load(url: str, args: argparse.Namespace) -> dict:
             tally.window_start = time.perf_counter()
             if args.calls is None:
                 await trio.sleep(args.duration)
-                tally.running = False
+                tally.close_window()
+                cpu1 = _cpu_seconds(args.server_pid)
                 stop.set()
             with trio.move_on_after(30):
                 while done[0] < args.pairs or tally.callee_done < tally.placed:  # noqa: ASYNC110
                     await trio.sleep(0.005)
-            cpu1 = _cpu_seconds(args.server_pid)
+            if cpu1 is None:
+                cpu1 = _cpu_seconds(args.server_pid)
             nursery.cancel_scope.cancel()
     if overall.cancelled_caught:
         tally.error("run did not finish in time")
-    start = tally.window_start or 0.0
-    elapsed = max(tally.window_end - start, 0.0)
+    elapsed = tally.elapsed
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     return {
         "server": url,

@@ -9,6 +9,7 @@ way. Nothing here is measured itself: CPU and memory are read from the server *p
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -125,6 +126,8 @@ def load(
     common = ["--pairs", str(pairs), "--duration", str(duration), "--warmup", str(warmup)]
     common += ["--server-pid", str(srv.pid)] + (["--rate", f"{rate:.1f}"] if rate else [])
     timeout = duration + warmup + 180
+    # Other work on the machine skews every figure: keep the load average with the sample.
+    load_before = os.getloadavg()[0]
     if kind == "rtmcall":
         data = _run_json(
             [PY, "-m", "rtmcall.bench", "--server", srv.url, "--json", *common], timeout
@@ -150,4 +153,5 @@ def load(
         "unexpected": unexpected,
         "rate": rate,
         "pairs": pairs,
+        "loadavg": load_before,
     }

@@ -41,7 +41,8 @@ def summarize(samples: dict, args: argparse.Namespace) -> dict:
         med = {name: median_sample(runs) for name, runs in bucket.items()}
         summary["throughput"][pairs] = med
         summary["ratios"][f"cpu_{pairs}_pairs"] = _ratio(
-            med["rtmcall"].get("cpu_us_per_op"), med["raw_trio_same_load"].get("cpu_us_per_op")
+            med["rtmcall"].get("cpu_us_per_op"),
+            med.get("raw_trio_same_load", {}).get("cpu_us_per_op"),
         )
     lat = {k: median_sample(v) for k, v in samples.get("latency", {}).items()}
     summary["latency"] = lat
@@ -108,7 +109,8 @@ def markdown(result: dict) -> str:
     ]
     row = lines.append
     for pairs, med in summary.get("throughput", {}).items():
-        rt, same, closed = med["rtmcall"], med["raw_trio_same_load"], med["raw_trio_closed"]
+        rt, closed = med["rtmcall"], med["raw_trio_closed"]
+        same = med.get("raw_trio_same_load", {})
         asy = med.get("asyncio_closed", {})
         asy_same = med.get("asyncio_same_load", {})
         row(

@@ -57,8 +57,9 @@ class BenchResult:
 
     Latencies are measured at the caller from just before ``send`` to the event:
     ``received_by_peer`` (LocalInvitationReceivedByPeer) and ``outcome`` (Accepted,
-    Refused or Canceled, by mode). Only calls *started* inside the measured window count;
-    warm-up calls do not.
+    Refused or Canceled, by mode). With a duration, the calls that *ended* inside the
+    measured window count; with a number of calls, the first that many started after the
+    warm-up (see :mod:`rtmcall.bench.tally`). Warm-up calls never count.
     """
 
     server: str
@@ -67,7 +68,7 @@ class BenchResult:
     mode: str
     idle: int
     rate: float | None
-    #: Seconds of the measured window (from its start to the last counted call's end).
+    #: Seconds of the measured window (calls mode: until the last counted call's end).
     elapsed: float
     #: Calls that ended in the expected outcome on both sides, inside the window.
     handshakes: int
@@ -80,7 +81,8 @@ class BenchResult:
     unexpected: dict[str, int] = field(default_factory=dict)
     #: Seconds to log every user in (pairs and idle users).
     login_s: float = 0.0
-    #: Server process CPU (user+system) over the measured window, when its pid is known.
+    #: Server process CPU (user+system) over the measured window (calls mode: until the
+    #: callees saw the last call end), when its pid is known.
     server_cpu_s: float | None = None
     server_cpu_us_per_handshake: float | None = None
     #: The server process's resident memory at the end, in bytes (pid known only).

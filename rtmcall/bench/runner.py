@@ -357,7 +357,8 @@ async def _run(
                 if options.calls is None:
                     with trio.move_on_after(options.duration):
                         await callers_done.wait()
-                    tally.running = False
+                    tally.close_window()
+                    cpu1 = _cpu_seconds(pid)
                     stop.set()
                 await callers_done.wait()
                 phase = "drain"
@@ -366,7 +367,8 @@ async def _run(
                 with trio.move_on_after(DRAIN_TIMEOUT):
                     while tally.callee_done < tally.placed:  # noqa: ASYNC110
                         await trio.sleep(0.01)
-                cpu1 = _cpu_seconds(pid)
+                if cpu1 is None:
+                    cpu1 = _cpu_seconds(pid)
                 missing = tally.placed - tally.callee_done
                 if missing > 0:
                     tally.errors["callee saw no ending"] = missing
@@ -393,8 +395,7 @@ def _result(
     cpu1: float | None,
     pid: int | None,
 ) -> BenchResult:
-    start = tally.window_start
-    elapsed = (tally.window_end - start) if start is not None and tally.window_end > start else 0.0
+    elapsed = tally.elapsed
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     return BenchResult(
         server=url,
