@@ -21,7 +21,7 @@ from rtmcall.engine.codes import PeerOnlineState
 from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
 
 from . import jsonfmt, textfmt
-from .table import Row
+from .rows import Row
 
 
 class Sink(Protocol):

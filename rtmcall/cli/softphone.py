@@ -33,8 +33,8 @@ from rtmcall.engine.events import (
 
 from . import commands as c
 from .commands import help_lines
+from .rows import Row, short_id
 from .sinks import Sink
-from .table import Row, short_id
 
 if TYPE_CHECKING:
     from rtmcall.client import RtmClient

@@ -8,60 +8,14 @@ testable by rendering into a ``Console(file=io.StringIO(), color_system=None)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
 
-from rtmcall.engine.codes import (
-    LocalInvitationError,
-    LocalInvitationState,
-    RemoteInvitationError,
-    RemoteInvitationState,
-)
-from rtmcall.engine.events import InvitationInfo
-
+from .rows import Row, short_id
 from .states import describe, is_ringing_here
 
-SHORT_ID = 6
-
-
-def short_id(invitation_id: str) -> str:
-    return invitation_id[:SHORT_ID]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One invitation as the table shows it."""
-
-    id: str
-    direction: str  # "out" or "in"
-    peer: str
-    state: LocalInvitationState | RemoteInvitationState
-    error: LocalInvitationError | RemoteInvitationError
-    content: str = ""
-    channel_id: str = ""
-    response: str = ""
-    #: When the running timer fires, in the caller's time base; None when none runs.
-    deadline: float | None = None
-    live: bool = True
-
-    @classmethod
-    def from_info(
-        cls, info: InvitationInfo, *, deadline: float | None = None, live: bool = True
-    ) -> Row:
-        return cls(
-            id=info.id,
-            direction=info.direction,
-            peer=info.peer,
-            state=info.state,
-            error=info.error,
-            content=info.content,
-            channel_id=info.channel_id,
-            response=info.response,
-            deadline=deadline if live else None,
-            live=live,
-        )
+__all__ = ["Row", "build_table", "short_id"]
 
 
 def _left(deadline: float | None, now: float) -> str:

@@ -22,8 +22,8 @@ from rtmcall.engine.events import (
     RemoteInvitationRefused,
 )
 
+from .rows import short_id
 from .states import error_words
-from .table import short_id
 
 
 def _extras(info: InvitationInfo, *, response: bool = False) -> str:
