@@ -22,6 +22,7 @@ from .options import (
     resolve_server,
     resolve_user,
     run_trio,
+    usage_error,
 )
 
 
@@ -115,14 +116,23 @@ def call(
       rtmcall call bob carol --user alice --channel room1 --lifetime 20
       rtmcall call bob --json && echo "bob answered"
     """
+    from rtmcall.engine.frames import MAX_CHANNEL_BYTES, MAX_CONTENT_BYTES
+
     from .oneshot import run_call
     from .runtime import LoginOptions
 
     for peer in peers:
         check_user(peer, "PEER")
+    me = resolve_user(user)
+    if me in peers:
+        raise usage_error(f"{me} cannot call themself", "PEER")
+    if len(content.encode()) > MAX_CONTENT_BYTES:
+        raise usage_error("is longer than 8 KB of UTF-8", "--content")
+    if len(channel.encode()) > MAX_CHANNEL_BYTES:
+        raise usage_error("is longer than 64 bytes of UTF-8", "--channel")
     opts = LoginOptions(
         url=resolve_server(server),
-        user=resolve_user(user),
+        user=me,
         token=token,
         ca=ca,
         no_response_timeout=no_response_timeout,

@@ -67,6 +67,9 @@ def test_every_command_has_help_with_examples(command: str) -> None:
         ["login", "x" * 65],
         ["call", "bad/peer", "--user", "alice"],
         ["call", "bob", "--user", "no*way"],
+        ["call", "bob", "alice", "--user", "alice"],  # yourself
+        ["call", "bob", "--user", "alice", "--content", "x" * 8193],
+        ["call", "bob", "--user", "alice", "--channel", "c" * 65],
         ["call", "bob"],  # no user anywhere
         ["answer"],  # no user anywhere
         ["login", "alice", "--server", "http://example.com"],
