@@ -97,17 +97,22 @@ class Server:
         self._nursery.start_soon(self._reap, session, scope)
 
     async def _reap(self, session: Session, scope: trio.CancelScope) -> None:
-        why = session.end_reason or "kicked while disconnected"
-        with scope:
+        expired = False
+        with scope:  # cancelled by a resume (attach) or a kick
             await trio.sleep(self.config.resume_window)
-            why = "not resumed within the resume window"
-            self.stats.sessions_expired += 1
+            expired = True
         if session.reaper is scope:
             session.reaper = None
-        if session.link is None:
-            if trio.current_effective_deadline() == float("-inf"):
-                why = "server shutdown"
-            await self.end_session(session, why)
+        if session.link is not None:
+            return  # resumed
+        if trio.current_effective_deadline() == float("-inf"):
+            why = "server shutdown"
+        elif expired:
+            why = "not resumed within the resume window"
+            self.stats.sessions_expired += 1
+        else:
+            why = session.end_reason or "ended while disconnected"
+        await self.end_session(session, why)
 
     # --- control --------------------------------------------------------------------------
 

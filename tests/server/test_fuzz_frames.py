@@ -46,7 +46,7 @@ json_values = st.recursive(
         st.lists(children, max_size=5)
         | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), children, max_size=6)
     ),
-    max_leaves=30,
+    max_leaves=10,
 )
 frames = st.fixed_dictionaries(
     {"t": st.sampled_from(TAGS)},
@@ -74,13 +74,13 @@ def test_arbitrary_text(data: str) -> None:
     check(data)
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
 @given(frames)
 def test_json_shaped_frames(frame: dict[str, object]) -> None:
     check(json.dumps(frame))
 
 
-@settings(max_examples=200)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(frames, st.integers(min_value=0, max_value=200), st.binary(max_size=4))
 def test_mangled_json(frame: dict[str, object], cut: int, junk: bytes) -> None:
     data = json.dumps(frame).encode()

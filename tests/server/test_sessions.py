@@ -249,3 +249,59 @@ async def test_heartbeat_keeps_connection(
             await client.send(Ping())
             assert type(await client.recv()).__name__ == "ServerPong"
         assert server.stats.idle_timeouts == 0
+
+
+async def test_fresh_login_replaces_detached_session(
+    harness: Harness, patient_server: Server, autojump_clock: MockClock
+) -> None:
+    with trio.fail_after(30):
+        w = await harness.user("w")
+        await w.send(Subscribe(rid=1, users=["b"]))
+        await w.expect(Presence)
+        b = await harness.connect()
+        old = await b.login("b")
+        assert (await w.expect(Presence)).states == {"b": ONLINE}
+        await drop(b)
+        assert (await w.expect(Presence)).states == {"b": UNREACHABLE}
+        rid = await w.send_to("b", Text(text="for the old session"))
+        assert (await w.result(rid)).code == PeerMessageError.CACHED_BY_SERVER
+        await trio.sleep(1)
+        b = await harness.connect()
+        new = await b.login("b")  # no resume: the detached session is kicked
+        assert new.session != old.session and not new.resumed
+        assert (await w.expect(Presence)).states == {"b": ONLINE}
+        await trio.sleep(0.1)
+        assert patient_server.stats.sessions == 2
+        assert old.session not in patient_server.sessions
+        await trio.sleep(15)  # the old window would have passed: nothing changes
+        await w.send(Query(rid=2, users=["b"]))
+        assert (await w.expect(Presence)).states == {"b": ONLINE}
+
+
+async def test_everything_is_released(
+    harness: Harness, patient_server: Server, autojump_clock: MockClock
+) -> None:
+    """After logins, kicks, drops, resumes, expiries and logouts, nothing is left."""
+    with trio.fail_after(60):
+        hub = patient_server.hub
+        a = await harness.user("a")
+        await a.send(Subscribe(rid=1, users=["b", "c"]))
+        await a.expect(Presence)
+        b = await harness.connect()
+        ok = await b.login("b")
+        await drop(b)
+        b = await harness.connect()
+        await b.login("b", resume=ok.session)
+        c = await harness.user("c")
+        await drop(c)
+        await harness.user("a")  # kicks the first a
+        await trio.sleep(12)  # c's window passes
+        for name in ("a", "b"):
+            await trio.sleep(1)
+            client = await harness.user(name)
+            await client.send(Logout())
+            await client.closed_code()
+        await trio.sleep(0.1)
+        assert patient_server.stats.sessions == 0
+        assert patient_server.sessions == {}
+        assert hub._sessions == {} and hub._watchers == {} and hub._published == {}  # type: ignore[attr-defined]
