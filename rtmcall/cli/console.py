@@ -143,7 +143,7 @@ class PromptUI:
                 highlight=False,
             )
             max_rows = max(1, size.lines - _CHROME_LINES)
-            console.print(build_table(self._rows, now, max_rows=max_rows))
+            console.print(build_table(self._rows, now, max_rows=max_rows, width=console.width))
             console.print(Text(self._status, style="dim"))
             self._cache = (key, buf.getvalue())
         return ANSI(self._cache[1] + self._prompt)
@@ -180,10 +180,7 @@ class ConsoleSink(TextSink):
         self.connection = "connected"
 
     def status(self) -> str:
-        return (
-            f"{self.opts.user} @ {self.opts.url} · {self.connection} · "
-            "type help, call PEER, accept, refuse, cancel, quit"
-        )
+        return f"{self.opts.user} @ {self.opts.url} · {self.connection} · type help"
 
     def _error(self, line: str) -> None:
         self.ui.log(Text(line, style="bold red"))
@@ -198,7 +195,9 @@ class ConsoleSink(TextSink):
         super().event(ev)
 
     def listing(self, infos: Any, rows: Sequence[Row]) -> None:
-        self.ui.log_console.print(build_table(rows, time.monotonic(), title="invitations"))
+        width = _terminal_size().columns - 1
+        table = build_table(rows, time.monotonic(), title="invitations", width=width)
+        self.ui.log_console.print(table, width=width)
 
     def changed(self) -> None:
         if self.phone is not None:

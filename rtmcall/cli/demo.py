@@ -60,7 +60,8 @@ async def _play(w: World, console: Console, names: Sequence[str], live: bool) ->
 def _live_table(w: World, console: Console):  # type: ignore[no-untyped-def]
     now = time.monotonic()
     # Keep the table on one screen: older rows scroll away, the summary lists them all.
-    return build_live_table(w.rows(now), now, max_rows=max(3, console.size.height - 8))
+    size = console.size
+    return build_live_table(w.rows(now), now, max_rows=max(3, size.height - 8), width=size.width)
 
 
 async def _refresh(live: Live, w: World, console: Console) -> None:

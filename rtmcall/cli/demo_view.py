@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -56,16 +57,28 @@ def _state(info: InvitationInfo | None) -> Text:
     return Text(words, style=style)
 
 
-def build_live_table(rows: Sequence[DemoRow], now: float, *, max_rows: int | None = None) -> Table:
-    table = Table(title="rtmcall demo", header_style="bold", pad_edge=False)
+def build_live_table(
+    rows: Sequence[DemoRow], now: float, *, max_rows: int | None = None, width: int = 120
+) -> Table:
+    """Both ends of every invitation; below 100 columns without content and response."""
+    wide = width >= 100
+    table = Table(
+        title="rtmcall demo",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        header_style="bold",
+        pad_edge=False,
+        collapse_padding=True,
+    )
     # No id column: the demo's ids are not typed by anyone, and width is precious.
-    table.add_column("scenario", no_wrap=True, overflow="ellipsis", max_width=20)
+    state_width = 22 if wide else 18
+    table.add_column("scenario", no_wrap=True, overflow="ellipsis", max_width=20 if wide else 14)
     table.add_column("call", no_wrap=True, min_width=13)
-    table.add_column("caller sees", no_wrap=True, overflow="ellipsis", max_width=22)
-    table.add_column("callee sees", no_wrap=True, overflow="ellipsis", max_width=22)
-    # Free text gives way first when the terminal is narrow.
-    table.add_column("content", no_wrap=True, overflow="ellipsis", max_width=12)
-    table.add_column("response", no_wrap=True, overflow="ellipsis", max_width=12)
+    table.add_column("caller sees", no_wrap=True, overflow="ellipsis", max_width=state_width)
+    table.add_column("callee sees", no_wrap=True, overflow="ellipsis", max_width=state_width)
+    if wide:  # free text is the first to go when the terminal is narrow
+        table.add_column("content", no_wrap=True, overflow="ellipsis", max_width=12)
+        table.add_column("response", no_wrap=True, overflow="ellipsis", max_width=12)
     table.add_column("left", justify="right", no_wrap=True, min_width=4)
     shown = list(rows)
     if max_rows is not None and len(shown) > max_rows:
@@ -73,15 +86,15 @@ def build_live_table(rows: Sequence[DemoRow], now: float, *, max_rows: int | Non
     for row in shown:
         info = row.caller_side
         left = "" if row.deadline is None else f"{max(0.0, row.deadline - now):.1f}s"
-        table.add_row(
+        cells: list[str | Text] = [
             row.scenario,
             f"{info.caller} → {info.callee}",
             _state(info),
             _state(row.callee_side),
-            info.content,
-            (row.callee_side or info).response or info.response,
-            left,
-        )
+        ]
+        if wide:
+            cells += [info.content, (row.callee_side or info).response or info.response]
+        table.add_row(*cells, left)
     return table
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .rows import Row, short_id
+from .rows import SHORT_ID, Row, short_id
 from .states import describe, is_ringing_here
 
 __all__ = ["Row", "build_table", "short_id"]
@@ -25,8 +26,38 @@ def _left(deadline: float | None, now: float) -> str:
     return f"{left:.0f}s" if left >= 10 else f"{left:.1f}s"
 
 
+#: The free-text columns: (header, widest it ever gets). They give way on narrow terminals.
+_TEXT_COLUMNS = (("content", 24), ("channel", 16), ("response", 20))
+#: Room the other columns and the gaps between all eight take, besides peer and state.
+_FIXED = SHORT_ID + 5 + 4 + 7 * 2
+
+
+def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
+    """Widths for content, channel and response so the table fits in ``width``: each as
+    wide as its longest text (up to its cap); when that is too wide, the widest gives way
+    first, down to 4 (a header then ends in an ellipsis)."""
+    texts = [[r.content for r in rows], [r.channel_id for r in rows], [r.response for r in rows]]
+    wants = [
+        min(cap, max([len(header), *(len(t) for t in column)]))
+        for (header, cap), column in zip(_TEXT_COLUMNS, texts, strict=True)
+    ]
+    if width is None:
+        return wants
+    peer = min(16, max([4, *(len(r.peer) for r in rows)]))
+    state = max([5, *(len(describe(r.state, r.error)[0]) for r in rows)])
+    free = width - _FIXED - peer - state
+    while sum(wants) > free and max(wants) > 4:
+        wants[wants.index(max(wants))] -= 1
+    return wants
+
+
 def build_table(
-    rows: Sequence[Row], now: float, *, max_rows: int | None = None, title: str | None = None
+    rows: Sequence[Row],
+    now: float,
+    *,
+    max_rows: int | None = None,
+    title: str | None = None,
+    width: int | None = None,
 ) -> Table:
     """A table with one row per invitation, oldest first.
 
@@ -36,16 +67,26 @@ def build_table(
       max_rows: show only the newest ``max_rows`` (the console keeps the prompt on screen);
         a caption says how many were left out.
       title: shown above the table.
+      width: the terminal width: the free-text columns are narrowed to fit it, so that
+        nothing else is ever cut off.
     """
-    table = Table(title=title, expand=False, header_style="bold", pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("dir", no_wrap=True)
-    table.add_column("peer", no_wrap=True, max_width=20, overflow="ellipsis")
+    # No vertical rules, one line per invitation: on an 80-column terminal only the free
+    # text (content, channel, response) is shortened, with an ellipsis.
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        header_style="bold",
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("id", no_wrap=True, min_width=SHORT_ID)
+    table.add_column("dir", no_wrap=True, min_width=5)
+    table.add_column("peer", no_wrap=True, max_width=16, overflow="ellipsis")
     table.add_column("state", no_wrap=True)
-    table.add_column("content", max_width=24, no_wrap=True, overflow="ellipsis")
-    table.add_column("channel", max_width=16, no_wrap=True, overflow="ellipsis")
-    table.add_column("response", max_width=20, no_wrap=True, overflow="ellipsis")
-    table.add_column("left", justify="right", no_wrap=True)
+    for (header, _), text_width in zip(_TEXT_COLUMNS, _text_widths(rows, width), strict=True):
+        table.add_column(header, max_width=text_width, no_wrap=True, overflow="ellipsis")
+    table.add_column("left", justify="right", no_wrap=True, min_width=4)
     shown = list(rows)
     if max_rows is not None and len(shown) > max_rows:
         hidden = len(shown) - max_rows

@@ -75,6 +75,12 @@ def test_demo_tables_are_pure() -> None:
     )  # type: ignore[arg-type]
     text = render(build_live_table([DemoRow("accept", caller, callee, deadline=12.0)], now=10.0))
     assert "alice → bob" in text and "ringing" in text and "RINGING" in text and "2.0s" in text
+    assert "content" in text and "hi" in text
+    narrow = build_live_table([DemoRow("accept", caller, callee, 12.0)], now=10.0, width=80)
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(narrow)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "2.0s" in text and "content" not in text  # free text gave way, nothing cut
     failed = RemoteInvitationInfo(
         "x", "alice", "bob", "", "", "", RemoteInvitationState.FAILURE,
         RemoteInvitationError.INVITATION_EXPIRE, None,

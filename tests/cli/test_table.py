@@ -114,3 +114,20 @@ def test_long_content_is_cut_not_wrapped() -> None:
     text = render([out("a1", LS.SENT_TO_REMOTE, content="x" * 200)])
     assert len([line for line in text.splitlines() if "a1a1a1" in line]) == 1
     assert "…" in line_of(text, "a1")
+
+
+def test_fits_an_80_column_terminal_by_shortening_free_text_only() -> None:
+    rows = [
+        out("a1", LS.ACCEPTED_BY_REMOTE, content="lunch at the usual place?", channel_id="room-42",
+            response="on my way, see you there", live=False),
+        out("a2", LS.FAILURE, LE.PEER_OFFLINE, live=False),
+        inc("b1", RS.INVITATION_RECEIVED, content="hi", deadline=158.0),
+    ]  # fmt: skip
+    console = Console(file=io.StringIO(), width=79, color_system=None)
+    console.print(build_table(rows, 100.0, width=79))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert max(len(line) for line in text.splitlines()) <= 79
+    assert "left" in text and "58s" in text  # nothing is cut off on the right
+    assert "failed: peer offline" in text and "RINGING" in text and "carol" in text
+    assert "lunch at…" in text  # the free text gave way
+    assert len(text.splitlines()) == 2 + len(rows)  # header, rule, one line per invitation
