@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError
+from rtmcall.engine.codes import PeerMessageError
 from rtmcall.engine.frames import (
     Deliver,
     Error,
@@ -33,14 +34,11 @@ from rtmcall.engine.frames import (
     Logout,
     Ping,
     Pong,
-    Presence,
     Query,
     Renew,
-    Renewed,
     Result,
     Send,
     Subscribe,
-    TokenExpiring,
     Unsubscribe,
     decode_client_frame,
     encode,
@@ -48,10 +46,8 @@ from rtmcall.engine.frames import (
     user_id_problem,
 )
 
-from . import replies
-from .hub import HubUnavailable
+from . import replies, requests, watchdogs
 from .login import login_phase
-from .tokens import TokenError, verify_token
 
 if TYPE_CHECKING:
     from .serve import Server
@@ -91,10 +87,10 @@ class Connection:
         self._scope = trio.CancelScope()
         self._finishing = False
         self._handlers: dict[type, Callable[[Any], Awaitable[bool]]] = {
-            Query: self._on_query,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            Renew: self._on_renew,
+            Query: partial(requests.on_query, self),
+            Subscribe: partial(requests.on_subscribe, self),
+            Unsubscribe: partial(requests.on_unsubscribe, self),
+            Renew: partial(requests.on_renew, self),
             Ping: self._on_ping,
             Pong: self._on_pong,
             Logout: self._on_logout,
@@ -116,7 +112,7 @@ class Connection:
         self._scope.cancel()
         if why == "slow_reader":
             self.server.stats.slow_readers += 1
-            log.warning("%s: outbound queue overflow, cutting a slow reader", self._who())
+            log.warning("%s: outbound queue overflow, cutting a slow reader", self.who())
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -132,15 +128,15 @@ class Connection:
                 with self._scope:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer)
-                        nursery.start_soon(self._watchdog)
+                        nursery.start_soon(watchdogs.watch_idle, self)
                         if self.session.token_expires_at is not None:
-                            nursery.start_soon(self._token_watch)
+                            nursery.start_soon(watchdogs.watch_token, self)
                         await self._reader()
                         nursery.cancel_scope.cancel()
         except Exception:
             self.outcome = "internal"
             self.server.stats.internal_errors += 1
-            log.exception("connection %s (%s): unexpected error", self.peer, self._who())
+            log.exception("connection %s (%s): unexpected error", self.peer, self.who())
         finally:
             if trio.current_effective_deadline() == float("-inf") or self.server.stopping:
                 self.outcome = "shutdown"
@@ -157,12 +153,12 @@ class Connection:
                 session.detach()
                 await self.server.hub.update(session)
                 self.server.start_reaper(session)
-                log.info("%s: connection dropped (%s), resumable", self._who(), self.outcome)
+                log.info("%s: connection dropped (%s), resumable", self.who(), self.outcome)
         if self.outcome == "shutdown":
             await self.send_now_raw(replies.BYE)
         await self.ws.aclose(code, reason or None)
 
-    def _who(self) -> str:
+    def who(self) -> str:
         s = self.session
         return f"user {s.user!r} session {s.id[:8]}" if s is not None else "not logged in"
 
@@ -236,50 +232,9 @@ class Connection:
             pass
         self._scope.cancel()
 
-    async def _watchdog(self) -> None:
-        idle = self.server.config.idle_timeout
-        session = self.session
-        assert session is not None
-        while True:
-            last = self.last_rx
-            await trio.sleep_until(last + idle / 2)
-            if self.last_rx != last:
-                continue
-            session.push(replies.PING)
-            await trio.sleep_until(last + idle)
-            if self.last_rx == last:
-                self.server.stats.idle_timeouts += 1
-                self.cut("idle")
-                return
-
-    async def _token_watch(self) -> None:
-        """Warn ``token_warning`` s before the token expires; kick ``token_grace`` s after."""
-        config = self.server.config
-        session = self.session
-        assert session is not None
-        warned_for: float | None = None
-        while True:
-            expires_at = session.token_expires_at
-            if expires_at is None:
-                return
-            changed = session.token_changed
-            now = trio.current_time()
-            if now >= expires_at + config.token_grace:
-                self.server.stats.token_expiries += 1
-                log.info("%s: token expired, closing", self._who())
-                session.kick(ConnectionChangeReason.LOGIN_FAILURE, "token expired")
-                return
-            warn_at = expires_at - config.token_warning
-            if warned_for != expires_at and now >= warn_at:
-                session.push(encode(TokenExpiring(seconds=max(0.0, expires_at - now))))
-                warned_for = expires_at
-            wake_at = expires_at + config.token_grace if warned_for == expires_at else warn_at
-            with trio.move_on_at(wake_at):
-                await changed.wait()
-
     # --- frame handlers (return True to stop reading) ---------------------------------------
 
-    def _reply(self, frame: Any) -> None:
+    def reply(self, frame: Any) -> None:
         assert self.session is not None
         self.session.push(encode(frame))
 
@@ -292,7 +247,7 @@ class Connection:
         rid = frame.rid
         if not server.message_limits.allow(user):
             stats.rate_limited += 1
-            self._reply(
+            self.reply(
                 Result(
                     rid=rid,
                     code=PeerMessageError.TOO_OFTEN,
@@ -306,19 +261,19 @@ class Connection:
         problem = user_id_problem(to)
         if problem is not None:
             stats.bad_frames += 1
-            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_USERID, message=problem))
+            self.reply(Result(rid=rid, code=PeerMessageError.INVALID_USERID, message=problem))
             return
         problem = peer_msg_problem(msg)
         if problem is not None:
             stats.bad_frames += 1
-            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
+            self.reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
             return
         ledger = server.ledger
         problem = ledger.check(user, to, msg)
         if problem is not None:
             stats.unauthorized_ignored += 1
-            log.info("%s: ignored a frame to %r: %s", self._who(), to, problem)
-            self._reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
+            log.info("%s: ignored a frame to %r: %s", self.who(), to, problem)
+            self.reply(Result(rid=rid, code=PeerMessageError.INVALID_MESSAGE, message=problem))
             return
         code = await server.hub.deliver(to, encode(Deliver(sender=user, msg=msg)))
         if code == _OK or code == _CACHED:
@@ -329,93 +284,6 @@ class Connection:
         else:
             stats.messages_unreachable += 1
         session.push(encode(Result(rid=rid, code=int(code))))
-
-    def _users_problem(self, users: list[str]) -> str | None:
-        for user in users:
-            problem = user_id_problem(user)
-            if problem is not None:
-                return problem
-        return None
-
-    def _limited(self, rid: int) -> bool:
-        assert self.session is not None
-        if self.server.message_limits.allow(self.session.user):
-            return False
-        self.server.stats.rate_limited += 1
-        self._reply(Error(code="too_often", message="too many requests", rid=rid))
-        return True
-
-    async def _on_query(self, frame: Query) -> bool:
-        if self._limited(frame.rid):
-            return False
-        problem = self._users_problem(frame.users)
-        if problem is not None:
-            self._reply(Error(code="invalid_user", message=problem, rid=frame.rid))
-            return False
-        try:
-            states = await self.server.hub.presence(frame.users)
-        except HubUnavailable as exc:
-            self._reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
-            return False
-        self._reply(Presence(states=states, rid=frame.rid))
-        return False
-
-    async def _on_subscribe(self, frame: Subscribe) -> bool:
-        session = self.session
-        assert session is not None
-        if self._limited(frame.rid):
-            return False
-        problem = self._users_problem(frame.users)
-        if problem is not None:
-            self._reply(Error(code="invalid_user", message=problem, rid=frame.rid))
-            return False
-        limit = self.server.config.max_subscriptions
-        if len(session.subscriptions.union(frame.users)) > limit:
-            message = f"a session may watch at most {limit} users"
-            self._reply(Error(code="forbidden", message=message, rid=frame.rid))
-            return False
-        try:
-            states = await self.server.hub.subscribe(session, frame.users)
-        except HubUnavailable as exc:
-            self._reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
-            return False
-        self._reply(Presence(states=states, rid=frame.rid))
-        return False
-
-    async def _on_unsubscribe(self, frame: Unsubscribe) -> bool:
-        """Answered, like every presence request, by a Presence (the users' states)."""
-        session = self.session
-        assert session is not None
-        await self.server.hub.unsubscribe(session, frame.users)
-        valid = [u for u in frame.users if user_id_problem(u) is None]
-        try:
-            states = await self.server.hub.presence(valid)
-        except HubUnavailable:
-            states = {}
-        self._reply(Presence(states=states, rid=frame.rid))
-        return False
-
-    async def _on_renew(self, frame: Renew) -> bool:
-        server = self.server
-        session = self.session
-        assert session is not None
-        if self._limited(frame.rid):
-            return False
-        if server.secret is None:
-            message = "this server does not use tokens"
-            self._reply(Error(code="unavailable", message=message, rid=frame.rid))
-            return False
-        try:
-            left = verify_token(
-                server.secret, frame.token, session.user, max_ttl=server.config.max_token_ttl
-            )
-        except TokenError as exc:
-            self._reply(Error(code="forbidden", message=exc.message, rid=frame.rid))
-            return False
-        session.set_token_deadline(trio.current_time() + left)
-        self._reply(Renewed(rid=frame.rid, token_expires_in=left))
-        log.info("%s: token renewed, expires in %.0f s", self._who(), left)
-        return False
 
     async def _on_ping(self, frame: Ping) -> bool:
         assert self.session is not None
@@ -433,5 +301,5 @@ class Connection:
         return True
 
     async def _on_login(self, frame: Login) -> bool:
-        self._reply(Error(code="forbidden", message="already logged in on this connection"))
+        self.reply(Error(code="forbidden", message="already logged in on this connection"))
         return False
