@@ -134,10 +134,11 @@ def load(
         )
         ops, per_s, cpu = data["handshakes"], data["handshakes_per_s"], data["server_cpu_s"]
         unexpected = sum(data["unexpected"].values())
+        unexpected_kinds = data["unexpected"]
     else:
         data = _run_json([PY, str(ROOT / "bench" / "lean_load.py"), srv.url, *common], timeout)
         ops, per_s, cpu = data["ops"], data["ops_per_s"], data["server_cpu_s"]
-        unexpected = 0
+        unexpected, unexpected_kinds = 0, {}
     out = data["outcome"]
     return {
         "ops": ops,
@@ -151,6 +152,7 @@ def load(
         "errors": sum(data["errors"].values()),
         "error_kinds": data["errors"],
         "unexpected": unexpected,
+        "unexpected_kinds": unexpected_kinds,
         "rate": rate,
         "pairs": pairs,
         "loadavg": load_before,

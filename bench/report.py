@@ -173,6 +173,8 @@ def markdown(result: dict) -> str:
         ok = "–" if help_ms is None else ("✅" if help_ms <= HELP_MS else "❌")
         row(f"| `rtmcall --help` wall (ms) | {_n(help_ms)} | | | | ≤ {HELP_MS:g} ms {ok} |")
         row(f"| one-shot `rtmcall call` wall, accepted (ms) | {_n(start.get('call'))} | | | | |")
-    clean = "zero" if all_clean(result["samples"]) else "SOME"
-    lines += ["", f"Errors and unexpected outcomes: {clean} in every sample."]
+    if all_clean(result["samples"]):
+        lines += ["", "Errors and unexpected outcomes: zero in every sample."]
+    else:
+        lines += ["", "Errors or unexpected outcomes in some samples: see the JSON file."]
     return "\n".join(lines)
