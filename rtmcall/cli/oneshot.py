@@ -81,6 +81,21 @@ async def run_call(
     return NOT_AS_ASKED
 
 
+def _ringing_here(phone: Softphone, skip: list[str]) -> list[str]:
+    """Ids of incoming invitations that ring now and are not in ``skip``."""
+    return [
+        i.id
+        for i in phone.infos()
+        if i.direction == "in"
+        and i.state == RemoteInvitationState.INVITATION_RECEIVED
+        and i.id not in skip
+    ]
+
+
+def _all_ended(phone: Softphone, ids: list[str]) -> bool:
+    return all(i.state in REMOTE_TERMINAL for i in phone.infos() if i.id in ids)
+
+
 async def run_answer(
     opts: LoginOptions,
     *,
@@ -95,15 +110,30 @@ async def run_answer(
     sink: Sink = JsonSink() if as_json else TextSink()
     want = RemoteInvitationState.ACCEPTED if accept else RemoteInvitationState.REFUSED
     answered: list[str] = []
+    enough = (lambda: False) if count == 0 else (lambda: len(answered) >= count)
     try:
         async with logged_in(opts) as client:
             phone = Softphone(client, sink)
             _logged_in(sink, opts, f"{opts.user} waits for calls on {opts.url}")
 
             async def answer_one(inv_id: str) -> None:
-                await trio.sleep(delay)
+                await trio.sleep(delay)  # let it ring a while, if asked to
                 cmd = c.Accept(inv_id, response) if accept else c.Refuse(inv_id, response)
                 await phone.execute(cmd)
+
+            async def answer_all() -> None:
+                # One task per call, so several ringing at once are answered at once.
+                async with trio.open_nursery() as answering:
+                    while not enough():
+                        for inv_id in _ringing_here(phone, answered):
+                            if not enough():
+                                answered.append(inv_id)
+                                answering.start_soon(answer_one, inv_id)
+                        if not enough():
+                            await phone.wait_change()
+                # An accept is done only when the caller confirmed (or it failed).
+                while not _all_ended(phone, answered):
+                    await phone.wait_change()
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
@@ -111,29 +141,7 @@ async def run_answer(
                     phone.on_end = waiting.cancel
                     nursery.start_soon(stop_on_sigint, waiting.cancel)
                     with trio.move_on_after(math.inf if give_up_after is None else give_up_after):
-                        async with trio.open_nursery() as answering:
-                            while count == 0 or len(answered) < count:
-                                for info in phone.infos():
-                                    ringing = (
-                                        info.state == RemoteInvitationState.INVITATION_RECEIVED
-                                    )
-                                    if (
-                                        info.direction == "in"
-                                        and ringing
-                                        and info.id not in answered
-                                    ):
-                                        if count and len(answered) >= count:
-                                            break
-                                        answered.append(info.id)
-                                        answering.start_soon(answer_one, info.id)
-                                if count == 0 or len(answered) < count:
-                                    await phone.wait_change()
-                            # Let the answers finish (an accept needs the caller's confirm).
-                            while any(
-                                i.direction == "in" and i.id in answered and not _ended(i.state)
-                                for i in phone.infos()
-                            ):
-                                await phone.wait_change()
+                        await answer_all()
                 await phone.shutdown()
                 nursery.cancel_scope.cancel()
     except CannotLogIn as exc:
@@ -142,10 +150,6 @@ async def run_answer(
         sink.error(phone.ended)
         return UNREACHABLE
     done = {i.id: i.state for i in phone.infos() if i.direction == "in"}
-    if count and len(answered) >= count and all(done.get(k) == want for k in answered):
+    if count and enough() and all(done.get(k) == want for k in answered):
         return OK
     return NOT_AS_ASKED
-
-
-def _ended(state: RemoteInvitationState) -> bool:
-    return state in REMOTE_TERMINAL

@@ -112,3 +112,20 @@ def test_call_uses_the_remembered_login(server_url: str, config_dir: Path) -> No
         assert "PEER_OFFLINE" in out
     finally:
         kill(call)
+
+
+def test_answer_count_answers_calls_ringing_at_once(server_url: str, config_dir: Path) -> None:
+    answer = answering(server_url, config_dir, "os-bob7", "--count", "2", "--delay", "0.2")
+    alice = Pipe(["login", "os-alice7", "--server", server_url, "--json"], config_dir)
+    try:
+        alice.expect("LoginSuccess")
+        alice.send("call os-bob7 os-bob7 --content twice")  # two invitations, same callee
+        first = alice.expect("LocalInvitationSent")["id"]
+        second = alice.expect("LocalInvitationSent")["id"]
+        accepted = {alice.expect("LocalInvitationAccepted")["id"] for _ in range(2)}
+        assert accepted == {first, second}  # in either order
+        assert answer.finish() == 0
+        assert alice.finish() == 0
+    finally:
+        answer.kill()
+        alice.kill()
