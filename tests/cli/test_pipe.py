@@ -40,7 +40,7 @@ def user(name: str) -> str:
     return f"{name}{next(_names)}"
 
 
-def test_accept_key_by_key(login) -> None:  # type: ignore[no-untyped-def]
+def test_accept_key_by_key(login, server_url: str) -> None:  # type: ignore[no-untyped-def]
     a, b = user("alice"), user("bob")
     bob = login(b)
     assert bob.expect("LoginSuccess") == {
@@ -109,10 +109,6 @@ def test_accept_key_by_key(login) -> None:  # type: ignore[no-untyped-def]
         "DISCONNECTED",
         "LOGOUT",
     )
-
-
-def bob_url(pipe: Pipe) -> str:
-    return pipe.proc.args[pipe.proc.args.index("--server") + 1]  # type: ignore[union-attr]
 
 
 def test_refuse_and_peer_offline(login) -> None:  # type: ignore[no-untyped-def]
