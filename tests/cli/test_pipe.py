@@ -46,7 +46,7 @@ def test_accept_key_by_key(login, server_url: str) -> None:  # type: ignore[no-u
     assert bob.expect("LoginSuccess") == {
         "event": "LoginSuccess",
         "user": b,
-        "server": bob_url(bob),
+        "server": server_url,
     }
     alice = login(a)
     alice.expect("LoginSuccess", user=a)
