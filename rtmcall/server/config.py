@@ -39,6 +39,12 @@ class ServerConfig:
     #: Frames kept for a detached session (inside its resume window); more (or more than
     #: ``outbound_queue_bytes``) are refused with PEER_UNREACHABLE.
     resume_buffer_frames: int = 256
+    #: Peer messages kept after sending until the client acknowledges them (Ping.ack), to
+    #: send again after a resume: what was in flight when a connection dropped is not lost.
+    unacked_frames: int = 1024
+    #: Send requests remembered per session, so that a Send the client repeats after a
+    #: resume (it never saw the answer) is answered again, not delivered twice.
+    remembered_sends: int = 512
     #: Frames the WebSocket layer buffers between the socket and the session's reader.
     receive_queue_frames: int = 16
     #: Peer messages per user: ``rate_messages`` per ``rate_messages_per`` seconds (Agora).

@@ -245,6 +245,10 @@ class Connection:
         assert session is not None
         user = session.user
         rid = frame.rid
+        again = session.answered_before(rid)
+        if again is not None:
+            session.push(again)  # a repeat after a resume: answered, not delivered twice
+            return
         if not server.message_limits.allow(user):
             stats.rate_limited += 1
             self.reply(
@@ -283,10 +287,14 @@ class Connection:
             ledger.note(user, to, msg)
         else:
             stats.messages_unreachable += 1
-        session.push(encode(Result(rid=rid, code=int(code))))
+        result = encode(Result(rid=rid, code=int(code)))
+        session.remember_answer(rid, result)
+        session.push(result)
 
     async def _on_ping(self, frame: Ping) -> bool:
         assert self.session is not None
+        if frame.ack is not None:
+            self.session.ack(frame.ack)
         self.session.push(replies.PONG)
         return False
 

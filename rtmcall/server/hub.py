@@ -97,6 +97,10 @@ class MemoryHub:
                 ConnectionChangeReason.REMOTE_LOGIN,
                 f"user {session.user!r} logged in from another connection",
             )
+            # The old session is gone, with its invitations: its peers must hear that
+            # (OFFLINE) even though the user is back at once (ONLINE just after).
+            if self._published.pop(session.user, _OFFLINE) != _OFFLINE:
+                self._push(session.user, _OFFLINE)
         else:
             previous = None
         self._publish(session.user)
@@ -122,7 +126,7 @@ class MemoryHub:
         session = self._sessions.get(to)
         if session is None:
             return PeerMessageError.PEER_UNREACHABLE
-        return session.push(data)
+        return session.push_message(data)
 
     async def presence(self, users: list[str]) -> dict[str, int]:
         return {user: int(self._state(user)) for user in users}
@@ -162,6 +166,9 @@ class MemoryHub:
             del self._published[user]
         else:
             self._published[user] = state
+        self._push(user, state)
+
+    def _push(self, user: str, state: PeerOnlineState) -> None:
         watchers = self._watchers.get(user)
         if watchers:
             data = encode(Presence(states={user: int(state)}))

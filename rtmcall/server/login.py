@@ -120,6 +120,8 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
             previous.cut("superseded")
         session.attach(conn)
         conn.session = session
+        if login.ack is not None:
+            session.replay(login.ack)
         session.set_token_deadline(deadline)
         ok = LoginOk(
             user=user,

@@ -154,6 +154,9 @@ class RedisHub:
                 await self._publish(
                     f"{self.prefix}:n:{node}", b"K\t" + self._b(session.user) + b"\t" + sid
                 )
+            # The old session is gone, with its invitations: its peers must hear that
+            # (OFFLINE) even though the user is back at once (ONLINE just after).
+            await self._announce(session.user, _OFFLINE)
         await self._announce(session.user, session.online_state)
         return previous
 
@@ -184,7 +187,7 @@ class RedisHub:
     async def deliver(self, to: str, data: bytes) -> PeerMessageError:
         local = self._local.get(to)
         if local is not None:
-            return local.push(data)
+            return local.push_message(data)
         try:
             with trio.fail_after(self.op_timeout):
                 value = await self.redis.get(self._key(to))
@@ -319,7 +322,7 @@ class RedisHub:
         if op == b"D":
             sid, _, frame = rest.partition(b"\t")
             if session is not None and session.id.encode() == sid:
-                session.push(frame)
+                session.push_message(frame)
             else:
                 self.dropped += 1  # the session moved or ended: the sender's timers recover
         elif op == b"K":

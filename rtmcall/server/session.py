@@ -6,6 +6,13 @@ collecting frames (up to ``resume_buffer_frames``) for ``resume_window`` seconds
 new connection logging in with ``resume=<session id>`` picks them up in order. Then it
 *ends*: it is gone from the hub and never comes back.
 
+Peer messages are numbered (``Deliver.seq``) as they are queued and kept until the client
+acknowledges them (``Ping.ack``, ``Login.ack``); a resume sends the unacknowledged ones
+again, so a frame that was on the wire when the connection dropped is not lost (the client
+drops the seqs it already has). A Send the client repeats after a resume is recognised by
+its rid and answered again without a second delivery. Together: no peer message is lost or
+duplicated by a drop shorter than the resume window.
+
 Everything here is synchronous on purpose. ``push`` is what the hub calls to route a frame
 to this session, from the *sender's* task: it must never wait for this session's socket,
 so it only appends to a deque and wakes the writer. A reader too slow to keep the queue
@@ -15,7 +22,7 @@ under its bounds is cut (``Link.cut``) instead of slowing anyone down.
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Protocol
 
 import trio
@@ -60,6 +67,12 @@ class Session:
         "_max_frames",
         "_max_bytes",
         "_max_detached",
+        "seq",
+        "unacked",
+        "generation",
+        "answered",
+        "_max_unacked",
+        "_max_answered",
     )
 
     def __init__(self, user: str, config: ServerConfig) -> None:
@@ -89,6 +102,15 @@ class Session:
         self._max_frames = config.outbound_queue_frames
         self._max_bytes = config.outbound_queue_bytes
         self._max_detached = config.resume_buffer_frames
+        #: Last Deliver seq given out, and the numbered frames not yet acknowledged.
+        self.seq = 0
+        self.unacked: deque[tuple[int, bytes]] = deque()
+        self._max_unacked = config.unacked_frames
+        #: Bumped at every attach: tells a repeated Send from a reused rid.
+        self.generation = 0
+        #: rid -> (generation it was handled in, encoded Result), most recent last.
+        self.answered: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self._max_answered = config.remembered_sends
 
     def __repr__(self) -> str:
         return f"<Session {self.user!r} {self.id[:8]}>"
@@ -133,6 +155,56 @@ class Session:
         self.outbox_bytes += size
         return _CACHED
 
+    def push_message(self, data: bytes) -> PeerMessageError:
+        """Queue one encoded Deliver frame, numbered (see the module docstring)."""
+        if self.ended:
+            return _UNREACHABLE
+        seq = self.seq + 1
+        # The frame was encoded once by the sender as {"t":"msg",...}: splice the seq in
+        # rather than decoding and encoding it again.
+        numbered = b'{"seq":%d,' % seq + data[1:]
+        code = self.push(numbered)
+        if code is _OK or code is _CACHED:
+            self.seq = seq
+            unacked = self.unacked
+            unacked.append((seq, numbered))
+            if len(unacked) > self._max_unacked:
+                unacked.popleft()  # a client that never acks: bounded memory, no replay
+        return code
+
+    def ack(self, seq: int) -> None:
+        """The client has every peer message up to ``seq``."""
+        unacked = self.unacked
+        while unacked and unacked[0][0] <= seq:
+            unacked.popleft()
+
+    def replay(self, seq: int) -> None:
+        """On a resume: the client has messages up to ``seq``; queue the rest again, in
+        order, before anything else still queued."""
+        self.ack(seq)
+        if not self.unacked:
+            return
+        again = [data for _, data in self.unacked]
+        queued = {id(d) for d in again}
+        rest = [d for d in self.outbox if id(d) not in queued]
+        self.outbox = deque(again + rest)
+        self.outbox_bytes = sum(len(d) for d in self.outbox)
+
+    def answered_before(self, rid: int) -> bytes | None:
+        """The Result already sent for Send ``rid`` on an earlier connection of this
+        session (the client repeats unanswered Sends after a resume), else None."""
+        entry = self.answered.get(rid)
+        if entry is None or entry[0] == self.generation:
+            return None
+        return entry[1]
+
+    def remember_answer(self, rid: int, result: bytes) -> None:
+        answered = self.answered
+        answered[rid] = (self.generation, result)
+        answered.move_to_end(rid)
+        if len(answered) > self._max_answered:
+            answered.popitem(last=False)
+
     def push_first(self, data: bytes) -> None:
         """Put ``data`` before everything queued (LoginOk before buffered frames)."""
         self.outbox.appendleft(data)
@@ -155,6 +227,7 @@ class Session:
 
     def attach(self, link: Link) -> None:
         self.link = link
+        self.generation += 1
         if self.reaper is not None:
             self.reaper.cancel()
             self.reaper = None

@@ -5,7 +5,12 @@ from __future__ import annotations
 import trio
 from trio.testing import MockClock
 
-from rtmcall.engine.codes import ConnectionChangeReason, LoginError, PeerMessageError
+from rtmcall.engine.codes import (
+    ConnectionChangeReason,
+    LoginError,
+    PeerMessageError,
+    PeerOnlineState,
+)
 from rtmcall.engine.frames import (
     Deliver,
     Kicked,
@@ -117,6 +122,10 @@ async def test_duplicate_login_kicks_older(
         assert kicked.message
         assert await old.closed_code() == 1000
         assert server.stats.kicks == 1
+        # Watchers hear the old session go (their invitations with it end), then the new
+        # one arrive.
+        assert (await watcher.expect(Presence)).states == {"alice": PeerOnlineState.OFFLINE}
+        assert (await watcher.expect(Presence)).states == {"alice": PeerOnlineState.ONLINE}
 
         # The new session works, and routing goes to it.
         rid = await watcher.send_to("alice", Text(text="hi"))
@@ -129,9 +138,8 @@ async def test_duplicate_login_kicks_older(
         ok = await again.login("alice", resume=old_ok.session)
         assert not ok.resumed and ok.session != old_ok.session
         assert (await new.expect(Kicked)).reason == ConnectionChangeReason.REMOTE_LOGIN
-        # Presence never left ONLINE, so nothing was pushed.
-        await watcher.send(Ping())
-        assert type(await watcher.recv()).__name__ == "ServerPong"
+        assert (await watcher.expect(Presence)).states == {"alice": PeerOnlineState.OFFLINE}
+        assert (await watcher.expect(Presence)).states == {"alice": PeerOnlineState.ONLINE}
 
 
 async def test_resume_gets_buffered_frames_in_order(
@@ -269,6 +277,8 @@ async def test_fresh_login_replaces_detached_session(
         b = await harness.connect()
         new = await b.login("b")  # no resume: the detached session is kicked
         assert new.session != old.session and not new.resumed
+        # The old session (and its invitations) ended, then b is back.
+        assert (await w.expect(Presence)).states == {"b": OFFLINE}
         assert (await w.expect(Presence)).states == {"b": ONLINE}
         await trio.sleep(0.1)
         assert patient_server.stats.sessions == 2
