@@ -33,6 +33,7 @@ Commands:
   token   Mint a login token for a user.
   demo    Play every outcome with a server and users in one process.
   bench   Load a server with call setups; report rate and latency.
+  health  Check a server node: exit 0 when healthy.
 """
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import cmd_bench, cmd_demo, cmd_login, cmd_server
+from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_server
 
 app = typer.Typer(
     name="rtmcall",
@@ -66,3 +66,4 @@ app.command("demo", short_help="Play every outcome with a server and users in on
 app.command("bench", short_help="Load a server with call setups; report rate and latency.")(
     cmd_bench.bench
 )
+app.command("health", short_help="Check a server node: exit 0 when healthy.")(cmd_health.health)

@@ -43,6 +43,7 @@ async def accept_websocket(
     handler: Callable[[WebSocketConnection], Awaitable[None]],
     *,
     refuse: Callable[[WebSocketRequest], str | None],
+    respond: Callable[[WebSocketRequest], Awaitable[tuple[int, bytes] | None]] | None = None,
     max_message_size: int,
     message_queue_size: int,
     handshake_timeout: float,
@@ -50,7 +51,9 @@ async def accept_websocket(
 ) -> bool:
     """Run the opening handshake on ``stream``, then ``handler(ws)``, then close.
 
-    ``refuse(request)`` may return a reason to turn the request down with HTTP 403.
+    ``refuse(request)`` may return a reason to turn the request down with HTTP 403;
+    ``respond(request)`` may answer it with its own (status, body) instead of upgrading
+    (the health check).
     Returns False when the handshake did not complete in time or was refused.
 
     Resource handling: the stream is always closed on return, also on cancellation.
@@ -73,7 +76,10 @@ async def accept_websocket(
         with handshake:
             request = await conn._get_request()
             why = refuse(request)
-            if why is not None:
+            answer = None if respond is None or why is not None else await respond(request)
+            if answer is not None:
+                await request.reject(answer[0], body=answer[1])
+            elif why is not None:
                 await request.reject(403, body=why.encode())
             else:
                 ws = await request.accept()

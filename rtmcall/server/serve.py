@@ -13,6 +13,7 @@ logs whatever escapes its connection.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import ssl
 
@@ -29,6 +30,9 @@ from .session import Session
 from .stats import Stats
 
 log = logging.getLogger("rtmcall.server")
+
+#: The path of the health check (a WebSocket opening request answered with 200 or 503).
+HEALTH_PATH = "/health"
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -141,6 +145,7 @@ class Server:
                 stream,
                 self._handle_websocket,
                 refuse=self._refuse,
+                respond=self._respond,
                 max_message_size=self.config.max_frame_bytes,
                 message_queue_size=self.config.receive_queue_frames,
                 handshake_timeout=self.config.handshake_timeout,
@@ -164,6 +169,15 @@ class Server:
             return None
         log.warning("refused a browser connection from origin %r", text)
         return f"origin {text!r} is not allowed (see --allowed-origin)"
+
+    async def _respond(self, request: WebSocketRequest) -> tuple[int, bytes] | None:
+        """``/health``: answer 200 (healthy) or 503 with a JSON body instead of upgrading,
+        so that an operator or a load balancer can check a node (``rtmcall health``)."""
+        if request.path.split("?", 1)[0] != HEALTH_PATH:
+            return None
+        health = await self.health()
+        body = json.dumps({"ok": health.ok, "detail": health.detail, "url": self.url})
+        return (200 if health.ok else 503), body.encode()
 
     async def _handle_websocket(self, ws: WebSocketConnection) -> None:
         peer = _describe(ws)

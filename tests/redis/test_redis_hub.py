@@ -18,6 +18,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+from rtmcall.cli.cmd_health import _check as check_health
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.server import ServerConfig, serve
 from rtmcall.server.redis_hub import HubUnavailable, RedisHub, open_redis_hub
@@ -193,6 +194,8 @@ async def test_redis_paused_gives_explicit_errors_then_recovers(own_redis: Redis
                 assert result["code"] == PeerMessageError.FAILURE
                 assert not (await ha.health()).ok
                 assert not (await a.health()).ok
+                # What an operator's script sees: `rtmcall health` exits 1.
+                assert await check_health(a.url, 5, True, None) == 1
             finally:
                 own_redis.resume()
             with trio.fail_after(5):
@@ -201,6 +204,7 @@ async def test_redis_paused_gives_explicit_errors_then_recovers(own_redis: Redis
             await send(wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "y"}})
             assert (await recv(wa, "result")).get("code", 0) == 0
             assert (await recv(wb, "msg"))["msg"]["text"] == "y"
+            assert await check_health(a.url, 5, True, None) == 0
 
 
 async def test_redis_restarted_nodes_resubscribe_and_reregister(own_redis: RedisProcess) -> None:

@@ -1,0 +1,76 @@
+"""``rtmcall health``: ask a server node whether it is healthy (for scripts and probes)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import ServerOpt
+
+
+def health(
+    server: ServerOpt = None,
+    timeout: Annotated[
+        float, typer.Option(metavar="S", min=0.1, help="Give up after this many seconds.")
+    ] = 5.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = (
+        False
+    ),
+    ca: Annotated[
+        str | None, typer.Option(metavar="FILE", help="Trust this CA for wss:// (private CA).")
+    ] = None,
+) -> None:
+    """Check one server node: exit 0 when healthy, 1 when it answers unhealthy (for
+    example its Redis is unreachable), 3 when it cannot be reached.
+
+    The node answers a WebSocket opening request for the path /health with HTTP 200 or 503
+    and a JSON body {"ok", "detail", "url"}.
+
+    \b
+    Examples:
+      rtmcall health --server ws://10.0.0.5:8765
+      rtmcall health --json || systemctl restart rtmcall
+    """
+    from .options import resolve_server, run_trio
+
+    url = resolve_server(server)
+    raise typer.Exit(run_trio(_check, url, timeout, json_output, ca))
+
+
+async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> int:
+    import json
+    import ssl
+
+    import trio
+    from trio_websocket import ConnectionRejected, HandshakeError, open_websocket_url
+
+    context = None
+    if url.startswith("wss://"):
+        context = ssl.create_default_context(cafile=ca)
+    target = url.rstrip("/") + "/health"
+    try:
+        with trio.fail_after(wait):
+            async with open_websocket_url(target, ssl_context=context, connect_timeout=wait):
+                pass
+    except ConnectionRejected as exc:
+        try:
+            answer = json.loads(exc.body or b"{}")
+        except ValueError:
+            answer = {}
+        ok = exc.status_code == 200 and bool(answer.get("ok"))
+        detail = answer.get("detail", f"HTTP {exc.status_code}")
+        if json_output:
+            print(json.dumps({"ok": ok, "detail": detail, "url": url}), flush=True)
+        else:
+            print(f"{'healthy' if ok else 'UNHEALTHY'}: {url}: {detail}", flush=True)
+        return 0 if ok else 1
+    except (OSError, HandshakeError, trio.TooSlowError, ssl.SSLError) as exc:
+        message = f"cannot reach {url}: {exc or type(exc).__name__}"
+        if json_output:
+            print(json.dumps({"ok": False, "detail": message, "url": url}), flush=True)
+        else:
+            print(message, flush=True)
+        return 3
+    print(f"{url} upgraded the health check: not an rtmcall server?", flush=True)
+    return 3
