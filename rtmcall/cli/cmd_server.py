@@ -60,6 +60,22 @@ def server(
     node_id: Annotated[
         str | None, typer.Option(help="This node's name with --redis. [default: random]")
     ] = None,
+    presence_ttl: Annotated[
+        float,
+        typer.Option(
+            metavar="S",
+            min=1,
+            max=60,
+            help="With --redis: presence entries expire after S unless refreshed.",
+        ),
+    ] = 30.0,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ORIGIN",
+            help="Let browser pages from ORIGIN connect (repeatable; * for any).",
+        ),
+    ] = None,
     max_connections: Annotated[int, typer.Option(min=1, help="Most open connections.")] = 10_000,
     max_frame_bytes: Annotated[
         int, typer.Option(min=1024, help="Largest WebSocket message (bytes).")
@@ -118,9 +134,11 @@ def server(
         key=key,
         redis=redis,
         node_id=node_id,
+        presence_ttl=presence_ttl,
         log_level="WARNING" if quiet else ("DEBUG" if verbose else "INFO"),
         config={
             "insecure": insecure,
+            "allowed_origins": tuple(allowed_origin or ()),
             "max_connections": max_connections,
             "max_frame_bytes": max_frame_bytes,
             "login_timeout": login_timeout,

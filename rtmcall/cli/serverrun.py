@@ -26,6 +26,7 @@ class ServerOptions:
     key: Path | None = None
     redis: str | None = None
     node_id: str | None = None
+    presence_ttl: float = 30.0
     log_level: str = "INFO"
     #: ServerConfig fields by name.
     config: dict[str, Any] = field(default_factory=dict)
@@ -53,33 +54,37 @@ async def _serve(opts: ServerOptions) -> int:
 
     config = ServerConfig(**opts.config)
     ctx = _tls(opts.cert, opts.key) if opts.cert and opts.key else None
-    async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
         hub = None
         if opts.redis:
             from rtmcall.server.redis_hub import open_redis_hub
 
-            hub = await stack.enter_async_context(open_redis_hub(opts.redis, node_id=opts.node_id))
-        server = await nursery.start(
-            partial(
-                serve,
-                opts.host,
-                opts.port,
-                secret=opts.secret,
-                hub=hub,
-                ssl_context=ctx,
-                config=config,
+            # Entered before (and so left after) the nursery: the hub runs its own tasks.
+            hub = await stack.enter_async_context(
+                open_redis_hub(opts.redis, node_id=opts.node_id, presence_ttl=opts.presence_ttl)
             )
-        )
-        # stdout gets exactly this line (scripts and tests read the URL from it).
-        print(f"rtmcall server listening on {server.url}", flush=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                logging.getLogger("rtmcall.server").info(
-                    "%s: stopping", signal.Signals(signum).name
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                partial(
+                    serve,
+                    opts.host,
+                    opts.port,
+                    secret=opts.secret,
+                    hub=hub,
+                    ssl_context=ctx,
+                    config=config,
                 )
-                break
-        await server.shutdown()
-        nursery.cancel_scope.cancel()
+            )
+            # stdout gets exactly this line (scripts and tests read the URL from it).
+            print(f"rtmcall server listening on {server.url}", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logging.getLogger("rtmcall.server").info(
+                        "%s: stopping", signal.Signals(signum).name
+                    )
+                    break
+            await server.shutdown()
+            nursery.cancel_scope.cancel()
     return OK
 
 
