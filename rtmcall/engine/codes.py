@@ -141,3 +141,14 @@ REMOTE_TERMINAL = frozenset(
         RemoteInvitationState.FAILURE,
     }
 )
+
+#: The terminal pairs (caller state, callee state) that agree (SPEC §2 "Agreement"): when
+#: both ends of an invitation have ended, their pair is one of these.
+AGREEING_STATES = frozenset(
+    {
+        (LocalInvitationState.ACCEPTED_BY_REMOTE, RemoteInvitationState.ACCEPTED),
+        (LocalInvitationState.REFUSED_BY_REMOTE, RemoteInvitationState.REFUSED),
+        (LocalInvitationState.CANCELED, RemoteInvitationState.CANCELED),
+        (LocalInvitationState.FAILURE, RemoteInvitationState.FAILURE),
+    }
+)

@@ -13,6 +13,7 @@ from rtmcall.client.events import (
     PeersOnlineStatusChanged,
 )
 from rtmcall.engine import frames as f
+from rtmcall.engine.codes import AGREEING_STATES
 from rtmcall.engine.codes import ConnectionChangeReason as Why
 from rtmcall.engine.codes import ConnectionState as CS
 from rtmcall.engine.codes import InvitationApiCallError as API
@@ -28,12 +29,7 @@ from rtmcall.server import Server
 from .conftest import phone, raw
 
 #: (caller state, callee state) pairs that agree (SPEC §2 "Agreement").
-AGREE = {
-    (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED),
-    (LS.REFUSED_BY_REMOTE, RS.REFUSED),
-    (LS.CANCELED, RS.CANCELED),
-    (LS.FAILURE, RS.FAILURE),
-}
+AGREE = AGREEING_STATES
 
 
 @pytest.mark.parametrize("first", ["cancel", "accept"])

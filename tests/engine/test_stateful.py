@@ -27,18 +27,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
+from rtmcall.engine.codes import AGREEING_STATES
 from rtmcall.engine.events import ApiCallError
 
 from .network import Network
 
 LS = LocalInvitationState
 RS = RemoteInvitationState
-AGREE = {
-    (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED),
-    (LS.REFUSED_BY_REMOTE, RS.REFUSED),
-    (LS.CANCELED, RS.CANCELED),
-    (LS.FAILURE, RS.FAILURE),
-}
+AGREE = AGREEING_STATES
 CALLEES = ("bob", "carol")
 LINKS = [("alice", c) for c in CALLEES] + [(c, "alice") for c in CALLEES]
 BACKSTOPS = {"no_ack", "cancel", "confirm"}

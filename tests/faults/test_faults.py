@@ -20,6 +20,7 @@ from rtmcall.engine import (
     LocalInvitationState,
     RemoteInvitationState,
 )
+from rtmcall.engine.codes import AGREEING_STATES
 from rtmcall.server import Server, serve
 
 from ..e2e.conftest import Phone, phone
@@ -27,12 +28,7 @@ from .proxy import Proxy, random_delays
 
 LS = LocalInvitationState
 RS = RemoteInvitationState
-AGREE = {
-    (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED),
-    (LS.REFUSED_BY_REMOTE, RS.REFUSED),
-    (LS.CANCELED, RS.CANCELED),
-    (LS.FAILURE, RS.FAILURE),
-}
+AGREE = AGREEING_STATES
 
 
 @asynccontextmanager

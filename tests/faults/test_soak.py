@@ -15,6 +15,7 @@ import trio
 
 from rtmcall.client import ApiCallError
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
+from rtmcall.engine.codes import AGREEING_STATES
 from rtmcall.server import Session, serve
 
 from ..e2e.conftest import phone
@@ -22,12 +23,7 @@ from .proxy import Proxy, random_delays
 
 LS = LocalInvitationState
 RS = RemoteInvitationState
-AGREE = {
-    (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED),
-    (LS.REFUSED_BY_REMOTE, RS.REFUSED),
-    (LS.CANCELED, RS.CANCELED),
-    (LS.FAILURE, RS.FAILURE),
-}
+AGREE = AGREEING_STATES
 USERS = [f"user{i}" for i in range(12)]
 STEPS = 600
 
