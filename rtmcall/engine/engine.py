@@ -122,24 +122,45 @@ _REASON_TO_CALLEE_ERROR: dict[str, RemoteInvitationError] = {
 
 
 @dataclass(eq=False)
-class LocalInvitation:
-    """An outgoing invitation (Agora's LocalInvitation). Read its fields; change it only
-    through the engine."""
+class _Invitation:
+    """What both ends of an invitation hold."""
 
     id: str
     caller: str
     callee: str
     content: str = ""
     channel_id: str = ""
+    #: The caller's own lifetime for this invitation (None: the default).
     lifetime: float | None = None
     response: str = ""
+    #: Kinds of the timers armed for it now (see ``invitation.py``'s *_TIMERS tables).
+    timers: set[str] = field(default_factory=set)
+
+    def _snapshot(self, kind: type, state: object, error: object) -> object:
+        return kind(
+            id=self.id,
+            caller=self.caller,
+            callee=self.callee,
+            content=self.content,
+            channel_id=self.channel_id,
+            response=self.response,
+            state=state,
+            error=error,
+            lifetime=self.lifetime,
+        )
+
+
+@dataclass(eq=False)
+class LocalInvitation(_Invitation):
+    """An outgoing invitation (Agora's LocalInvitation). Read its fields; change it only
+    through the engine."""
+
     phase: CallerPhase = CallerPhase.IDLE
     error: LocalInvitationError = LocalInvitationError.OK
     #: The callee was logged in at some moment since send (delivery or presence said so).
     seen_online: bool = False
     #: The last Invite we sent was not delivered: resend when the callee comes online.
     undelivered: bool = False
-    timers: set[str] = field(default_factory=set)
 
     @property
     def state(self) -> LocalInvitationState:
@@ -158,33 +179,16 @@ class LocalInvitation:
         return self.phase is not CallerPhase.IDLE and self.phase not in CALLER_TERMINAL
 
     def info(self) -> LocalInvitationInfo:
-        return LocalInvitationInfo(
-            id=self.id,
-            caller=self.caller,
-            callee=self.callee,
-            content=self.content,
-            channel_id=self.channel_id,
-            response=self.response,
-            state=self.state,
-            error=self.error,
-            lifetime=self.lifetime,
-        )
+        """A frozen snapshot, as events carry."""
+        return self._snapshot(LocalInvitationInfo, self.state, self.error)  # type: ignore[return-value]
 
 
 @dataclass(eq=False)
-class RemoteInvitation:
+class RemoteInvitation(_Invitation):
     """An incoming invitation (Agora's RemoteInvitation)."""
 
-    id: str
-    caller: str
-    callee: str
-    content: str = ""
-    channel_id: str = ""
-    lifetime: float | None = None
-    response: str = ""
     phase: CalleePhase = CalleePhase.RINGING
     error: RemoteInvitationError = RemoteInvitationError.OK
-    timers: set[str] = field(default_factory=set)
 
     @property
     def state(self) -> RemoteInvitationState:
@@ -203,17 +207,8 @@ class RemoteInvitation:
         return self.phase not in CALLEE_TERMINAL
 
     def info(self) -> RemoteInvitationInfo:
-        return RemoteInvitationInfo(
-            id=self.id,
-            caller=self.caller,
-            callee=self.callee,
-            content=self.content,
-            channel_id=self.channel_id,
-            response=self.response,
-            state=self.state,
-            error=self.error,
-            lifetime=self.lifetime,
-        )
+        """A frozen snapshot, as events carry."""
+        return self._snapshot(RemoteInvitationInfo, self.state, self.error)  # type: ignore[return-value]
 
 
 def _new_uuid() -> str:
