@@ -7,8 +7,10 @@ In one run, alternating A B A B (a fresh server process for every sample):
 * **throughput and CPU** at 50 and 500 pairs: rtmcall carrying full accepted handshakes
   (``rtmcall bench``, closed loop) → R handshakes/s; the raw trio-websocket relay
   (``raw_relay_trio.py`` + ``lean_load.py``) carrying the same 4 messages per operation
-  *at the same offered load R*, and closed loop (its maximum); optionally the asyncio
-  ``websockets`` relay. CPU is the server process's own (psutil), over the measured window.
+  *at the same offered load R*, and closed loop (its maximum); rtmcall's server driven
+  closed loop by lean clients speaking its protocol (``lean_rtmcall.py``: the server's
+  limit, without the SDK's client-side cost); optionally the asyncio ``websockets``
+  relay. CPU is the server process's own (psutil), over the measured window.
 * **latency** at one fixed offered load L (both paced, below saturation): p99 send→Accepted.
 * **idle**: RSS per idle logged-in connection at 1,000 and 5,000 users; server CPU per
   handshake at load L with 100 vs 5,000 idle users.
@@ -86,7 +88,7 @@ def throughput(args: argparse.Namespace, samples: dict) -> None:
                 a = load("rtmcall", srv, pairs, args.duration, args.warmup)
             log(describe(f"run {run + 1} {pairs} pairs rtmcall closed loop", a))
             rate = a["ops_per_s"]
-            jobs = [("raw_trio_closed", "trio", None)]
+            jobs = [("raw_trio_closed", "trio", None), ("rtmcall_lean_closed", "rtmcall", None)]
             if rate:  # nothing to match when rtmcall carried nothing (see its errors)
                 jobs.insert(0, ("raw_trio_same_load", "trio", rate))
             if args.asyncio and pairs == args.pairs[0]:
@@ -96,8 +98,9 @@ def throughput(args: argparse.Namespace, samples: dict) -> None:
                 ]
             bucket.setdefault("rtmcall", []).append(a)
             for name, kind, r in jobs:
+                driver = "rtmcall_lean" if name.startswith("rtmcall_lean") else kind
                 with server(kind) as srv:
-                    s = load(kind, srv, pairs, args.duration, args.warmup, rate=r)
+                    s = load(driver, srv, pairs, args.duration, args.warmup, rate=r)
                 bucket.setdefault(name, []).append(s)
                 log(describe(f"run {run + 1} {pairs} pairs {name}", s))
 

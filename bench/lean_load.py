@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from contextlib import AsyncExitStack
+from typing import Any
 
 import trio
 from trio_websocket import (
@@ -126,7 +127,10 @@ async def _pair(
             await trio.sleep_forever()  # the main task cancels us after the drain
 
 
-async def run_load(url: str, args: argparse.Namespace) -> dict:
+async def run_load(url: str, args: argparse.Namespace, pair: Any = None) -> dict:
+    """Log in the pairs, run the phases, return the result as a dict. ``pair``: the
+    coroutine that runs one pair (default: this module's raw-relay pair)."""
+    pair = pair or _pair
     tally = Tally(budget=args.calls)
     go = trio.Event()
     stop = trio.Event()
@@ -135,7 +139,7 @@ async def run_load(url: str, args: argparse.Namespace) -> dict:
     with trio.move_on_after(args.duration + args.warmup + 60) as overall:
         async with trio.open_nursery() as nursery:
             for i in range(args.pairs):
-                nursery.start_soon(_pair, url, i, args, tally, go, stop, done)
+                nursery.start_soon(pair, url, i, args, tally, go, stop, done)
             with trio.move_on_after(30):
                 while tally.logged_in < 2 * args.pairs:  # noqa: ASYNC110 - runs once
                     await trio.sleep(0.01)
@@ -206,7 +210,7 @@ async def hold_idle(url: str, count: int, prefix: str) -> None:
         nursery.cancel_scope.cancel()
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
     parser.add_argument("--pairs", type=int, default=50)
@@ -217,11 +221,18 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, default=None)
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--prefix", default=f"lean{random.randrange(10**6)}")
+    parser.add_argument("--no-presence", action="store_true", help="lean_rtmcall.py only")
+    parser.add_argument("--no-heartbeat", action="store_true", help="lean_rtmcall.py only")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.pairs + args.idle + 256)), hard)
     )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.idle:
         trio.run(hold_idle, args.url, args.idle, args.prefix)
     else:

@@ -122,23 +122,26 @@ def load(
     warmup: float,
     rate: float | None = None,
 ) -> dict:
-    """Run one load generator against ``srv``; returns a normalised sample."""
+    """Run one load generator against ``srv``; returns a normalised sample.
+
+    ``kind``: rtmcall (``rtmcall bench``, the SDK), rtmcall_lean (``lean_rtmcall.py``:
+    rtmcall's frames from lean clients), or a raw relay's (``lean_load.py``)."""
     common = ["--pairs", str(pairs), "--duration", str(duration), "--warmup", str(warmup)]
     common += ["--server-pid", str(srv.pid)] + (["--rate", f"{rate:.1f}"] if rate else [])
     timeout = duration + warmup + 180
     # Other work on the machine skews every figure: keep the load average with the sample.
     load_before = os.getloadavg()[0]
     if kind == "rtmcall":
-        data = _run_json(
-            [PY, "-m", "rtmcall.bench", "--server", srv.url, "--json", *common], timeout
-        )
+        cmd = [PY, "-m", "rtmcall.bench", "--server", srv.url, "--json", *common]
+        data = _run_json(cmd, timeout)
         ops, per_s, cpu = data["handshakes"], data["handshakes_per_s"], data["server_cpu_s"]
-        unexpected = sum(data["unexpected"].values())
         unexpected_kinds = data["unexpected"]
     else:
-        data = _run_json([PY, str(ROOT / "bench" / "lean_load.py"), srv.url, *common], timeout)
+        script = "lean_rtmcall.py" if kind == "rtmcall_lean" else "lean_load.py"
+        data = _run_json([PY, str(ROOT / "bench" / script), srv.url, *common], timeout)
         ops, per_s, cpu = data["ops"], data["ops_per_s"], data["server_cpu_s"]
-        unexpected, unexpected_kinds = 0, {}
+        unexpected_kinds = {}
+    unexpected = sum(unexpected_kinds.values())
     out = data["outcome"]
     return {
         "ops": ops,

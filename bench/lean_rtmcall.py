@@ -1,0 +1,167 @@
+"""rtmcall's real wire protocol from lean clients: the server's cost without the SDK's.
+
+The SDK (``rtmcall bench``) spends more CPU per call than the server does, so on a small
+machine it cannot load the server to its limit, and its own queueing shows in every
+latency. This driver replays, per accepted handshake, exactly the frames the SDK sends
+(captured from a real run): the caller's ``Send(invite)`` + ``Subscribe(callee)``, the
+callee's ``Send(ack)`` + ``Subscribe(caller)`` + ``Send(accept)``, the caller's
+``Send(confirm)`` + ``Unsubscribe``, the callee's ``Unsubscribe`` — 8 frames in, 12 out
+(4 Results, 4 Delivers, 4 Presence answers) — and a ``Ping`` every heartbeat per
+connection, as the SDK does. Frames are pre-formatted strings; replies are recognised by
+substring, not decoded. ``--no-presence`` leaves out the 4 presence requests (to measure
+what removing them per invitation would save); ``--no-heartbeat`` the pings.
+
+    python bench/lean_rtmcall.py URL --pairs 50 --duration 5 [--rate R] [--server-pid PID]
+
+Same phases, pacing, counting and JSON as ``lean_load.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+import uuid
+
+import trio
+from lean_load import CALL_TIMEOUT, parse_args, run_load
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from rtmcall.bench.tally import Tally
+
+
+def _send(rid: int, to: str, msg: str) -> str:
+    return f'{{"t":"send","rid":{rid},"to":"{to}","msg":{{{msg}}}}}'
+
+
+async def _login(ws: WebSocketConnection, user: str) -> float:
+    """Log in; returns the heartbeat the server asks for."""
+    await ws.send_message(json.dumps({"t": "login", "user": user}, separators=(",", ":")))
+    while True:
+        data = await ws.get_message()
+        if '"t":"login_ok"' in data:
+            return float(json.loads(data).get("heartbeat", 3.0))
+        if '"t":"login_fail"' in data:
+            raise ConnectionError(data)
+
+
+async def _heartbeat(ws: WebSocketConnection, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        await ws.send_message('{"t":"ping"}')
+
+
+class _Side:
+    """One connection's request ids (the SDK numbers them per connection)."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.rid = 0
+
+    def next(self) -> int:
+        self.rid += 1
+        return self.rid
+
+
+async def _callee(side: _Side, caller: str, presence: bool, tally: Tally) -> None:
+    ws = side.ws
+    while True:
+        data = await ws.get_message()
+        if '"t":"msg"' not in data:
+            if '"t":"ping"' in data:
+                await ws.send_message('{"t":"pong"}')
+            continue
+        start = data.index('"id":"', data.index('"msg":{')) + 6
+        inv_id = data[start : data.index('"', start)]
+        if '"k":"invite"' in data:
+            await ws.send_message(_send(side.next(), caller, f'"k":"ack","id":"{inv_id}"'))
+            if presence:
+                await ws.send_message(f'{{"t":"sub","rid":{side.next()},"users":["{caller}"]}}')
+            accept = f'"k":"accept","id":"{inv_id}","response":"ok"'
+            await ws.send_message(_send(side.next(), caller, accept))
+        elif '"k":"confirm"' in data:
+            if presence:
+                await ws.send_message(f'{{"t":"unsub","rid":{side.next()},"users":["{caller}"]}}')
+            tally.callee_done += 1
+
+
+async def _caller(
+    side: _Side, callee: str, args: argparse.Namespace, tally: Tally, stop: trio.Event
+) -> None:
+    ws = side.ws
+    presence = not args.no_presence
+    interval = args.pairs / args.rate if args.rate else None
+    next_at = trio.current_time() + random.random() * interval if interval else 0.0
+    while True:
+        if interval is not None:
+            with trio.move_on_at(next_at):
+                await stop.wait()  # the run may end before our next slot
+            next_at = max(next_at + interval, trio.current_time())
+        may, measured = tally.take_call()
+        if not may:
+            stop.set()
+            return
+        inv_id = uuid.uuid4().hex
+        t0 = time.perf_counter()
+        received = None
+        with trio.move_on_after(CALL_TIMEOUT):
+            invite = f'"k":"invite","id":"{inv_id}","content":"bench"'
+            await ws.send_message(_send(side.next(), callee, invite))
+            tally.placed += 1
+            if presence:
+                await ws.send_message(f'{{"t":"sub","rid":{side.next()},"users":["{callee}"]}}')
+            while True:
+                data = await ws.get_message()
+                if '"t":"msg"' not in data:
+                    if '"t":"ping"' in data:
+                        await ws.send_message('{"t":"pong"}')
+                    continue
+                if '"k":"ack"' in data:
+                    received = time.perf_counter() - t0
+                elif '"k":"accept"' in data:
+                    break
+            outcome = time.perf_counter() - t0
+            await ws.send_message(_send(side.next(), callee, f'"k":"confirm","id":"{inv_id}"'))
+            if presence:
+                await ws.send_message(f'{{"t":"unsub","rid":{side.next()},"users":["{callee}"]}}')
+            tally.call_ended(measured, True, received, outcome)
+            continue
+        tally.error("no ack/accept within 30 s")
+        return
+
+
+async def _pair(
+    url: str,
+    i: int,
+    args: argparse.Namespace,
+    tally: Tally,
+    go: trio.Event,
+    stop: trio.Event,
+    done: list[int],
+) -> None:
+    caller, callee = f"{args.prefix}-c{i}", f"{args.prefix}-e{i}"
+    async with open_websocket_url(url) as cws, open_websocket_url(url) as ews:
+        heartbeat = await _login(ews, callee)
+        await _login(cws, caller)
+        tally.logged_in += 2
+        async with trio.open_nursery() as nursery:
+            if not args.no_heartbeat:
+                nursery.start_soon(_heartbeat, cws, heartbeat)
+                nursery.start_soon(_heartbeat, ews, heartbeat)
+            nursery.start_soon(_callee, _Side(ews), caller, not args.no_presence, tally)
+            await go.wait()
+            try:
+                await _caller(_Side(cws), callee, args, tally, stop)
+            finally:
+                done[0] += 1
+            await trio.sleep_forever()  # the main task cancels us after the drain
+
+
+def main() -> None:
+    args = parse_args()
+    print(json.dumps(trio.run(run_load, args.url, args, _pair)))
+
+
+if __name__ == "__main__":
+    main()
