@@ -21,10 +21,24 @@ import wsproto
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, TextMessage
 
 
 class _ServerConnection(WebSocketConnection):
+    async def send_messages(self, messages: list[str]) -> None:
+        """Send several text messages with one write (one syscall, one checkpoint): what
+        the writer does when frames queued up while it was sending. The peer still sees
+        separate WebSocket messages."""
+        if self._close_reason:
+            raise ConnectionClosed(self._close_reason)
+        data = b"".join(self._wsproto.send(TextMessage(data=m)) for m in messages)
+        async with self._stream_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._abort_web_socket()
+                raise ConnectionClosed(self._close_reason) from None
+
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         # wsproto turns a parse failure (bad UTF-8: 1007, protocol error: 1002, ...) into a
         # CloseConnection event while its own state is still OPEN; a close from the peer

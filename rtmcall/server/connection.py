@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rtmcall.server")
 
+#: Most frames the writer sends in one write.
+_BATCH = 64
+
 #: outcome -> (close code, close reason, the session ends rather than waiting for a resume)
 _CLOSE: dict[str, tuple[int, str, bool]] = {
     "dropped": (1000, "", False),
@@ -214,17 +217,25 @@ class Connection:
         session = self.session
         assert session is not None
         outbox = session.outbox
-        send = self.ws.send_message
+        ws = self.ws
+        # Frames that queued up while the last write was in flight go out in one write
+        # (coalescing: under load, fewer syscalls and checkpoints per frame).
+        send_many = getattr(ws, "send_messages", None)
         stats = self.server.stats
         try:
             while True:
                 while outbox:
-                    data = outbox[0]
-                    await send(data.decode())
+                    count = min(len(outbox), _BATCH)
+                    if count == 1 or send_many is None:
+                        count = 1
+                        await ws.send_message(outbox[0].decode())
+                    else:
+                        await send_many([outbox[i].decode() for i in range(count)])
                     if session.link is not self:
-                        return  # superseded by a resume: the frame stays queued for it
-                    session.pop()
-                    stats.frames_out += 1
+                        return  # superseded by a resume: the frames stay queued for it
+                    for _ in range(count):
+                        session.pop()
+                    stats.frames_out += count
                 if self._finishing:
                     break
                 await session.wait_output()

@@ -187,7 +187,8 @@ class Session:
         again = [data for _, data in self.unacked]
         queued = {id(d) for d in again}
         rest = [d for d in self.outbox if id(d) not in queued]
-        self.outbox = deque(again + rest)
+        self.outbox.clear()  # in place: a writer may hold a reference to it
+        self.outbox.extend(again + rest)
         self.outbox_bytes = sum(len(d) for d in self.outbox)
 
     def answered_before(self, rid: int) -> bytes | None:
