@@ -171,10 +171,21 @@ class Driver:
         self.apply(self.engine.timer_fired(key))
 
     def timer_deadline(self, inv: LocalInvitation | RemoteInvitation) -> float | None:
-        """When the invitation's current timer fires (trio time), or None."""
+        """When the invitation's current window ends (trio time), or None.
+
+        For a ringing outgoing invitation that is when the callee's lifetime ends, as the
+        callee shows it: the caller's own timer runs ``expire_grace`` longer, as a backstop.
+        """
         side = "L" if isinstance(inv, LocalInvitation) else "R"
-        deadlines = [self.timers.deadline((kind, f"{side}:{inv.id}")) for kind in inv.timers]
-        return min((d for d in deadlines if d is not None), default=None)
+        grace = self.engine.config.expire_grace
+        deadlines = []
+        for kind in inv.timers:
+            deadline = self.timers.deadline((kind, f"{side}:{inv.id}"))
+            if deadline is not None:
+                deadlines.append(
+                    deadline - grace if side == "L" and kind == "lifetime" else deadline
+                )
+        return min(deadlines, default=None)
 
     # --- presence ------------------------------------------------------------------------
 

@@ -176,6 +176,9 @@ async def test_invitation_expires_on_both_sides(
         rang = await bob.wait_seen("RemoteInvitationReceived", inv.id)
         rinv = bob.client.remote_invitations[inv.id]
         assert bob.client.timer_deadline(rinv) == pytest.approx(rang.at + expected)
+        # Both ends count down to the same moment (the caller's backstop runs 2 s longer).
+        await alice.wait("LocalInvitationReceivedByPeer", inv.id)
+        assert alice.client.timer_deadline(inv) == pytest.approx(rang.at + expected, abs=0.1)
         b = await bob.wait_seen("RemoteInvitationFailure", inv.id)
         a = await alice.wait_seen("LocalInvitationFailure", inv.id)
         assert b.event.error is RE.INVITATION_EXPIRE
