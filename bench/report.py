@@ -59,9 +59,10 @@ def summarize(samples: dict, args: argparse.Namespace) -> dict:
     if len(idle) == 2:
         few, many = (idle[k] for k in sorted(idle, key=int))
         summary["ratios"]["idle_cpu"] = _ratio(many.get("cpu_us_per_op"), few.get("cpu_us_per_op"))
-        summary["ratios"]["idle_cpu_net"] = _ratio(
-            many.get("cpu_us_per_op_net"), few.get("cpu_us_per_op_net")
-        )
+        net_many, net_few = many.get("cpu_us_per_op_net"), few.get("cpu_us_per_op_net")
+        # Meaningless when the idle users alone saturate the server (negative "net").
+        if net_many and net_few and net_many > 0 and net_few > 0:
+            summary["ratios"]["idle_cpu_net"] = _ratio(net_many, net_few)
     if "startup" in samples:
         summary["startup"] = {k: v.get("median_ms") for k, v in samples["startup"].items()}
     return summary
@@ -86,6 +87,10 @@ def _n(value: float | None, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
 
 
 def _check(ratio: float | None, limit: float, digits: int = 2) -> tuple[str, str]:
@@ -173,8 +178,8 @@ def markdown(result: dict) -> str:
         row(
             f"| … the same net of the idle users' own heartbeat CPU "
             f"({_n(few.get('idle_ms_per_s'))} → {_n(many.get('idle_ms_per_s'))} ms/s) "
-            f"| {_n(few.get('cpu_us_per_op_net'))} → {_n(many.get('cpu_us_per_op_net'))} "
-            f"| | | {net} | {net_ok} |"
+            f"| {_n(_positive(few.get('cpu_us_per_op_net')))} → "
+            f"{_n(_positive(many.get('cpu_us_per_op_net')))} | | | {net} | {net_ok} |"
         )
     start = summary.get("startup", {})
     if start:

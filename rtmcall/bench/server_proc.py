@@ -47,10 +47,34 @@ async def _main(host: str, port: int, redis: str | None, watch_stdin: bool) -> N
         print(f"URL {server.url} PID {os.getpid()}", flush=True)
         if watch_stdin:
             nursery.start_soon(_watch_stdin, nursery.cancel_scope)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                break
+        try:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+        finally:
+            _report_trouble(server.stats.snapshot())
         nursery.cancel_scope.cancel()
+
+
+#: Counters that mean a bench did not measure what it meant to (cut or refused clients).
+_TROUBLE = (
+    "idle_timeouts",
+    "login_timeouts",
+    "slow_readers",
+    "sessions_expired",
+    "resumes",
+    "kicks",
+    "messages_unreachable",
+    "rate_limited",
+    "internal_errors",
+    "connections_refused",
+)
+
+
+def _report_trouble(stats: dict[str, int]) -> None:
+    trouble = {k: stats.get(k, 0) for k in _TROUBLE if stats.get(k, 0)}
+    if trouble:
+        print(f"rtmcall bench server: {trouble}", file=sys.stderr, flush=True)
 
 
 async def _redis_hub(url: str, task_status: Any) -> None:
