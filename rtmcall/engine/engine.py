@@ -23,7 +23,7 @@ translates inputs and performs the effects of each transition.
 from __future__ import annotations
 
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,6 +92,9 @@ class EngineConfig:
     expire_grace: float = 2.0
     #: Finished invitations remembered to absorb late and duplicate messages.
     keep_finished: int = 1000
+    #: Peers whose presence stays watched after their last invitation ended (the most
+    #: recent ones): a peer called again and again costs no subscribe/unsubscribe each time.
+    keep_watching: int = 64
 
 
 # Failure reasons on the wire (frames.End.reason) and their meaning on each side.
@@ -241,7 +244,12 @@ class CallEngine:
         self._next_ref = 0
         #: ref -> (side, invitation id, message kind), for delivery results we act on.
         self._refs: dict[int, tuple[str, str, str]] = {}
+        #: Live invitations by peer: who must be watched, and what a presence change hits.
+        self._live: dict[str, dict[tuple[str, str], LocalInvitation | RemoteInvitation]] = {}
+        #: Peers watched although no invitation with them is live, least recent first.
+        self._recent: OrderedDict[str, None] = OrderedDict()
         self._watched: set[str] = set()
+        self._watch_changes: list[WatchPeer | UnwatchPeer] = []
         self._finished: deque[tuple[str, str]] = deque()
 
     # --- API calls --------------------------------------------------------------------
@@ -420,8 +428,9 @@ class CallEngine:
         """Presence says ``peer`` is now ``state`` (for a peer we asked to watch)."""
         out: list[Output] = []
         state = PeerOnlineState(state)
-        for inv in list(self.local.values()):
-            if inv.callee != peer or not inv.live:
+        live = list(self._live.get(peer, {}).values())
+        for inv in live:
+            if not isinstance(inv, LocalInvitation) or not inv.live:
                 continue
             if state is PeerOnlineState.OFFLINE:
                 self._caller_step(inv, "peer_offline", out, LocalInvitationError.PEER_OFFLINE)
@@ -432,8 +441,8 @@ class CallEngine:
                     inv.undelivered = False
                     self._send(out, "L", inv, self._invite_msg(inv), "invite")
         if state is PeerOnlineState.OFFLINE:
-            for rinv in list(self.remote.values()):
-                if rinv.caller == peer and rinv.live:
+            for rinv in live:
+                if isinstance(rinv, RemoteInvitation) and rinv.live:
                     self._callee_step(rinv, "peer_offline", out, RemoteInvitationError.PEER_OFFLINE)
         return self._done(out)
 
@@ -446,12 +455,11 @@ class CallEngine:
         fails now — the caller's with NOT_LOGGEDIN, the callee's with PEER_OFFLINE."""
         self.logged_in = False
         out: list[Output] = []
-        for inv in list(self.local.values()):
-            if inv.live:
+        for inv in self.live_invitations():
+            if isinstance(inv, LocalInvitation):
                 self._caller_step(inv, "session_lost", out, LocalInvitationError.NOT_LOGGEDIN)
-        for rinv in list(self.remote.values()):
-            if rinv.live:
-                self._callee_step(rinv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE)
+            else:
+                self._callee_step(inv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE)
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
@@ -460,7 +468,12 @@ class CallEngine:
     # --- queries ----------------------------------------------------------------------
 
     def live_invitations(self) -> list[LocalInvitation | RemoteInvitation]:
-        return [i for i in (*self.local.values(), *self.remote.values()) if i.live]
+        return [inv for by_id in self._live.values() for inv in by_id.values()]
+
+    @property
+    def watched_peers(self) -> frozenset[str]:
+        """The peers whose presence the engine asked to watch (and not yet to unwatch)."""
+        return frozenset(self._watched)
 
     # --- caller side ------------------------------------------------------------------
 
@@ -525,6 +538,10 @@ class CallEngine:
         inv.phase = new
         if new is CallerPhase.FAILED:
             inv.error = error
+        if old is CallerPhase.IDLE:
+            self._became_live("L", inv)
+        elif new in CALLER_TERMINAL:
+            self._ended("L", inv)
         self._retime(out, "L", inv, CALLER_TIMERS.get(new, ()))
         P = CallerPhase
         # Effects of the transition.
@@ -582,6 +599,7 @@ class CallEngine:
             lifetime=msg.lifetime,
         )
         self.remote[rinv.id] = rinv
+        self._became_live("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS[CalleePhase.RINGING])
         out.append(RemoteInvitationReceived(rinv.info()))
         self._send(out, "R", rinv, f.Ack(id=rinv.id), "ack")
@@ -628,6 +646,8 @@ class CallEngine:
         rinv.phase = new
         if new is CalleePhase.FAILED:
             rinv.error = error
+        if new in CALLEE_TERMINAL:
+            self._ended("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS.get(new, ()))
         P = CalleePhase
         if what == "accept":
@@ -703,18 +723,35 @@ class CallEngine:
             if old is not None and old.terminal:
                 del table[old_id]
 
+    def _became_live(self, side: str, inv: LocalInvitation | RemoteInvitation) -> None:
+        peer = inv.peer
+        self._live.setdefault(peer, {})[(side, inv.id)] = inv
+        self._recent.pop(peer, None)
+        if peer not in self._watched:
+            self._watched.add(peer)
+            self._watch_changes.append(WatchPeer(peer))
+
+    def _ended(self, side: str, inv: LocalInvitation | RemoteInvitation) -> None:
+        peer = inv.peer
+        by_id = self._live.get(peer)
+        if by_id is None or by_id.pop((side, inv.id), None) is None or by_id:
+            return
+        del self._live[peer]
+        # Keep watching it for a while (the next call to it needs no subscribe).
+        self._recent[peer] = None
+        while len(self._recent) > self.config.keep_watching:
+            gone, _ = self._recent.popitem(last=False)
+            self._watched.discard(gone)
+            self._watch_changes.append(UnwatchPeer(gone))
+
     def _done(self, out: list[Output]) -> list[Output]:
-        """Append the presence watches that changed: we watch every peer we have a live
+        """Append the presence watches that changed. We watch every peer we have a live
         invitation with (to resend an Invite when a callee comes online, and to fail an
-        invitation when its peer goes offline)."""
-        wanted = {i.peer for i in self.local.values() if i.live}
-        wanted.update(i.caller for i in self.remote.values() if i.live)
-        if wanted != self._watched:
-            for peer in sorted(wanted - self._watched):
-                out.append(WatchPeer(peer))
-            for peer in sorted(self._watched - wanted):
-                out.append(UnwatchPeer(peer))
-            self._watched = wanted
+        invitation when its peer goes offline), and the ``keep_watching`` most recent
+        others."""
+        if self._watch_changes:
+            out.extend(self._watch_changes)
+            self._watch_changes = []
         return out
 
     def _local_for(self, call: str, invitation: LocalInvitation | str) -> LocalInvitation:

@@ -40,8 +40,10 @@ class FakeTransport:
         raise AssertionError(f"{frame} was not sent")
 
 
-def make() -> tuple[Driver, FakeTransport, list[Any]]:
-    engine = CallEngine("alice", EngineConfig(), new_id=iter(f"inv{i}" for i in range(99)).__next__)
+def make(config: EngineConfig | None = None) -> tuple[Driver, FakeTransport, list[Any]]:
+    engine = CallEngine(
+        "alice", config or EngineConfig(), new_id=iter(f"inv{i}" for i in range(99)).__next__
+    )
     engine.set_logged_in(True)
     transport = FakeTransport()
     published: list[Any] = []
@@ -83,7 +85,16 @@ async def test_no_ack_timer_fires_through_the_timer_table(autojump_clock: Any) -
         "LocalInvitationFailure"
     ]
     assert driver.timer_deadline(inv) is None
-    # Nothing is watched any more: the subscription is dropped.
+    # bob stays watched for a while (EngineConfig.keep_watching): no Unsubscribe yet.
+    assert not transport.frames(f.Unsubscribe)
+
+
+async def test_a_peer_no_longer_watched_is_unsubscribed(autojump_clock: Any) -> None:
+    driver, transport, _ = make(EngineConfig(keep_watching=0))
+    inv = driver.engine.create_local_invitation("bob")
+    driver.apply(driver.engine.send(inv))
+    (key,) = [k for k in driver.timers._deadlines]
+    driver._timer_fired(key)
     (unsub,) = transport.frames(f.Unsubscribe)
     assert unsub.users == ["bob"]
 

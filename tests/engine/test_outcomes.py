@@ -73,7 +73,6 @@ def test_accept_is_a_three_way_handshake(net: Network) -> None:
     assert accepted.name == "LocalInvitationAccepted" and accepted.response == "welcome"
     assert net.names("bob")[-1] == "RemoteInvitationAccepted"
     assert not net.nodes["alice"].timers and not net.nodes["bob"].timers
-    assert not net.nodes["alice"].watching and not net.nodes["bob"].watching
 
 
 def test_refuse_with_response(net: Network) -> None:
@@ -308,7 +307,34 @@ def test_presence_watch_follows_live_invitations(net: Network) -> None:
     assert "alice" in net.nodes["bob"].watching
     net.call("bob", "refuse", inv.id)
     net.pump()
-    assert not net.nodes["alice"].watching and not net.nodes["bob"].watching
+    # Still watched after the end (calling bob again needs no new subscription)...
+    assert net.nodes["alice"].watching == {"bob"} and net.nodes["bob"].watching == {"alice"}
+    again = net.nodes["alice"].engine.create_local_invitation("bob")
+    assert not [o for o in net.call("alice", "send", again) if isinstance(o, WatchPeer)]
+
+
+def test_only_the_most_recent_idle_peers_stay_watched() -> None:
+    net = Network(EngineConfig(keep_watching=2))
+    for user in ("alice", "bob", "carol", "dave"):
+        net.add(user)
+    for callee in ("bob", "carol", "dave"):
+        inv = net.nodes["alice"].engine.create_local_invitation(callee)
+        net.call("alice", "send", inv)
+        net.pump()
+        net.call(callee, "refuse", inv.id)
+        net.pump()
+    assert net.nodes["alice"].watching == {"carol", "dave"}
+    # A live invitation's peer is always watched, whatever the cap.
+    net0 = Network(EngineConfig(keep_watching=0))
+    net0.add("alice")
+    net0.add("bob")
+    inv = net0.nodes["alice"].engine.create_local_invitation("bob")
+    net0.call("alice", "send", inv)
+    assert net0.nodes["alice"].watching == {"bob"}
+    net0.pump()
+    net0.call("bob", "accept", inv.id)
+    net0.pump()
+    assert not net0.nodes["alice"].watching and not net0.nodes["bob"].watching
 
 
 def test_unreachable_presence_does_not_fail_a_ringing_invitation(net: Network) -> None:

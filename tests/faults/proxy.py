@@ -1,10 +1,10 @@
 """An in-test WebSocket proxy that can delay, drop, duplicate and cut.
 
 Clients connect to the proxy's URL; it opens a connection to the real server for each and
-relays messages both ways. Per direction, one task sends in arrival order, so a delay
-holds back everything behind it (as a slow network does) and FIFO is kept; ``policy``
-decides each message's fate. ``cut()`` drops every connection abruptly, as a network
-failure would (no close handshake).
+relays messages both ways. Per direction, one task sends in arrival order, each message
+``delay`` after its arrival but never before the one ahead of it (FIFO is kept, as TCP
+keeps it); ``policy`` decides each message's fate. ``cut()`` drops every connection
+abruptly, as a network failure would (no close handshake).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Proxy:
             while True:
                 message = await src.get_message()
                 for delay in self.policy(direction, message):
-                    await send.send((delay, message))
+                    await send.send((trio.current_time() + delay, message))
         except ConnectionClosed:
             nursery.cancel_scope.cancel()
 
@@ -99,9 +99,11 @@ class Proxy:
         nursery: trio.Nursery,
     ) -> None:
         try:
-            async for delay, message in recv:
-                if delay:
-                    await trio.sleep(delay)
+            # Each message is due ``delay`` after it arrived, but never before the one
+            # ahead of it: latency per message, order kept, and a burst does not add up
+            # its delays.
+            async for due, message in recv:
+                await trio.sleep_until(due)
                 await dst.send_message(message)
         except ConnectionClosed:
             nursery.cancel_scope.cancel()

@@ -28,6 +28,20 @@ USERS = [f"user{i}" for i in range(12)]
 STEPS = 600
 
 
+def story(phones: dict, inv_id: str) -> str:
+    """What both ends saw of one invitation, and their connection changes, in order."""
+    lines = [f"invitation {inv_id}:"]
+    seen = sorted(
+        ((s.at, s.seq, p.user, s.event) for p in phones.values() for s in p.seen),
+        key=lambda t: (t[0], t[1]),
+    )
+    for at, _, user, ev in seen:
+        inv = getattr(ev, "invitation", None)
+        if inv is not None and inv.id == inv_id:
+            lines.append(f"  {at:8.2f} {user}: {ev.name} {inv.state.name} {inv.error.name}")
+    return "\n".join(lines)
+
+
 async def test_soak(
     autojump_clock: trio.testing.MockClock,
     nursery: trio.Nursery,
@@ -77,11 +91,11 @@ async def test_soak(
             for inv in p.client.local_invitations.values():
                 rinv = phones[inv.callee].client.remote_invitations.get(inv.id)
                 if rinv is not None:
-                    pairs.append((inv.state, rinv.state))
+                    pairs.append((inv.state, rinv.state, inv.id))
         assert calls > 100 and len(pairs) > 100
-        disagreements = [p for p in pairs if p not in AGREE]
-        assert not disagreements, disagreements
-        outcomes = {state for state, _ in pairs}
+        disagreements = [p for p in pairs if p[:2] not in AGREE]
+        assert not disagreements, "\n".join(story(phones, inv_id) for _, _, inv_id in disagreements)
+        outcomes = {state for state, _, _ in pairs}
         assert {LS.ACCEPTED_BY_REMOTE, LS.REFUSED_BY_REMOTE, LS.CANCELED, LS.FAILURE} <= outcomes
 
     # Everyone logged out: the server holds nothing any more.
