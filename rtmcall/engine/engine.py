@@ -73,6 +73,9 @@ from .invitation import (
 )
 
 API = InvitationApiCallError
+#: Sends whose delivery result is still awaited, at most (a reply to an older one is
+#: ignored: the invitation timers end what a lost reply would have ended).
+_MAX_REFS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,10 @@ class CallEngine:
         self.logged_in = False
         self._next_ref = 0
         #: ref -> (side, invitation id, message kind), for delivery results we act on.
-        self._refs: dict[int, tuple[str, str, str]] = {}
+        #: (Only failures may be reported, with quiet sends: bounded, oldest forgotten.)
+        self._refs: OrderedDict[int, tuple[str, str, str]] = OrderedDict()
+        #: Last presence of every watched peer (for a new invitation to a watched peer).
+        self._presence: dict[str, PeerOnlineState] = {}
         #: Live invitations by peer: who must be watched, and what a presence change hits.
         self._live: dict[str, dict[tuple[str, str], LocalInvitation | RemoteInvitation]] = {}
         #: Peers watched although no invitation with them is live, least recent first.
@@ -428,6 +434,8 @@ class CallEngine:
         """Presence says ``peer`` is now ``state`` (for a peer we asked to watch)."""
         out: list[Output] = []
         state = PeerOnlineState(state)
+        if peer in self._watched:
+            self._presence[peer] = state
         live = list(self._live.get(peer, {}).values())
         for inv in live:
             if not isinstance(inv, LocalInvitation) or not inv.live:
@@ -540,6 +548,13 @@ class CallEngine:
             inv.error = error
         if old is CallerPhase.IDLE:
             self._became_live("L", inv)
+            # A peer we already watch: its presence is known (no new subscription answer
+            # will come to tell us).
+            if (
+                self._presence.get(inv.callee, PeerOnlineState.OFFLINE)
+                is not PeerOnlineState.OFFLINE
+            ):
+                inv.seen_online = True
         elif new in CALLER_TERMINAL:
             self._ended("L", inv)
         self._retime(out, "L", inv, CALLER_TIMERS.get(new, ()))
@@ -685,7 +700,10 @@ class CallEngine:
         self._next_ref += 1
         ref = self._next_ref
         if kind in ("invite", "cancel", "ack", "accept"):
-            self._refs[ref] = (side, inv.id, kind)
+            refs = self._refs
+            refs[ref] = (side, inv.id, kind)
+            if len(refs) > _MAX_REFS:
+                refs.popitem(last=False)
         out.append(SendPeer(inv.peer, msg, ref))
 
     def _retime(
@@ -742,6 +760,7 @@ class CallEngine:
         while len(self._recent) > self.config.keep_watching:
             gone, _ = self._recent.popitem(last=False)
             self._watched.discard(gone)
+            self._presence.pop(gone, None)
             self._watch_changes.append(UnwatchPeer(gone))
 
     def _done(self, out: list[Output]) -> list[Output]:

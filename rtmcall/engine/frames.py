@@ -190,6 +190,10 @@ class Send(_CFrame, tag="send"):
     rid: RequestId
     to: UserId
     msg: PeerMsg
+    #: Answer only when it was not delivered (or was refused). A delivered (or cached)
+    #: quiet Send gets no Result: ServerPong.rid acknowledges them in bulk. Halves the
+    #: frames of a call setup; the SDK sends its invitation messages quietly.
+    quiet: bool = False
 
 
 class Query(_CFrame, tag="query"):
@@ -311,7 +315,8 @@ class ServerPing(_SFrame, tag="ping"):
 
 
 class ServerPong(_SFrame, tag="pong"):
-    pass
+    #: The highest Send rid this session has handled (every quiet Send up to it arrived).
+    rid: int | None = None
 
 
 class TokenExpiring(_SFrame, tag="token_expiring"):

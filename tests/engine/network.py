@@ -34,8 +34,10 @@ class Node:
 class Network:
     """Engines by user id, plus the frames in flight."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, quiet: bool = False) -> None:
         self.config = config or EngineConfig()
+        #: Like the SDK's quiet sends: only failed deliveries are reported to the engine.
+        self.quiet = quiet
         self.nodes: dict[str, Node] = {}
         #: (sender, receiver) -> deque of (msg, ref): frames in flight.
         self.wire: dict[tuple[str, str], deque] = {}
@@ -68,7 +70,8 @@ class Network:
                     else:
                         self.wire.setdefault((user, to), deque()).append(msg)
                         code = PeerMessageError.OK
-                    self.apply(user, node.engine.delivery_result(ref, code))
+                    if code != PeerMessageError.OK or not self.quiet:
+                        self.apply(user, node.engine.delivery_result(ref, code))
                 case StartTimer(key=key, seconds=s):
                     node.timers[key] = s
                 case CancelTimer(key=key):

@@ -366,3 +366,23 @@ def test_finished_invitations_are_forgotten_beyond_the_cap() -> None:
         net.pump()
     assert len(net.nodes["alice"].engine.local) <= 3
     assert len(net.nodes["bob"].engine.remote) <= 3
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_response_vs_offline_without_delivery_reports(quiet: bool) -> None:
+    """With quiet sends only failures are reported: whether the callee was online comes
+    from presence — also for a second call to a peer still watched from the first."""
+    net = Network(quiet=quiet)
+    net.add("alice")
+    net.add("bob")
+    for _ in range(2):
+        inv = net.nodes["alice"].engine.create_local_invitation("bob")
+        net.call("alice", "send", inv)
+        net.wire.clear()  # bob's client never ACKs
+        net.fire("alice", "no_ack")
+        assert inv.error is LocalInvitationError.PEER_NO_RESPONSE
+    net.set_online("bob", False)
+    inv = net.nodes["alice"].engine.create_local_invitation("bob")
+    net.call("alice", "send", inv)
+    net.fire("alice", "no_ack")
+    assert inv.error is LocalInvitationError.PEER_OFFLINE
