@@ -1,7 +1,8 @@
 """The engine driver: performs the engine's effects and feeds it the world's answers.
 
-* ``SendPeer`` → a ``Send`` frame with a fresh ``rid``; the server's ``Result`` for that rid
-  goes back as ``engine.delivery_result(ref, code)``. Frames are queued in the order the
+* ``SendPeer`` → a quiet ``Send`` frame with a fresh ``rid``; the server's ``Result`` for
+  that rid — it answers only failed deliveries — goes back as
+  ``engine.delivery_result(ref, code)``. Frames are queued in the order the
   engine produced them and the transport never reorders its queue, so per-peer FIFO holds.
 * ``StartTimer``/``CancelTimer`` → :class:`Timers`, deadlines on ``trio.current_time()``
   (a MockClock in tests) fired by one task as ``engine.timer_fired(key)``.
@@ -146,8 +147,10 @@ class Driver:
                     self.publish(out)
                 case SendPeer(to=to, msg=msg, ref=ref):
                     rid = self.transport.next_rid()
+                    # Quiet: the server answers only a failed delivery (all the engine
+                    # acts on); delivered ones are acknowledged in bulk by its pongs.
                     self.transport.send(
-                        f.Send(rid=rid, to=to, msg=msg),
+                        f.Send(rid=rid, to=to, msg=msg, quiet=True),
                         lambda answer, ref=ref: self._delivered(ref, answer),
                     )
                 case StartTimer(key=key, seconds=seconds):

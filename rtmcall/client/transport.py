@@ -317,6 +317,17 @@ class Transport:
             req.on_answer(frame)
         return True
 
+    def _retire_quiet(self, upto: int) -> None:
+        """The server has handled every Send up to ``upto``: the quiet ones among them that
+        got no Result were delivered (a failure would have been answered)."""
+        done = [
+            rid
+            for rid, req in self._requests.items()
+            if rid <= upto and req.sent and isinstance(req.frame, f.Send) and req.frame.quiet
+        ]
+        for rid in done:
+            del self._requests[rid]
+
     def _fail_requests(self, only_sends: bool) -> None:
         """Answer pending requests "not logged in" (only peer messages, or all)."""
         for rid, req in list(self._requests.items()):
@@ -582,8 +593,9 @@ class Transport:
             match frame:
                 case f.ServerPing():
                     self.send(f.Pong())
-                case f.ServerPong():
-                    pass
+                case f.ServerPong(rid=rid):
+                    if rid is not None:
+                        self._retire_quiet(rid)
                 case f.Kicked():
                     self._kicked = frame
                     return "kicked"
