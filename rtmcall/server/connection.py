@@ -1,15 +1,18 @@
 """One WebSocket connection: log in, then serve the session until the connection ends.
 
-Three tasks per logged-in connection, in one nursery under ``self._scope``:
+Two tasks per logged-in connection (three with a token), in one nursery under
+``self._scope``:
 
 * the **reader** (this connection's only consumer of the socket) decodes each frame once
   and handles it; routing a Send means one ``hub.deliver``, which only appends to the
   receiver's queue, so a reader never waits for another connection's socket;
 * the **writer** drains the session's outbox to the socket (the only task that writes
   during the session), so replies and deliveries leave in the order they were queued;
-* the **watchdog** sends a ServerPing when the client has been silent for half the idle
-  timeout and cuts the connection at the idle timeout (half-open detection); with a
-  token, the **token watcher** warns before expiry and kicks after the grace.
+* with a token, the **token watcher** warns before expiry and kicks after the grace.
+
+Idle detection is not a task of the connection: the server's one sweeper
+(:func:`.watchdogs.sweep_idle`) walks ``server.live`` and sends a ServerPing to a client
+silent for half the idle timeout, and cuts it at the idle timeout (half-open detection).
 
 How the connection ended (``outcome``) decides the close code and whether the session
 ends or is detached for a resume; see ``_CLOSE``.
@@ -89,6 +92,8 @@ class Connection:
         self.last_rx = trio.current_time()
         self._scope = trio.CancelScope()
         self._finishing = False
+        #: ``last_rx`` when the idle sweeper pinged this connection (once per silence).
+        self.pinged_for = float("-inf")
         self._handlers: dict[type, Callable[[Any], Awaitable[bool]]] = {
             Query: partial(requests.on_query, self),
             Subscribe: partial(requests.on_subscribe, self),
@@ -131,7 +136,7 @@ class Connection:
                 with self._scope:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer)
-                        nursery.start_soon(watchdogs.watch_idle, self)
+                        self.server.live.add(self)
                         if self.session.token_expires_at is not None:
                             nursery.start_soon(watchdogs.watch_token, self)
                         await self._reader()
@@ -141,6 +146,7 @@ class Connection:
             self.server.stats.internal_errors += 1
             log.exception("connection %s (%s): unexpected error", self.peer, self.who())
         finally:
+            self.server.live.discard(self)
             if trio.current_effective_deadline() == float("-inf") or self.server.stopping:
                 self.outcome = "shutdown"
             with trio.move_on_after(self.server.config.shutdown_grace, shield=True):

@@ -2,7 +2,8 @@
 
 Structure (one nursery): the listeners' accept loop spawns one handler per TCP stream,
 which runs the WebSocket handshake and a :class:`~.connection.Connection`; resume-window
-timers of detached sessions run beside them. Cancelling ``serve`` (or
+timers of detached sessions and the idle sweeper (:func:`.watchdogs.sweep_idle`, one
+task for every connection) run beside them. Cancelling ``serve`` (or
 ``Server.shutdown()``) cancels all of it; every connection then sends Bye and closes with
 1001 inside a short shielded grace.
 
@@ -28,6 +29,7 @@ from .hub import Health, Hub, MemoryHub
 from .ratelimit import RateLimiter
 from .session import Session
 from .stats import Stats
+from .watchdogs import sweep_idle
 
 log = logging.getLogger("rtmcall.server")
 
@@ -69,6 +71,8 @@ class Server:
             default_lifetime=config.invitation_default_lifetime,
         )
         self.stopping = False
+        #: Logged-in connections being served, walked by the idle sweeper.
+        self.live: set[Connection] = set()
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
 
@@ -273,6 +277,7 @@ async def serve(
         async with trio.open_nursery() as nursery:
             server._nursery = nursery
             await nursery.start(trio.serve_listeners, server._handle_stream, listeners)
+            nursery.start_soon(sweep_idle, server)
             log.info("listening on %s", server.url)
             task_status.started(server)
             await trio.sleep_forever()

@@ -247,6 +247,40 @@ async def test_idle_connection_pinged_then_closed(
         assert server.stats.idle_timeouts == 1
 
 
+async def test_idle_sweeper_bounds_and_one_ping_per_silence(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """One server-wide sweeper: ping at idle/2, close at idle, each at most idle/20 late;
+    a frame from the client starts a new silence (and a new ping); others are unaffected."""
+    server = await harness.start(limits={"idle_timeout": 4.0})
+    with trio.fail_after(60):
+        quiet = await harness.user("quiet")
+        quiet.auto_pong = False
+        chatty = await harness.user("chatty")
+
+        async def keep_talking() -> None:  # a Ping every second: never cut
+            while True:
+                await chatty.send(Ping())
+                assert type(await chatty.recv()).__name__ == "ServerPong"
+                await trio.sleep(1)
+
+        harness.nursery.start_soon(keep_talking)
+        start = trio.current_time()
+        await quiet.expect(ServerPing)
+        assert 2.0 <= trio.current_time() - start <= 2.2 + 0.05
+        await quiet.send(Ping())
+        assert type(await quiet.recv()).__name__ == "ServerPong"
+        again = trio.current_time()
+        await quiet.expect(ServerPing)  # exactly one ping for the new silence, then the close
+        assert 2.0 <= trio.current_time() - again <= 2.2 + 0.05
+        assert await quiet.closed_code() == 1008
+        assert 4.0 <= trio.current_time() - again <= 4.2 + 0.05
+        assert server.stats.idle_timeouts == 1
+        await trio.sleep(10)
+        assert server.stats.idle_timeouts == 1
+        assert len(server.live) == 1
+
+
 async def test_heartbeat_keeps_connection(
     harness: Harness, server: Server, autojump_clock: MockClock
 ) -> None:
