@@ -41,6 +41,7 @@ from rtmcall.engine.frames import (
     Renew,
     Result,
     Send,
+    ServerPong,
     Subscribe,
     Unsubscribe,
     decode_client_frame,
@@ -264,8 +265,11 @@ class Connection:
         rid = frame.rid
         again = session.answered_before(rid)
         if again is not None:
-            session.push(again)  # a repeat after a resume: answered, not delivered twice
+            if again:  # (a quiet Send that was delivered had no answer, and gets none)
+                session.push(again)  # a repeat after a resume: answered, not delivered twice
             return
+        if rid > session.last_rid:
+            session.last_rid = rid  # acknowledged in bulk by the next pong
         if not server.message_limits.allow(user):
             stats.rate_limited += 1
             self.reply(
@@ -304,6 +308,9 @@ class Connection:
             ledger.note(user, to, msg)
         else:
             stats.messages_unreachable += 1
+        if frame.quiet and (code == _OK or code == _CACHED):
+            session.remember_answer(rid, b"")  # delivered: the next pong says so
+            return
         result = encode(Result(rid=rid, code=int(code)))
         session.remember_answer(rid, result)
         session.push(result)
@@ -312,7 +319,8 @@ class Connection:
         assert self.session is not None
         if frame.ack is not None:
             self.session.ack(frame.ack)
-        self.session.push(replies.PONG)
+        session = self.session
+        session.push(encode(ServerPong(rid=session.last_rid)) if session.last_rid else replies.PONG)
         return False
 
     async def _on_pong(self, frame: Pong) -> bool:

@@ -68,6 +68,7 @@ class Session:
         "_max_bytes",
         "_max_detached",
         "seq",
+        "last_rid",
         "unacked",
         "generation",
         "answered",
@@ -104,6 +105,8 @@ class Session:
         self._max_detached = config.resume_buffer_frames
         #: Last Deliver seq given out, and the numbered frames not yet acknowledged.
         self.seq = 0
+        #: Highest Send rid handled (told in ServerPong: acknowledges quiet Sends).
+        self.last_rid = 0
         self.unacked: deque[tuple[int, bytes]] = deque()
         self._max_unacked = config.unacked_frames
         #: Bumped at every attach: tells a repeated Send from a reused rid.
