@@ -2,14 +2,15 @@
 
 The SDK (``rtmcall bench``) spends more CPU per call than the server does, so on a small
 machine it cannot load the server to its limit, and its own queueing shows in every
-latency. This driver replays, per accepted handshake, exactly the frames the SDK sends
-(captured from a real run): the caller's ``Send(invite)`` + ``Subscribe(callee)``, the
-callee's ``Send(ack)`` + ``Subscribe(caller)`` + ``Send(accept)``, the caller's
-``Send(confirm)`` + ``Unsubscribe``, the callee's ``Unsubscribe`` — 8 frames in, 12 out
-(4 Results, 4 Delivers, 4 Presence answers) — and a ``Ping`` every heartbeat per
-connection, as the SDK does. Frames are pre-formatted strings; replies are recognised by
-substring, not decoded. ``--no-presence`` leaves out the 4 presence requests (to measure
-what removing them per invitation would save); ``--no-heartbeat`` the pings.
+latency. This driver replays, per accepted handshake, exactly the frames the SDK sends:
+four *quiet* ``Send`` frames (invite, ack, accept, confirm; a delivered quiet Send gets
+no Result) — 4 frames in, 4 Delivers out, as the raw relay — and a ``Ping`` every
+heartbeat per connection, as the SDK does. (The SDK watches a peer's presence once and
+keeps watching it across calls, so a repeated pair sends no presence requests.) Frames
+are pre-formatted strings; replies are recognised by substring, not decoded. ``--presence``
+adds the SDK's old per-invitation Subscribe/Unsubscribe (4 requests, 4 answers), and
+``--results`` asks a Result for every Send, to measure what those cost; ``--no-heartbeat``
+leaves out the pings.
 
     python bench/lean_rtmcall.py URL --pairs 50 --duration 5 [--rate R] [--server-pid PID]
 
@@ -30,9 +31,12 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from rtmcall.bench.tally import Tally
 
+QUIET = True
+
 
 def _send(rid: int, to: str, msg: str) -> str:
-    return f'{{"t":"send","rid":{rid},"to":"{to}","msg":{{{msg}}}}}'
+    quiet = ',"quiet":true' if QUIET else ""
+    return f'{{"t":"send","rid":{rid},"to":"{to}","msg":{{{msg}}}{quiet}}}'
 
 
 async def _login(ws: WebSocketConnection, user: str) -> float:
@@ -90,7 +94,7 @@ async def _caller(
     side: _Side, callee: str, args: argparse.Namespace, tally: Tally, stop: trio.Event
 ) -> None:
     ws = side.ws
-    presence = not args.no_presence
+    presence = args.presence
     interval = args.pairs / args.rate if args.rate else None
     next_at = trio.current_time() + random.random() * interval if interval else 0.0
     while True:
@@ -149,7 +153,7 @@ async def _pair(
             if not args.no_heartbeat:
                 nursery.start_soon(_heartbeat, cws, heartbeat)
                 nursery.start_soon(_heartbeat, ews, heartbeat)
-            nursery.start_soon(_callee, _Side(ews), caller, not args.no_presence, tally)
+            nursery.start_soon(_callee, _Side(ews), caller, args.presence, tally)
             await go.wait()
             try:
                 await _caller(_Side(cws), callee, args, tally, stop)
@@ -159,7 +163,9 @@ async def _pair(
 
 
 def main() -> None:
+    global QUIET
     args = parse_args()
+    QUIET = not args.results
     print(json.dumps(trio.run(run_load, args.url, args, _pair)))
 
 
