@@ -8,8 +8,10 @@ So this module does what ``WebSocketServer._handle_connection`` does (20 lines) 
 connection subclass that sends the close frame first.
 
 It relies on two private methods of trio-websocket 0.12 (``_reader_task`` and
-``_get_request``) and one private handler; ``tests/server/test_hostile.py`` pins the
-observable behaviour (1007 and 1009 seen by the client).
+``_get_request``), one private handler and, to free the opening handshake's state once
+the connection is open, wsproto's ``WSConnection.handshake``;
+``tests/server/test_hostile.py`` pins the observable behaviour (1007 and 1009 seen by the
+client).
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ class _ServerConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
+class _Handshaken:
+    """Stands in for wsproto's H11Handshake once the connection is open: from then on
+    ``WSConnection`` only asks it for (no) events; the h11 state, the request and their
+    buffers (~2 KiB per connection) can go."""
+
+    __slots__ = ()
+
+    def events(self) -> tuple[()]:
+        return ()
+
+
+_HANDSHAKEN = _Handshaken()
+
+
+def _drop_handshake_state(conn: WebSocketConnection) -> None:
+    proto = conn._wsproto
+    if proto.connection is not None and not proto.handshake._events:
+        proto.handshake = _HANDSHAKEN  # type: ignore[assignment]
+
+
 async def accept_websocket(
     stream: trio.abc.Stream,
     handler: Callable[[WebSocketConnection], Awaitable[None]],
@@ -79,14 +101,19 @@ async def accept_websocket(
         max_message_size=max_message_size,
     )
     handshake = trio.move_on_after(handshake_timeout)
+    # The reader task lives as long as the connection: it must not keep the handshake's
+    # cancel scope alive after the handshake (memory per idle connection).
+    pending = [handshake]
 
     async def read() -> None:
         await conn._reader_task()
-        handshake.cancel()  # the stream died (e.g. TLS failed): stop waiting for a request
+        for scope in pending:
+            scope.cancel()  # the stream died (e.g. TLS failed): stop waiting for a request
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read)
         ws: WebSocketConnection | None = None
+        request: WebSocketRequest | None = None
         with handshake:
             request = await conn._get_request()
             why = refuse(request)
@@ -97,6 +124,10 @@ async def accept_websocket(
                 await request.reject(403, body=why.encode())
             else:
                 ws = await request.accept()
+                _drop_handshake_state(conn)
+        pending.clear()
+        del handshake
+        request = None  # the handler runs in this frame: do not keep the request alive
         if ws is None:
             nursery.cancel_scope.cancel()
             await trio.aclose_forcefully(stream)

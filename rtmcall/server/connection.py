@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -84,6 +83,19 @@ _CACHED = PeerMessageError.CACHED_BY_SERVER
 class Connection:
     """Serves one accepted WebSocket; implements :class:`~.session.Link`."""
 
+    __slots__ = (
+        "server",
+        "ws",
+        "peer",
+        "session",
+        "outcome",
+        "last_rx",
+        "pinged_for",
+        "_scope",
+        "_finishing",
+        "__weakref__",
+    )
+
     def __init__(self, server: Server, ws: WebSocketConnection, peer: str) -> None:
         self.server = server
         self.ws = ws
@@ -95,16 +107,6 @@ class Connection:
         self._finishing = False
         #: ``last_rx`` when the idle sweeper pinged this connection (once per silence).
         self.pinged_for = float("-inf")
-        self._handlers: dict[type, Callable[[Any], Awaitable[bool]]] = {
-            Query: partial(requests.on_query, self),
-            Subscribe: partial(requests.on_subscribe, self),
-            Unsubscribe: partial(requests.on_unsubscribe, self),
-            Renew: partial(requests.on_renew, self),
-            Ping: self._on_ping,
-            Pong: self._on_pong,
-            Logout: self._on_logout,
-            Login: self._on_login,
-        }
 
     # --- Link -----------------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class Connection:
         stats = self.server.stats
         session = self.session
         assert session is not None
-        handlers = self._handlers
+        handlers = _HANDLERS
         on_send = self._on_send
         max_bytes = self.server.config.max_frame_bytes
         suspicious = max_bytes // 4  # a str this long may be over max_bytes in UTF-8
@@ -217,7 +219,7 @@ class Connection:
                 continue
             if type(frame) is Send:
                 await on_send(frame)
-            elif await handlers[type(frame)](frame):
+            elif await handlers[type(frame)](self, frame):
                 return
 
     async def _writer(self) -> None:
@@ -336,3 +338,17 @@ class Connection:
     async def _on_login(self, frame: Login) -> bool:
         self.reply(Error(code="forbidden", message="already logged in on this connection"))
         return False
+
+
+#: Frame type -> handler(conn, frame), one table for every connection (a dict of bound
+#: handlers per connection cost ~1 KiB each).
+_HANDLERS: dict[type, Callable[[Any, Any], Awaitable[bool]]] = {
+    Query: requests.on_query,
+    Subscribe: requests.on_subscribe,
+    Unsubscribe: requests.on_unsubscribe,
+    Renew: requests.on_renew,
+    Ping: Connection._on_ping,
+    Pong: Connection._on_pong,
+    Logout: Connection._on_logout,
+    Login: Connection._on_login,
+}

@@ -95,8 +95,9 @@ class Session:
         self.subscriptions: set[str] = set()
         #: Deadline on trio's clock when the token expires; None without a token.
         self.token_expires_at: float | None = None
-        #: Set (and replaced) whenever the token is renewed, to wake the token watcher.
-        self.token_changed = trio.Event()
+        #: Set (and replaced) whenever the token is renewed, to wake the token watcher;
+        #: None without a token (most sessions: no Event per session).
+        self.token_changed: trio.Event | None = None
         #: Cancel scope of the resume-window timer while detached.
         self.reaper: trio.CancelScope | None = None
         self._lot = trio.lowlevel.ParkingLot()
@@ -107,7 +108,9 @@ class Session:
         self.seq = 0
         #: Highest Send rid handled (told in ServerPong: acknowledges quiet Sends).
         self.last_rid = 0
-        self.unacked: deque[tuple[int, bytes]] = deque()
+        #: Made at the first peer message (an empty deque is ~0.6 KiB; idle sessions get
+        #: no peer messages).
+        self.unacked: deque[tuple[int, bytes]] | None = None
         self._max_unacked = config.unacked_frames
         #: Bumped at every attach: tells a repeated Send from a reused rid.
         self.generation = 0
@@ -170,6 +173,8 @@ class Session:
         if code is _OK or code is _CACHED:
             self.seq = seq
             unacked = self.unacked
+            if unacked is None:
+                unacked = self.unacked = deque()
             unacked.append((seq, numbered))
             if len(unacked) > self._max_unacked:
                 unacked.popleft()  # a client that never acks: bounded memory, no replay
@@ -258,5 +263,6 @@ class Session:
 
     def set_token_deadline(self, deadline: float | None) -> None:
         self.token_expires_at = deadline
-        self.token_changed.set()
-        self.token_changed = trio.Event()
+        if self.token_changed is not None:
+            self.token_changed.set()
+        self.token_changed = None if deadline is None else trio.Event()

@@ -83,6 +83,7 @@ async def watch_token(conn: Connection) -> None:
         if expires_at is None:
             return
         changed = session.token_changed
+        assert changed is not None  # set together with token_expires_at
         now = trio.current_time()
         if now >= expires_at + config.token_grace:
             conn.server.stats.token_expiries += 1
