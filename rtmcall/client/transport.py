@@ -575,16 +575,25 @@ class Transport:
         interval = self.login_ok.heartbeat if self.login_ok else 3.0
         # The server answers our pings; allow a few lost before calling the line dead.
         timeout = max(self.config.heartbeat_timeout, 2.5 * interval)
+        # One scope whose deadline moves on with every frame (not a scope per frame: this
+        # loop runs for every frame the client receives).
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as silent:
+            ended = await self._read_frames(ws, silent, timeout)
+        if silent.cancelled_caught:
+            log.info("%s: nothing received for %g s; connection dead", self.user, timeout)
+            return "dropped"
+        return ended
+
+    async def _read_frames(
+        self, ws: WebSocketConnection, silent: trio.CancelScope, patience: float
+    ) -> Ended:
         while True:
-            with trio.move_on_after(timeout) as silent:
-                try:
-                    data = await ws.get_message()
-                except ConnectionClosed:
-                    log.info("%s: connection closed", self.user)
-                    return "dropped"
-            if silent.cancelled_caught:
-                log.info("%s: nothing received for %g s; connection dead", self.user, timeout)
+            try:
+                data = await ws.get_message()
+            except ConnectionClosed:
+                log.info("%s: connection closed", self.user)
                 return "dropped"
+            silent.deadline = trio.current_time() + patience
             try:
                 frame = f.decode_server_frame(data)
             except f.FrameError as exc:
