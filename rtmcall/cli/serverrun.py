@@ -14,6 +14,8 @@ from typing import Any
 
 import trio
 
+from rtmcall._exc import first_leaf
+
 from .runtime import NOT_AS_ASKED, OK, USAGE
 
 
@@ -88,13 +90,6 @@ async def _serve(opts: ServerOptions) -> int:
     return OK
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def run_server(opts: ServerOptions) -> int:
     """Serve until Ctrl-C/SIGTERM; the exit code. Errors are one line on stderr."""
     _setup_logging(opts.log_level)
@@ -102,7 +97,7 @@ def run_server(opts: ServerOptions) -> int:
         try:
             return trio.run(_serve, opts)
         except BaseExceptionGroup as group:
-            raise _leaf(group) from None
+            raise first_leaf(group) from None
     except KeyboardInterrupt:
         return OK
     except ValueError as exc:  # e.g. a public --host without a secret

@@ -318,10 +318,10 @@ class Connection:
         session.push(result)
 
     async def _on_ping(self, frame: Ping) -> bool:
-        assert self.session is not None
-        if frame.ack is not None:
-            self.session.ack(frame.ack)
         session = self.session
+        assert session is not None
+        if frame.ack is not None:
+            session.ack(frame.ack)
         session.push(encode(ServerPong(rid=session.last_rid)) if session.last_rid else replies.PONG)
         return False
 

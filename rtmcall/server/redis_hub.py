@@ -39,6 +39,7 @@ import coredis
 import coredis.exceptions
 import trio
 
+from rtmcall._exc import first_leaf
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
@@ -448,12 +449,6 @@ class RedisHub:
         self._last_error = repr(exc)
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 @asynccontextmanager
 async def open_redis_hub(
     url: str,
@@ -478,7 +473,7 @@ async def open_redis_hub(
             async with probe:
                 await probe.ping()
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot reach"
-        problem = f"cannot reach redis at {url}: {_leaf(exc)!r}"
+        problem = f"cannot reach redis at {url}: {first_leaf(exc)!r}"
     if problem is not None:
         raise HubUnavailable(problem)
     redis = coredis.Redis.from_url(url, decode_responses=False)
