@@ -65,6 +65,8 @@ def bench_command(
     from rich.console import Console
     from rich.live import Live
 
+    from rtmcall._gc import tune_for_long_running
+
     from .report import render_progress, render_result
     from .runner import BenchSnapshot, run_bench
 
@@ -81,6 +83,7 @@ def bench_command(
         if live is not None:
             live.start()
         try:
+            tune_for_long_running()
             result = trio.run(partial(run_bench, options, progress=progress))
         finally:
             if live is not None:

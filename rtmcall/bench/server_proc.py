@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("rtmcall.server").addFilter(lambda r: "no secret" not in r.getMessage())
     import trio
 
+    from rtmcall._gc import tune_for_long_running
+
+    tune_for_long_running()  # as ``rtmcall server`` does
     if args.profile:
         import cProfile
 

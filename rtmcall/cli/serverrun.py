@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from rtmcall._exc import first_leaf
+from rtmcall._gc import tune_for_long_running
 
 from .runtime import NOT_AS_ASKED, OK, USAGE
 
@@ -95,6 +96,7 @@ def run_server(opts: ServerOptions) -> int:
     _setup_logging(opts.log_level)
     try:
         try:
+            tune_for_long_running()
             return trio.run(_serve, opts)
         except BaseExceptionGroup as group:
             raise first_leaf(group) from None
