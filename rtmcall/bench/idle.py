@@ -4,11 +4,11 @@ Two kinds, the same on the wire as far as the server can tell:
 
 * SDK users (:func:`hold_sdk_idle`): full :class:`rtmcall.client.RtmClient` sessions.
 * lean users (:func:`hold_lean_idle`): one raw WebSocket each that sends ``Login`` and
-  then only answers the server's pings (the server pings a client silent for half its
-  idle timeout): the least traffic a server accepts from a live session, so thousands
+  then only answers the server's pings (the server pings a client in standby after 45 s
+  of silence): the least traffic a server accepts from a live session, so thousands
   of them measure the server's own per-connection cost, and one process can hold them.
-  ``active=True`` also sends a ``Ping`` every ``heartbeat`` seconds (the interval the
-  server's LoginOk asks for), as the SDK does.
+  ``active=True`` also sends a ``Ping(standby=True)`` every ``standby_heartbeat`` seconds
+  (LoginOk's), as an idle SDK client does.
 
 ``python -m rtmcall.bench.idle URL --count N`` holds lean users in a process of its own;
 it prints ``READY <logged in> <failed>`` once all logins are done and exits when its
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -62,17 +63,23 @@ async def _lean_user(
                         raise ConnectionError(f"login refused: {frame}")
             logged_in = True
             on_login(True)
-            await _keep_alive(ws, frame.heartbeat if active else math.inf)
+            await _keep_alive(ws, frame.standby_heartbeat if active else math.inf)
     except (OSError, ConnectionClosed, HandshakeError, ConnectionError, f.FrameError):
         if not logged_in:
             on_login(False)
 
 
 async def _keep_alive(ws: WebSocketConnection, heartbeat: float) -> None:
-    """Ping every ``heartbeat`` s (inf: never), answer the server's pings, ignore the rest."""
-    ping = f.encode(f.Ping()).decode()
+    """Ping every ``heartbeat`` s (inf: never), answer the server's pings, ignore the rest.
+
+    The first Ping comes at a random point of the first interval, so that thousands of
+    users logged in within seconds ping evenly spread over the interval at once, as
+    users who logged in over hours would (a measurement need not wait for it)."""
+    ping = f.encode(f.Ping(standby=True)).decode()
     pong = f.encode(f.Pong()).decode()
-    next_ping = trio.current_time() + heartbeat
+    next_ping = trio.current_time() + (
+        random.uniform(0, heartbeat) if heartbeat < math.inf else heartbeat
+    )
     while True:
         with trio.move_on_at(next_ping):
             data = await ws.get_message()
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("url")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--prefix", default="idle")
-    parser.add_argument("--active", action="store_true", help="ping every heartbeat (as the SDK)")
+    parser.add_argument("--active", action="store_true", help="ping as an idle SDK client does")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.count + 256))

@@ -84,11 +84,21 @@ def server(
         float, typer.Option(metavar="S", min=0.1, help="A connection must log in within S.")
     ] = 10.0,
     idle_timeout: Annotated[
-        float, typer.Option(metavar="S", min=0.1, help="Close a connection silent for S.")
+        float,
+        typer.Option(metavar="S", min=0.1, help="Close a busy connection silent for S."),
     ] = 10.0,
     heartbeat: Annotated[
-        float, typer.Option(metavar="S", min=0.1, help="Clients send a ping at least every S.")
+        float,
+        typer.Option(metavar="S", min=0.1, help="Busy clients send a ping at least every S."),
     ] = 3.0,
+    standby_timeout: Annotated[
+        float,
+        typer.Option(metavar="S", min=0.1, help="Close a connection in standby silent for S."),
+    ] = 90.0,
+    standby_heartbeat: Annotated[
+        float,
+        typer.Option(metavar="S", min=0.1, help="Clients in standby ping at least every S."),
+    ] = 30.0,
     resume_window: Annotated[
         float, typer.Option(metavar="S", min=0, help="Keep a dropped session S for a resume.")
     ] = 10.0,
@@ -144,6 +154,8 @@ def server(
             "login_timeout": login_timeout,
             "idle_timeout": idle_timeout,
             "heartbeat": heartbeat,
+            "standby_timeout": standby_timeout,
+            "standby_heartbeat": standby_heartbeat,
             "resume_window": resume_window,
             "rate_messages": rate_messages,
             "rate_messages_per": rate_messages_per,

@@ -407,6 +407,9 @@ class RtmClient:
     def on_session_lost(self) -> None:
         self._driver.apply(self.engine.session_lost())
 
+    def busy(self) -> bool:
+        return self.engine.busy
+
     def on_frame(self, frame: f.ServerFrame) -> None:
         match frame:
             case f.Deliver(sender=sender, msg=f.Text(text=text)):

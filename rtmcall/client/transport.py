@@ -8,7 +8,10 @@ changes go to a :class:`TransportHandler` (the client).
 
 Session rules:
 
-* A dropped connection (closed, or silent for ``heartbeat_timeout``, or the server's Bye)
+* Heartbeat: a Ping every ``LoginOk.heartbeat`` s (3) while something is in progress, every
+  ``standby_heartbeat`` s (30) otherwise (``Ping.standby`` says which; see ``_heartbeat``).
+* A dropped connection (closed, or no answer to a Ping within ``heartbeat_timeout``, or
+  silent for longer than the heartbeat allows, or the server's Bye)
   is RECONNECTING/INTERRUPTED; the transport reconnects with backoff and logs in with
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
@@ -75,6 +78,10 @@ class TransportHandler(Protocol):
 
     def on_frame(self, frame: f.ServerFrame) -> None:
         """A frame that is not the answer to a request (Deliver, pushed Presence, …)."""
+
+    def busy(self) -> bool:
+        """Something is in progress (an invitation): heartbeat every ``heartbeat`` s, so
+        that a dead line is noticed within seconds, not within the standby timeout."""
 
 
 # --- one WebSocket ----------------------------------------------------------------------
@@ -277,6 +284,16 @@ class Transport:
         #: Highest Deliver ``seq`` handled in this session (None: the server numbers none).
         #: Told to the server in Ping/Login ``ack`` so a resume resends only what we lack.
         self._rx_seq: int | None = None
+        #: ``_rx_seq`` as of the last Ping (nothing new to acknowledge when equal).
+        self._acked_seq: int | None = None
+        #: The reader's silence deadline (moved on per frame; pulled in per Ping).
+        self._silent: trio.CancelScope | None = None
+        #: How long the reader waits for the next frame: depends on the heartbeat mode.
+        self._patience = config.heartbeat_timeout
+        #: The server was last told standby (as it assumes of a new connection); a
+        #: request then wakes the heartbeat, which says busy at once.
+        self._standby = True
+        self._wake_heartbeat = trio.Event()
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -300,6 +317,8 @@ class Transport:
             return
         if rid is not None:
             self._requests[rid] = _Request(frame, on_answer)
+            if self._standby:
+                self._wake_heartbeat.set()
         self._outbox.append(frame)
         self._outbox_changed.set()
         if self._drained.is_set():
@@ -566,34 +585,73 @@ class Transport:
             self._conn_scope = None
 
     async def _heartbeat(self) -> None:
-        interval = self.login_ok.heartbeat if self.login_ok else 3.0
+        """Ping every ``heartbeat`` s while busy, every ``standby_heartbeat`` s otherwise.
+
+        Busy: the handler says so (an invitation in progress), requests await answers
+        (quiet Sends are retired by the pong), or Delivers await acknowledgement. Each Ping
+        says which (``standby``), and the server times the connection out accordingly; it
+        assumes standby after login. Every Ping must be answered within
+        ``heartbeat_timeout`` (or the connection is dead and the transport reconnects).
+        """
+        ok = self.login_ok
+        fast = ok.heartbeat if ok else 3.0
+        slow = max(fast, ok.standby_heartbeat) if ok else fast
+        self._standby = True  # what the server assumes of a new connection
+        last_ping = trio.current_time()
+        next_tick = last_ping + fast
         while True:
-            await trio.sleep(interval)
-            self.send(f.Ping(ack=self._rx_seq))
+            with trio.move_on_at(next_tick):
+                await self._wake_heartbeat.wait()
+            self._wake_heartbeat = trio.Event()
+            busy = self.handler.busy() or bool(self._requests) or self._rx_seq != self._acked_seq
+            now = trio.current_time()
+            next_tick = now + fast
+            # Standby: a Ping within ``slow`` of the previous one (at the tick closest to
+            # it). Entering or leaving busy: a Ping at once to say so.
+            if not busy and self._standby and now - last_ping < slow - fast / 2:
+                continue
+            self._standby = not busy
+            last_ping = now
+            self._acked_seq = self._rx_seq
+            self.send(f.Ping(ack=self._rx_seq, standby=self._standby))
+            self._patience = self._patience_for(self._standby)
+            silent = self._silent
+            if silent is not None:
+                silent.deadline = min(silent.deadline, now + self.config.heartbeat_timeout)
+
+    def _patience_for(self, standby: bool) -> float:
+        """How long the server may stay silent: a few busy heartbeats, or until the next
+        standby Ping plus the time its answer may take."""
+        ok = self.login_ok
+        fast = ok.heartbeat if ok else 3.0
+        if standby and ok is not None:
+            return max(fast, ok.standby_heartbeat) + self.config.heartbeat_timeout
+        return max(self.config.heartbeat_timeout, 2.5 * fast)
 
     async def _reader(self, ws: WebSocketConnection) -> Ended:
-        interval = self.login_ok.heartbeat if self.login_ok else 3.0
-        # The server answers our pings; allow a few lost before calling the line dead.
-        timeout = max(self.config.heartbeat_timeout, 2.5 * interval)
+        # A new connection starts in standby (see _heartbeat).
+        self._patience = self._patience_for(True)
         # One scope whose deadline moves on with every frame (not a scope per frame: this
         # loop runs for every frame the client receives).
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as silent:
-            ended = await self._read_frames(ws, silent, timeout)
+        with trio.CancelScope(deadline=trio.current_time() + self._patience) as silent:
+            self._silent = silent
+            try:
+                ended = await self._read_frames(ws, silent)
+            finally:
+                self._silent = None
         if silent.cancelled_caught:
-            log.info("%s: nothing received for %g s; connection dead", self.user, timeout)
+            log.info("%s: the server went silent; connection dead", self.user)
             return "dropped"
         return ended
 
-    async def _read_frames(
-        self, ws: WebSocketConnection, silent: trio.CancelScope, patience: float
-    ) -> Ended:
+    async def _read_frames(self, ws: WebSocketConnection, silent: trio.CancelScope) -> Ended:
         while True:
             try:
                 data = await ws.get_message()
             except ConnectionClosed:
                 log.info("%s: connection closed", self.user)
                 return "dropped"
-            silent.deadline = trio.current_time() + patience
+            silent.deadline = trio.current_time() + self._patience
             try:
                 frame = f.decode_server_frame(data)
             except f.FrameError as exc:

@@ -479,6 +479,11 @@ class CallEngine:
         return [inv for by_id in self._live.values() for inv in by_id.values()]
 
     @property
+    def busy(self) -> bool:
+        """An invitation is in progress (sent or received, not yet ended)."""
+        return bool(self._live)
+
+    @property
     def watched_peers(self) -> frozenset[str]:
         """The peers whose presence the engine asked to watch (and not yet to unwatch)."""
         return frozenset(self._watched)

@@ -225,6 +225,10 @@ class Renew(_CFrame, tag="renew"):
 class Ping(_CFrame, tag="ping"):
     #: The highest Deliver ``seq`` received so far: the server may forget those frames.
     ack: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    #: Nothing is in progress on this side: the next Ping comes within
+    #: ``LoginOk.standby_heartbeat`` (not ``heartbeat``), and the server waits that much
+    #: longer before it calls the connection dead. False: within ``heartbeat``.
+    standby: bool = False
 
 
 class Pong(_CFrame, tag="pong"):
@@ -252,8 +256,11 @@ class LoginOk(_SFrame, tag="login_ok"):
     #: Opaque id to resume this session after a dropped connection.
     session: str
     resumed: bool = False
-    #: The client should send something (a Ping at least) this often, in seconds.
+    #: The client should send something (a Ping at least) this often, in seconds, while
+    #: something is in progress (an invitation, a request, messages to acknowledge).
     heartbeat: float = 3.0
+    #: ... and this often when nothing is (it then says ``Ping(standby=True)``).
+    standby_heartbeat: float = 30.0
     #: A dropped session is kept this long for a resume, in seconds.
     resume_window: float = 10.0
     #: Seconds until the token expires, when logged in with one.

@@ -26,10 +26,17 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     #: A connection must log in within this, or it is told LoginFail(TIMEOUT) and closed.
     login_timeout: float = 10.0
-    #: A connection that sent nothing for this long is closed (half-open detection).
+    #: A connection that sent nothing for this long is closed (half-open detection); it is
+    #: sent a ServerPing at half of it. This one applies after a ``Ping`` without
+    #: ``standby``: the client has something in progress (an invitation).
     idle_timeout: float = 10.0
-    #: Told to clients in LoginOk: send at least a Ping this often.
+    #: Told to clients in LoginOk: send at least a Ping this often (while busy).
     heartbeat: float = 3.0
+    #: The same two for a connection in standby (nothing in progress: after login, and
+    #: after a ``Ping(standby=True)``): what MQTT's keep-alive and Phoenix's heartbeat do,
+    #: under the 60 s a reverse proxy commonly allows a silent WebSocket.
+    standby_timeout: float = 90.0
+    standby_heartbeat: float = 30.0
     #: A session whose connection dropped is kept this long for a resume.
     resume_window: float = 10.0
     #: Frames queued for one connection before it counts as a slow reader and is cut.

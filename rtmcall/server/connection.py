@@ -12,7 +12,10 @@ Two tasks per logged-in connection (three with a token), in one nursery under
 
 Idle detection is not a task of the connection: the server's one sweeper
 (:func:`.watchdogs.sweep_idle`) walks ``server.live`` and sends a ServerPing to a client
-silent for half the idle timeout, and cuts it at the idle timeout (half-open detection).
+silent for half its ``silence_limit``, and cuts it at the limit (half-open detection).
+The limit follows the client's last Ping: ``idle_timeout`` (10 s) while it has something
+in progress, ``standby_timeout`` (90 s) in standby (after login, and after
+``Ping(standby=True)``), so idle users cost the server a heartbeat every 30 s, not 3 s.
 
 How the connection ended (``outcome``) decides the close code and whether the session
 ends or is detached for a resume; see ``_CLOSE``.
@@ -90,6 +93,7 @@ class Connection:
         "session",
         "outcome",
         "last_rx",
+        "silence_limit",
         "pinged_for",
         "_scope",
         "_finishing",
@@ -103,6 +107,9 @@ class Connection:
         self.session: Session | None = None
         self.outcome = "dropped"
         self.last_rx = trio.current_time()
+        #: Silence after which this connection is cut: the client's heartbeat promise (see
+        #: ``ServerConfig.idle_timeout`` and ``standby_timeout``); standby until it pings.
+        self.silence_limit = server.config.standby_timeout
         self._scope = trio.CancelScope()
         self._finishing = False
         #: ``last_rx`` when the idle sweeper pinged this connection (once per silence).
@@ -322,6 +329,8 @@ class Connection:
         assert session is not None
         if frame.ack is not None:
             session.ack(frame.ack)
+        config = self.server.config
+        self.silence_limit = config.standby_timeout if frame.standby else config.idle_timeout
         session.push(encode(ServerPong(rid=session.last_rid)) if session.last_rid else replies.PONG)
         return False
 

@@ -128,6 +128,7 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
             session=session.id,
             resumed=True,
             heartbeat=config.heartbeat,
+            standby_heartbeat=config.standby_heartbeat,
             resume_window=config.resume_window,
             token_expires_in=expires_in,
         )
@@ -152,6 +153,7 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         user=user,
         session=session.id,
         heartbeat=config.heartbeat,
+        standby_heartbeat=config.standby_heartbeat,
         resume_window=config.resume_window,
         token_expires_in=expires_in,
     )

@@ -8,6 +8,7 @@ Neither resets a cancel scope on every frame: the reader only stores ``conn.last
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -28,22 +29,24 @@ log = logging.getLogger("rtmcall.server")
 SWEEPS_PER_IDLE_TIMEOUT = 20
 
 
-def sweep_period(idle_timeout: float) -> float:
-    return idle_timeout / SWEEPS_PER_IDLE_TIMEOUT
+def sweep_period(idle_timeout: float, standby_timeout: float = math.inf) -> float:
+    return min(idle_timeout, standby_timeout) / SWEEPS_PER_IDLE_TIMEOUT
 
 
 async def sweep_idle(server: Server) -> None:
     """Idle detection for every logged-in connection of ``server``, in one task.
 
     Every ``idle_timeout / 20`` s it walks ``server.live``: a connection silent for half
-    the idle timeout is sent one ServerPing (once per silence); one silent for the whole
-    idle timeout is cut (outcome "idle": close 1008 "idle timeout", the session stays
-    resumable). A connection is therefore pinged and closed up to ``idle_timeout / 20``
-    s later than exactly at ``idle_timeout / 2`` and ``idle_timeout`` (0.5 s with the
-    defaults). One task instead of one per connection: no timer and no cancellation per
-    connection and ping cycle, and no task's memory per idle connection.
+    its ``silence_limit`` (``idle_timeout``, or ``standby_timeout`` in standby) is sent
+    one ServerPing (once per silence); one silent for the whole limit is cut (outcome
+    "idle": close 1008 "idle timeout", the session stays resumable). A connection is
+    therefore pinged and closed up to ``idle_timeout / 20`` s later than exactly at half
+    its limit and at its limit (0.5 s with the defaults). One task instead of one per
+    connection: no timer and no cancellation per connection and ping cycle, and no task's
+    memory per idle connection.
     """
-    period = sweep_period(server.config.idle_timeout)
+    config = server.config
+    period = sweep_period(config.idle_timeout, config.standby_timeout)
     while True:
         await trio.sleep(period)
         _sweep(server, trio.current_time())
@@ -53,15 +56,14 @@ def _sweep(server: Server, now: float) -> None:
     # A function of its own so that no connection stays referenced between sweeps. No
     # checkpoint in here, and neither push() nor cut() touches ``live`` (a connection
     # leaves it when its task ends): iterating it directly is safe.
-    idle = server.config.idle_timeout
-    half = idle / 2
     ping = replies.PING
     for conn in server.live:
         last = conn.last_rx
         silent = now - last
-        if silent < half:
+        limit = conn.silence_limit
+        if silent < limit / 2:
             continue
-        if silent >= idle:
+        if silent >= limit:
             if conn.outcome != "idle":
                 server.stats.idle_timeouts += 1
                 conn.cut("idle")

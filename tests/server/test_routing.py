@@ -28,6 +28,7 @@ async def test_login_ok(harness: Harness, server: Server) -> None:
         assert ok.session and len(ok.session) >= 16
         assert not ok.resumed
         assert ok.heartbeat == 3.0
+        assert ok.standby_heartbeat == 30.0
         assert ok.resume_window == 10.0
         assert ok.token_expires_in is None
         assert server.stats.sessions == 1

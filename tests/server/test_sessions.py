@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -236,14 +237,38 @@ async def test_login_timeout(harness: Harness, server: Server, autojump_clock: M
 async def test_idle_connection_pinged_then_closed(
     harness: Harness, server: Server, autojump_clock: MockClock
 ) -> None:
-    with trio.fail_after(30):
+    """After login a connection is in standby: pinged after 45 s of silence, cut at 90."""
+    with trio.fail_after(200):
         client = await harness.user("a")
         client.auto_pong = False
         start = trio.current_time()
         await client.expect(ServerPing)
-        assert 4.9 < trio.current_time() - start < 5.5
+        assert 44.9 < trio.current_time() - start < 45.5
         assert await client.closed_code() == 1008
-        assert 9.9 < trio.current_time() - start < 10.5
+        assert 89.9 < trio.current_time() - start < 90.5
+        assert server.stats.idle_timeouts == 1
+
+
+@pytest.mark.parametrize("standby", [False, True])
+async def test_each_ping_sets_the_silence_allowed(
+    harness: Harness, server: Server, autojump_clock: MockClock, standby: bool
+) -> None:
+    """A Ping without ``standby`` promises the next within 3 s: cut after 10 s of silence
+    (pinged at 5); ``standby=True`` after a busy one goes back to 45 / 90 s."""
+    with trio.fail_after(200):
+        client = await harness.user("a")
+        client.auto_pong = False
+        await client.send(Ping())
+        assert type(await client.recv()).__name__ == "ServerPong"
+        if standby:
+            await client.send(Ping(standby=True))
+            assert type(await client.recv()).__name__ == "ServerPong"
+        ping_at, cut_at = (45.0, 90.0) if standby else (5.0, 10.0)
+        start = trio.current_time()
+        await client.expect(ServerPing)
+        assert ping_at - 0.1 < trio.current_time() - start < ping_at + 0.6
+        assert await client.closed_code() == 1008
+        assert cut_at - 0.1 < trio.current_time() - start < cut_at + 0.6
         assert server.stats.idle_timeouts == 1
 
 
@@ -256,6 +281,8 @@ async def test_idle_sweeper_bounds_and_one_ping_per_silence(
     with trio.fail_after(60):
         quiet = await harness.user("quiet")
         quiet.auto_pong = False
+        await quiet.send(Ping())  # busy: the idle timeout applies (not the standby one)
+        assert type(await quiet.recv()).__name__ == "ServerPong"
         chatty = await harness.user("chatty")
 
         async def keep_talking() -> None:  # a Ping every second: never cut

@@ -1,0 +1,106 @@
+"""Heartbeats: fast (3 s, cut after 10 s of silence) while an invitation is in progress,
+standby (30 s, cut after 90 s) otherwise — what an idle user costs the server, and how
+soon a dead line is noticed in each mode."""
+
+from __future__ import annotations
+
+import trio
+from trio.testing import MockClock
+
+from rtmcall.engine.codes import ConnectionState as CS
+from rtmcall.engine.codes import LocalInvitationState as LS
+from rtmcall.server import Server
+from rtmcall.server.connection import Connection
+
+from .conftest import Proxy, phone
+
+
+def conn_of(server: Server, user: str) -> Connection:
+    found = [c for c in server.live if c.session is not None and c.session.user == user]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def test_an_idle_client_pings_every_30_s_and_is_never_cut(
+    server: Server, autojump_clock: MockClock
+) -> None:
+    async with phone(server.url, "alice") as alice:
+        assert conn_of(server, "alice").silence_limit == 90.0  # standby from login on
+        start_in, start_out = server.stats.frames_in, server.stats.frames_out
+        await trio.sleep(305)
+        pings = server.stats.frames_in - start_in
+        assert pings == 10  # one every 30 s, nothing else
+        assert server.stats.frames_out - start_out == 10  # the pongs; no ServerPing needed
+        assert server.stats.idle_timeouts == 0
+        assert alice.client.connection_state is CS.CONNECTED
+        assert conn_of(server, "alice").silence_limit == 90.0
+
+
+async def test_an_invitation_switches_both_sides_to_the_fast_heartbeat_and_back(
+    server: Server, autojump_clock: MockClock
+) -> None:
+    async with phone(server.url, "alice") as alice, phone(server.url, "bob") as bob:
+        inv = await alice.client.call("bob")
+        await bob.wait("RemoteInvitationReceived", inv.id)
+        await alice.wait("LocalInvitationReceivedByPeer", inv.id)
+        await trio.sleep(0.5)
+        # Each side said "busy" at once (with its invite or its ACK), not 3 s later.
+        assert conn_of(server, "alice").silence_limit == 10.0
+        assert conn_of(server, "bob").silence_limit == 10.0
+        before = server.stats.frames_in
+        await trio.sleep(30)  # ringing: a Ping from each side every 3 s
+        assert server.stats.frames_in - before >= 2 * 9
+        await bob.client.refuse(inv.id)
+        await alice.wait("LocalInvitationRefused", inv.id)
+        assert inv.state is LS.REFUSED_BY_REMOTE
+        await trio.sleep(7)  # a tick to acknowledge the last frames, the next says standby
+        assert conn_of(server, "alice").silence_limit == 90.0
+        assert conn_of(server, "bob").silence_limit == 90.0
+        before = server.stats.frames_in
+        await trio.sleep(60)
+        assert server.stats.frames_in - before <= 2 * 2
+        assert server.stats.idle_timeouts == 0
+
+
+async def test_a_half_open_line_is_noticed_within_the_standby_heartbeat_when_idle(
+    server: Server, proxy: Proxy, autojump_clock: MockClock
+) -> None:
+    async with phone(proxy.url, "bob") as bob:
+        await trio.sleep(1)
+        proxy.freeze()
+        frozen_at = trio.current_time()
+        await bob.wait_for(lambda: bob.client.connection_state is CS.RECONNECTING, within=60)
+        # The next standby Ping (at most 30 s later) goes unanswered for 9 s.
+        assert trio.current_time() - frozen_at <= 30 + 9 + 0.5
+        await bob.wait_for(lambda: bob.client.connection_state is CS.CONNECTED, within=30)
+        assert bob.client.transport.login_ok is not None
+        assert bob.client.transport.login_ok.resumed
+
+
+async def test_the_server_cuts_a_silent_busy_connection_after_10_s_a_standby_one_after_90(
+    server: Server, proxy: Proxy, autojump_clock: MockClock
+) -> None:
+    """What the other side of a dead line sees: the server notices by itself."""
+    async with phone(server.url, "alice") as alice, phone(proxy.url, "bob") as bob:
+        inv = await alice.client.call("bob")
+        await bob.wait("RemoteInvitationReceived", inv.id)
+        await trio.sleep(0.5)
+        proxy.blocked = True  # no reconnect either
+        proxy.freeze()
+        frozen_at = trio.current_time()
+        with trio.fail_after(30):
+            while server.stats.idle_timeouts == 0:  # noqa: ASYNC110 - a counter, no event
+                await trio.sleep(0.1)
+        assert trio.current_time() - frozen_at <= 10 + 0.6
+    proxy.blocked = False
+    async with phone(server.url, "carol") as carol, phone(proxy.url, "dave") as dave:
+        assert carol and dave
+        await trio.sleep(1)
+        cut_before = server.stats.idle_timeouts
+        proxy.blocked = True
+        proxy.freeze()
+        frozen_at = trio.current_time()
+        with trio.fail_after(120):
+            while server.stats.idle_timeouts == cut_before:  # noqa: ASYNC110
+                await trio.sleep(0.5)
+        assert 90 - 30 - 0.5 <= trio.current_time() - frozen_at <= 90 + 1
