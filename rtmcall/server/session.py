@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict, deque
+from collections.abc import Awaitable
 from typing import Protocol
 
 import trio
@@ -63,7 +64,7 @@ class Session:
         "token_expires_at",
         "token_changed",
         "reaper",
-        "_lot",
+        "_waiter",
         "_max_frames",
         "_max_bytes",
         "_max_detached",
@@ -100,7 +101,9 @@ class Session:
         self.token_changed: trio.Event | None = None
         #: Cancel scope of the resume-window timer while detached.
         self.reaper: trio.CancelScope | None = None
-        self._lot = trio.lowlevel.ParkingLot()
+        #: The writer while it sleeps in ``wait_output`` (a ParkingLot and its OrderedDict
+        #: cost ~0.5 KiB per session; there is one writer).
+        self._waiter: trio.lowlevel.Task | None = None
         self._max_frames = config.outbound_queue_frames
         self._max_bytes = config.outbound_queue_bytes
         self._max_detached = config.resume_buffer_frames
@@ -114,8 +117,9 @@ class Session:
         self._max_unacked = config.unacked_frames
         #: Bumped at every attach: tells a repeated Send from a reused rid.
         self.generation = 0
-        #: rid -> (generation it was handled in, encoded Result), most recent last.
-        self.answered: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        #: rid -> (generation it was handled in, encoded Result), most recent last; made at
+        #: the first Send (idle sessions send none).
+        self.answered: OrderedDict[int, tuple[int, bytes]] | None = None
         self._max_answered = config.remembered_sends
 
     def __repr__(self) -> str:
@@ -151,8 +155,8 @@ class Session:
                 return _UNREACHABLE
             outbox.append(data)
             self.outbox_bytes += size
-            if self._lot:
-                self._lot.unpark_all()
+            if self._waiter is not None:
+                self.wake()
             return _OK
         size = len(data)
         if len(outbox) >= self._max_detached or self.outbox_bytes + size > self._max_bytes:
@@ -202,13 +206,15 @@ class Session:
     def answered_before(self, rid: int) -> bytes | None:
         """The Result already sent for Send ``rid`` on an earlier connection of this
         session (the client repeats unanswered Sends after a resume), else None."""
-        entry = self.answered.get(rid)
+        entry = None if self.answered is None else self.answered.get(rid)
         if entry is None or entry[0] == self.generation:
             return None
         return entry[1]
 
     def remember_answer(self, rid: int, result: bytes) -> None:
         answered = self.answered
+        if answered is None:
+            answered = self.answered = OrderedDict()
         answered[rid] = (self.generation, result)
         answered.move_to_end(rid)
         if len(answered) > self._max_answered:
@@ -218,19 +224,32 @@ class Session:
         """Put ``data`` before everything queued (LoginOk before buffered frames)."""
         self.outbox.appendleft(data)
         self.outbox_bytes += len(data)
-        if self._lot:
-            self._lot.unpark_all()
+        if self._waiter is not None:
+            self.wake()
 
     def pop(self) -> None:
         """Drop the oldest frame once the writer has sent it."""
         self.outbox_bytes -= len(self.outbox.popleft())
 
-    async def wait_output(self) -> None:
-        """Sleep until something is pushed (the writer's only wait besides the socket)."""
-        await self._lot.park()
+    def wait_output(self) -> Awaitable[None]:
+        """Sleep until something is pushed (the writer's only wait besides the socket).
+
+        Returns trio's wait itself rather than being a coroutine (one frame less per idle
+        connection). One task waits at a time; a new waiter wakes the previous one, as the
+        next push would have (a cut connection's writer is no longer waiting anyway)."""
+        self.wake()
+        self._waiter = trio.lowlevel.current_task()
+        return trio.lowlevel.wait_task_rescheduled(self._abort_wait)  # noqa: ASYNC105 - awaited by the caller
+
+    def _abort_wait(self, raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def wake(self) -> None:
-        self._lot.unpark_all()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -243,7 +262,7 @@ class Session:
 
     def detach(self) -> None:
         self.link = None
-        self._lot.unpark_all()
+        self.wake()
 
     def kick(self, reason: ConnectionChangeReason, message: str) -> None:
         """End the session from outside (another login, token expiry): the client gets a
