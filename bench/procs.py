@@ -88,11 +88,14 @@ def server(kind: str) -> Iterator[Proc]:
 def idle_users(kind: str, url: str, count: int, prefix: str = "idle") -> Iterator[int]:
     """``count`` idle logged-in users of a server of ``kind``; yields how many logged in.
 
-    rtmcall's speak its protocol through ``rtmcall.bench.idle`` (log in, then answer the
-    server's pings: the least traffic it accepts); the raw relays' just send their name.
+    rtmcall's speak its protocol through ``rtmcall.bench.idle --active``: log in, then
+    heartbeat as an idle SDK client does (``Ping(standby=True)`` every 30 s, the first at a
+    random point of the first interval so the steady state starts at once); the raw
+    relays' just send their name.
     """
     if kind == "rtmcall":
         cmd = [PY, "-m", "rtmcall.bench.idle", url, "--count", str(count), "--prefix", prefix]
+        cmd.append("--active")
     else:
         cmd = [PY, str(ROOT / "bench" / "lean_load.py"), url, "--idle", str(count)]
         cmd += ["--prefix", prefix]

@@ -7,7 +7,7 @@ Two kinds, the same on the wire as far as the server can tell:
   then only answers the server's pings (the server pings a client in standby after 45 s
   of silence): the least traffic a server accepts from a live session, so thousands
   of them measure the server's own per-connection cost, and one process can hold them.
-  ``active=True`` also sends a ``Ping(standby=True)`` every ``standby_heartbeat`` seconds
+  ``active=True`` also sends a standby WebSocket ping every ``standby_heartbeat`` seconds
   (LoginOk's), as an idle SDK client does.
 
 ``python -m rtmcall.bench.idle URL --count N`` holds lean users in a process of its own;
@@ -75,8 +75,8 @@ async def _keep_alive(ws: WebSocketConnection, heartbeat: float) -> None:
     The first Ping comes at a random point of the first interval, so that thousands of
     users logged in within seconds ping evenly spread over the interval at once, as
     users who logged in over hours would (a measurement need not wait for it)."""
-    ping = f.encode(f.Ping(standby=True)).decode()
     pong = f.encode(f.Pong()).decode()
+    pings = 0
     next_ping = trio.current_time() + (
         random.uniform(0, heartbeat) if heartbeat < math.inf else heartbeat
     )
@@ -86,7 +86,8 @@ async def _keep_alive(ws: WebSocketConnection, heartbeat: float) -> None:
             if isinstance(f.decode_server_frame(data), f.ServerPing):
                 await ws.send_message(pong)
             continue
-        await ws.send_message(ping)
+        pings += 1
+        await ws.ping(b"%s %d" % (f.STANDBY_PING, pings))  # what the SDK sends in standby
         next_ping += heartbeat
 
 

@@ -576,7 +576,7 @@ class Transport:
             with trio.CancelScope() as self._conn_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer, ws)
-                    nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._heartbeat, ws)
                     ended = await self._reader(ws)
                     nursery.cancel_scope.cancel()
                     return ended
@@ -584,13 +584,14 @@ class Transport:
         finally:
             self._conn_scope = None
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, ws: WebSocketConnection) -> None:
         """Ping every ``heartbeat`` s while busy, every ``standby_heartbeat`` s otherwise.
 
         Busy: the handler says so (an invitation in progress), requests await answers
-        (quiet Sends are retired by the pong), or Delivers await acknowledgement. Each Ping
-        says which (``standby``), and the server times the connection out accordingly; it
-        assumes standby after login. Every Ping must be answered within
+        (quiet Sends are retired by the pong), or Delivers await acknowledgement. A busy
+        heartbeat is a ``Ping`` frame (with the ack); a standby one a WebSocket ping with
+        the standby payload. The server times the connection out according to the last
+        one; it assumes standby after login. Every Ping must be answered within
         ``heartbeat_timeout`` (or the connection is dead and the transport reconnects).
         """
         ok = self.login_ok
@@ -599,6 +600,7 @@ class Transport:
         self._standby = True  # what the server assumes of a new connection
         last_ping = trio.current_time()
         next_tick = last_ping + fast
+        pings = 0
         while True:
             with trio.move_on_at(next_tick):
                 await self._wake_heartbeat.wait()
@@ -612,12 +614,24 @@ class Transport:
                 continue
             self._standby = not busy
             last_ping = now
-            self._acked_seq = self._rx_seq
-            self.send(f.Ping(ack=self._rx_seq, standby=self._standby))
             self._patience = self._patience_for(self._standby)
             silent = self._silent
             if silent is not None:
                 silent.deadline = min(silent.deadline, now + self.config.heartbeat_timeout)
+            if busy:
+                self._acked_seq = self._rx_seq
+                self.send(f.Ping(ack=self._rx_seq))
+                continue
+            # Standby: nothing to acknowledge (not busy), so a WebSocket ping does, and
+            # the server's WebSocket layer answers it without waking the session. No pong
+            # within heartbeat_timeout: the reader's deadline ends the connection.
+            pings += 1
+            try:
+                await ws.ping(b"%s %d" % (f.STANDBY_PING, pings))
+            except ConnectionClosed:
+                return
+            if silent is not None:
+                silent.deadline = max(silent.deadline, trio.current_time() + self._patience)
 
     def _patience_for(self, standby: bool) -> float:
         """How long the server may stay silent: a few busy heartbeats, or until the next

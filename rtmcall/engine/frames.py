@@ -231,6 +231,13 @@ class Ping(_CFrame, tag="ping"):
     standby: bool = False
 
 
+#: A client's WebSocket ping (RFC 6455 control frame) whose payload starts with this says
+#: what ``Ping(standby=True)`` says, with nothing to acknowledge: the SDK's standby
+#: heartbeat, answered by the server's WebSocket layer (the pong) without waking the
+#: session. Any other WebSocket ping only shows the client is alive.
+STANDBY_PING = b"standby"
+
+
 class Pong(_CFrame, tag="pong"):
     pass
 

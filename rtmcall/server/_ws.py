@@ -7,26 +7,93 @@ the TCP stream without telling the peer, which then sees 1006 instead of RFC 645
 So this module does what ``WebSocketServer._handle_connection`` does (20 lines) with a
 connection subclass that sends the close frame first.
 
-It relies on two private methods of trio-websocket 0.12 (``_reader_task`` and
-``_get_request``), one private handler and, to free the opening handshake's state once
-the connection is open, wsproto's ``WSConnection.handshake``;
+It relies on private parts of trio-websocket 0.12: ``_get_request``, the event handlers
+(it overrides two: the close, and the ping, to tell the session of the client's standby
+heartbeat, ``frames.STANDBY_PING``) and the reader loop, which
+``ServerWebSocket._reader_task`` restates (see there); and, to free the opening
+handshake's state once the connection is open, on wsproto's ``WSConnection.handshake``;
 ``tests/server/test_hostile.py`` pins the observable behaviour (1007 and 1009 seen by the
 client).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import trio
 import wsproto
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+log = logging.getLogger("trio-websocket")
 
 
-class _ServerConnection(WebSocketConnection):
+class PingListener(Protocol):
+    def ping_received(self, payload: bytes) -> None: ...
+
+
+class ServerWebSocket(WebSocketConnection):
+    #: Told of every WebSocket ping from the client, after its pong was sent.
+    ping_listener: PingListener | None = None
+    #: The opening handshake's cancel scope while it runs: the reader cancels it when the
+    #: stream dies first (e.g. TLS failed), so that nobody waits for a request in vain.
+    _handshake: trio.CancelScope | None = None
+
+    async def _reader_task(self) -> None:
+        """trio-websocket's reader loop (0.12.2) for a server connection, with one handler
+        table for every connection instead of a dict of 9 bound methods per connection
+        (~0.9 KiB each, for the connection's lifetime), and the ``_handshake`` rule."""
+        async with self._send_channel:
+            while self._reader_running:
+                for event in self._wsproto.events():
+                    try:
+                        await _EVENT_HANDLERS[type(event)](self, event)
+                    except KeyError:
+                        log.warning('%s received unknown event type: "%s"', self, type(event))
+                    except ConnectionClosed:
+                        self._reader_running = False
+                        break
+                try:
+                    data = await self._stream.receive_some(self._receive_buffer_size)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._abort_web_socket()
+                    break
+                if len(data) == 0:
+                    # TCP closed before WebSocket: an abnormal closure.
+                    if self._wsproto.state != ConnectionState.CLOSED:
+                        await self._abort_web_socket()
+                    break
+                if self._wsproto.state != ConnectionState.CLOSED:
+                    try:
+                        self._wsproto.receive_data(data)
+                    except wsproto.utilities.RemoteProtocolError as err:
+                        if err.event_hint:
+                            await self._send(err.event_hint)
+                        await self._close_stream()
+        if self._handshake is not None:
+            self._handshake.cancel()
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        await super()._handle_ping_event(event)
+        listener = self.ping_listener
+        if listener is not None:
+            listener.ping_received(bytes(event.payload))
+
     async def send_messages(self, messages: list[str]) -> None:
         """Send several text messages with one write (one syscall, one checkpoint): what
         the writer does when frames queued up while it was sending. The peer still sees
@@ -67,6 +134,18 @@ class _Handshaken:
 
 _HANDSHAKEN = _Handshaken()
 
+_EVENT_HANDLERS: dict[type[Event], Callable[[ServerWebSocket, Any], Awaitable[None]]] = {
+    AcceptConnection: ServerWebSocket._handle_accept_connection_event,
+    BytesMessage: ServerWebSocket._handle_message_event,
+    CloseConnection: ServerWebSocket._handle_close_connection_event,
+    Ping: ServerWebSocket._handle_ping_event,
+    Pong: ServerWebSocket._handle_pong_event,
+    RejectConnection: ServerWebSocket._handle_reject_connection_event,
+    RejectData: ServerWebSocket._handle_reject_data_event,
+    Request: ServerWebSocket._handle_request_event,
+    TextMessage: ServerWebSocket._handle_message_event,
+}
+
 
 def _drop_handshake_state(conn: WebSocketConnection) -> None:
     proto = conn._wsproto
@@ -94,7 +173,7 @@ async def accept_websocket(
 
     Resource handling: the stream is always closed on return, also on cancellation.
     """
-    conn = _ServerConnection(
+    conn = ServerWebSocket(
         stream,
         WSConnection(ConnectionType.SERVER),
         message_queue_size=message_queue_size,
@@ -103,15 +182,9 @@ async def accept_websocket(
     handshake = trio.move_on_after(handshake_timeout)
     # The reader task lives as long as the connection: it must not keep the handshake's
     # cancel scope alive after the handshake (memory per idle connection).
-    pending = [handshake]
-
-    async def read() -> None:
-        await conn._reader_task()
-        for scope in pending:
-            scope.cancel()  # the stream died (e.g. TLS failed): stop waiting for a request
-
+    conn._handshake = handshake
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(read)
+        nursery.start_soon(conn._reader_task)
         ws: WebSocketConnection | None = None
         request: WebSocketRequest | None = None
         with handshake:
@@ -125,7 +198,7 @@ async def accept_websocket(
             else:
                 ws = await request.accept()
                 _drop_handshake_state(conn)
-        pending.clear()
+        conn._handshake = None
         del handshake
         request = None  # the handler runs in this frame: do not keep the request alive
         if ws is None:

@@ -1,7 +1,7 @@
 """One WebSocket connection: log in, then serve the session until the connection ends.
 
-Two tasks per logged-in connection (three with a token), in one nursery under
-``self._scope``:
+Two tasks per logged-in connection (three with a token), in one nursery whose cancel
+scope is ``self._scope``:
 
 * the **reader** (this connection's only consumer of the socket) decodes each frame once
   and handles it; routing a Send means one ``hub.deliver``, which only appends to the
@@ -32,6 +32,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from rtmcall.engine.codes import PeerMessageError
 from rtmcall.engine.frames import (
+    STANDBY_PING,
     Deliver,
     Error,
     FrameError,
@@ -53,6 +54,7 @@ from rtmcall.engine.frames import (
 )
 
 from . import replies, requests, watchdogs
+from ._ws import ServerWebSocket
 from .login import login_phase
 
 if TYPE_CHECKING:
@@ -114,6 +116,8 @@ class Connection:
         self._finishing = False
         #: ``last_rx`` when the idle sweeper pinged this connection (once per silence).
         self.pinged_for = float("-inf")
+        if isinstance(ws, ServerWebSocket):
+            ws.ping_listener = self  # (cleared when the connection ends: no cycle left)
 
     # --- Link -----------------------------------------------------------------------------
 
@@ -143,20 +147,27 @@ class Connection:
         try:
             self.session = await login_phase(self)
             if self.session is not None:
-                with self._scope:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._writer)
-                        self.server.live.add(self)
-                        if self.session.token_expires_at is not None:
-                            nursery.start_soon(watchdogs.watch_token, self)
-                        await self._reader()
-                        nursery.cancel_scope.cancel()
+                async with trio.open_nursery() as nursery:
+                    # The nursery's scope becomes the connection's (a cancel scope less per
+                    # connection), with any cut or kick that came since the login.
+                    early, self._scope = self._scope, nursery.cancel_scope
+                    self._scope.deadline = early.deadline
+                    if early.cancel_called:
+                        self._scope.cancel()
+                    nursery.start_soon(self._writer)
+                    self.server.live.add(self)
+                    if self.session.token_expires_at is not None:
+                        nursery.start_soon(watchdogs.watch_token, self)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
         except Exception:
             self.outcome = "internal"
             self.server.stats.internal_errors += 1
             log.exception("connection %s (%s): unexpected error", self.peer, self.who())
         finally:
             self.server.live.discard(self)
+            if isinstance(self.ws, ServerWebSocket):
+                self.ws.ping_listener = None
             if trio.current_effective_deadline() == float("-inf") or self.server.stopping:
                 self.outcome = "shutdown"
             with trio.move_on_after(self.server.config.shutdown_grace, shield=True):
@@ -176,6 +187,14 @@ class Connection:
         if self.outcome == "shutdown":
             await self.send_now_raw(replies.BYE)
         await self.ws.aclose(code, reason or None)
+
+    def ping_received(self, payload: bytes) -> None:
+        """A WebSocket ping (the WebSocket layer answered it): the client is alive; with
+        the standby payload, as ``Ping(standby=True)``."""
+        self.last_rx = trio.current_time()
+        self.server.stats.ws_pings += 1
+        if payload.startswith(STANDBY_PING):
+            self.silence_limit = self.server.config.standby_timeout
 
     def who(self) -> str:
         s = self.session

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import ssl
+from collections.abc import Awaitable
 
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
@@ -183,14 +184,14 @@ class Server:
         body = json.dumps({"ok": health.ok, "detail": health.detail, "url": self.url})
         return (200 if health.ok else 503), body.encode()
 
-    async def _handle_websocket(self, ws: WebSocketConnection) -> None:
+    def _handle_websocket(self, ws: WebSocketConnection) -> Awaitable[None]:
+        # Not a coroutine itself: its frame would stay for the connection's lifetime.
         peer = _describe(ws)
         if self.stats.connections > self.config.max_connections:
             self.stats.connections_refused += 1
             log.warning("refused %s: %d connections open", peer, self.stats.connections - 1)
-            await ws.aclose(1013, "server is full, try again later")
-            return
-        await Connection(self, ws, peer).run()
+            return ws.aclose(1013, "server is full, try again later")
+        return Connection(self, ws, peer).run()
 
 
 def _describe(ws: WebSocketConnection) -> str:

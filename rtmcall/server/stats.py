@@ -26,6 +26,8 @@ class Stats:
     sessions_expired: int = 0
     frames_in: int = 0
     frames_out: int = 0
+    #: WebSocket pings from clients (the SDK's standby heartbeat), answered with a pong.
+    ws_pings: int = 0
     #: Frames answered with Error(bad_frame) or an INVALID_* Result.
     bad_frames: int = 0
     #: Peer messages handed to the receiver (OK) or buffered for it (CACHED_BY_SERVER).

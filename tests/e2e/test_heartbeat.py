@@ -7,12 +7,13 @@ from __future__ import annotations
 import trio
 from trio.testing import MockClock
 
+from rtmcall.engine import frames as f
 from rtmcall.engine.codes import ConnectionState as CS
 from rtmcall.engine.codes import LocalInvitationState as LS
 from rtmcall.server import Server
 from rtmcall.server.connection import Connection
 
-from .conftest import Proxy, phone
+from .conftest import Proxy, phone, raw
 
 
 def conn_of(server: Server, user: str) -> Connection:
@@ -28,9 +29,10 @@ async def test_an_idle_client_pings_every_30_s_and_is_never_cut(
         assert conn_of(server, "alice").silence_limit == 90.0  # standby from login on
         start_in, start_out = server.stats.frames_in, server.stats.frames_out
         await trio.sleep(305)
-        pings = server.stats.frames_in - start_in
-        assert pings == 10  # one every 30 s, nothing else
-        assert server.stats.frames_out - start_out == 10  # the pongs; no ServerPing needed
+        # One WebSocket ping every 30 s, answered by the WebSocket layer; no frame either
+        # way (no ServerPing needed).
+        assert server.stats.ws_pings == 10
+        assert (server.stats.frames_in, server.stats.frames_out) == (start_in, start_out)
         assert server.stats.idle_timeouts == 0
         assert alice.client.connection_state is CS.CONNECTED
         assert conn_of(server, "alice").silence_limit == 90.0
@@ -56,9 +58,10 @@ async def test_an_invitation_switches_both_sides_to_the_fast_heartbeat_and_back(
         await trio.sleep(7)  # a tick to acknowledge the last frames, the next says standby
         assert conn_of(server, "alice").silence_limit == 90.0
         assert conn_of(server, "bob").silence_limit == 90.0
-        before = server.stats.frames_in
+        before, pings_before = server.stats.frames_in, server.stats.ws_pings
         await trio.sleep(60)
-        assert server.stats.frames_in - before <= 2 * 2
+        assert server.stats.frames_in == before
+        assert 2 * 1 <= server.stats.ws_pings - pings_before <= 2 * 2
         assert server.stats.idle_timeouts == 0
 
 
@@ -104,3 +107,31 @@ async def test_the_server_cuts_a_silent_busy_connection_after_10_s_a_standby_one
             while server.stats.idle_timeouts == cut_before:  # noqa: ASYNC110
                 await trio.sleep(0.5)
         assert 90 - 30 - 0.5 <= trio.current_time() - frozen_at <= 90 + 1
+
+
+async def test_a_websocket_ping_keeps_a_connection_and_its_payload_may_say_standby(
+    server: Server, autojump_clock: MockClock
+) -> None:
+    async with raw(server.url, "eve") as eve, trio.open_nursery() as nursery:
+        await eve.send_frame(f.Ping())  # busy: 10 s
+        assert isinstance(await eve.recv(), f.ServerPong)
+        assert conn_of(server, "eve").silence_limit == 10.0
+        frames: list[f.ServerFrame] = []
+
+        async def drain() -> None:  # read (or the pongs wait behind frames), never answer
+            while True:
+                frames.append(f.decode_server_frame(await eve.ws.get_message()))
+
+        nursery.start_soon(drain)
+        for _ in range(5):  # any WebSocket ping shows it is alive; the mode stays
+            await trio.sleep(4)
+            await eve.ws.ping(b"hello")
+        assert conn_of(server, "eve").silence_limit == 10.0
+        await eve.ws.ping(f.STANDBY_PING)
+        assert conn_of(server, "eve").silence_limit == 90.0
+        await trio.sleep(40)
+        await eve.ws.ping(f.STANDBY_PING + b" 2")
+        assert server.stats.ws_pings == 7
+        assert server.stats.idle_timeouts == 0
+        assert not any(isinstance(fr, f.ServerPing) for fr in frames), frames
+        nursery.cancel_scope.cancel()
