@@ -84,7 +84,10 @@ def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
                         f"connection at {ok1}, {memory[kind][str(n2)]['kib_per_conn']:.1f} at "
                         f"{ok1 + ok2}"
                     )
-                    if kind == "rtmcall":
+                    if kind != "rtmcall":
+                        # The same heartbeats on the raw relay: the stack's own cost.
+                        memory[kind][str(n2)]["idle_ms_per_s"] = _idle_cpu_per_s(srv) * 1000
+                    else:
                         s = _loaded(srv, args, rate, ok1 + ok2)
                         cpu[str(n2)].append(s)
                         log(_describe(ok1 + ok2, s))

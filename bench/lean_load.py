@@ -16,6 +16,7 @@ and holds them until stdin closes (for the memory measurement).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import resource
@@ -185,7 +186,10 @@ def _stats(values: list[float]) -> dict:
     return {k: getattr(s, k) for k in ("count", "p50", "p90", "p99", "max", "mean")}
 
 
-async def hold_idle(url: str, count: int, prefix: str) -> None:
+async def hold_idle(url: str, count: int, prefix: str, ping: float) -> None:
+    """``count`` idle users; with ``ping`` > 0 each sends a WebSocket ping every ``ping``
+    s (the first at a random point of the first interval), as rtmcall's idle SDK users
+    heartbeat in standby: the relay's cost of the same heartbeats."""
     limiter = trio.CapacityLimiter(64)
     ready = [0, 0]
 
@@ -196,7 +200,12 @@ async def hold_idle(url: str, count: int, prefix: str) -> None:
                     ws = await stack.enter_async_context(open_websocket_url(url))
                     await ws.send_message(f"{prefix}-i{i}")
                 ready[0] += 1
-                await trio.sleep_forever()
+                if ping <= 0:
+                    await trio.sleep_forever()
+                await trio.sleep(random.uniform(0, ping))
+                for n in itertools.count():
+                    await ws.ping(b"standby %d" % n)
+                    await trio.sleep(ping)
         except (OSError, ConnectionClosed, HandshakeError):
             ready[1] += 1
 
@@ -220,6 +229,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server-pid", type=int, default=None)
     parser.add_argument("--idle", type=int, default=0)
+    parser.add_argument("--ping", type=float, default=0.0, help="idle users: ping every S")
     parser.add_argument("--prefix", default=f"lean{random.randrange(10**6)}")
     parser.add_argument("--presence", action="store_true", help="lean_rtmcall.py only")
     parser.add_argument("--results", action="store_true", help="lean_rtmcall.py only")
@@ -235,7 +245,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.idle:
-        trio.run(hold_idle, args.url, args.idle, args.prefix)
+        trio.run(hold_idle, args.url, args.idle, args.prefix, args.ping)
     else:
         print(json.dumps(trio.run(run_load, args.url, args)))
 

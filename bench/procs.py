@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from rtmcall.server.config import ServerConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SERVERS = {
@@ -91,14 +93,14 @@ def idle_users(kind: str, url: str, count: int, prefix: str = "idle") -> Iterato
     rtmcall's speak its protocol through ``rtmcall.bench.idle --active``: log in, then
     heartbeat as an idle SDK client does (``Ping(standby=True)`` every 30 s, the first at a
     random point of the first interval so the steady state starts at once); the raw
-    relays' just send their name.
+    relays' send their name, then a WebSocket ping as often (the same heartbeat's cost).
     """
     if kind == "rtmcall":
         cmd = [PY, "-m", "rtmcall.bench.idle", url, "--count", str(count), "--prefix", prefix]
         cmd.append("--active")
     else:
         cmd = [PY, str(ROOT / "bench" / "lean_load.py"), url, "--idle", str(count)]
-        cmd += ["--prefix", prefix]
+        cmd += ["--prefix", prefix, "--ping", f"{ServerConfig().standby_heartbeat:g}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = _first_line(proc, 120).split()

@@ -175,6 +175,12 @@ def markdown(result: dict) -> str:
             f"{int(few_n):,} → {int(many_n):,} idle users | {_n(few.get('cpu_us_per_op'))} → "
             f"{_n(many.get('cpu_us_per_op'))} | | | {ratio} | ≤ {IDLE_RATIO} × {ok} |"
         )
+        raw = mem.get("trio", {}).get(many_n, {}).get("idle_ms_per_s")
+        row(
+            f"| server CPU ms per second, {int(many_n):,} idle users alone (a heartbeat "
+            f"every 30 s each) | {_n(many.get('idle_ms_per_s'))} | {_n(raw)} | "
+            f"| {_n(_ratio(many.get('idle_ms_per_s'), raw), 2)} × | |"
+        )
         row(
             f"| … the same net of the idle users' own heartbeat CPU "
             f"({_n(few.get('idle_ms_per_s'))} → {_n(many.get('idle_ms_per_s'))} ms/s) "
