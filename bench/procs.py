@@ -91,7 +91,7 @@ def idle_users(kind: str, url: str, count: int, prefix: str = "idle") -> Iterato
     """``count`` idle logged-in users of a server of ``kind``; yields how many logged in.
 
     rtmcall's speak its protocol through ``rtmcall.bench.idle --active``: log in, then
-    heartbeat as an idle SDK client does (``Ping(standby=True)`` every 30 s, the first at a
+    heartbeat as an idle SDK client does (a standby WebSocket ping every 30 s, the first at a
     random point of the first interval so the steady state starts at once); the raw
     relays' send their name, then a WebSocket ping as often (the same heartbeat's cost).
     """

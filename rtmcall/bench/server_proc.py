@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("rtmcall.server").addFilter(lambda r: "no secret" not in r.getMessage())
     import trio
 
+    import rtmcall.server  # noqa: F401 - imported before the collector freezes
     from rtmcall._gc import tune_for_long_running
 
     tune_for_long_running()  # as ``rtmcall server`` does

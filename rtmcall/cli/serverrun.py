@@ -96,6 +96,8 @@ def run_server(opts: ServerOptions) -> int:
     _setup_logging(opts.log_level)
     try:
         try:
+            import rtmcall.server  # noqa: F401 - imported before the collector freezes
+
             tune_for_long_running()
             return trio.run(_serve, opts)
         except BaseExceptionGroup as group:

@@ -624,11 +624,21 @@ class Transport:
                 continue
             # Standby: nothing to acknowledge (not busy), so a WebSocket ping does, and
             # the server's WebSocket layer answers it without waking the session. No pong
-            # within heartbeat_timeout: the reader's deadline ends the connection.
+            # within heartbeat_timeout: the line is dead (the reader does not see pongs,
+            # and other frames may still trickle in), reconnect.
             pings += 1
-            try:
-                await ws.ping(b"%s %d" % (f.STANDBY_PING, pings))
-            except ConnectionClosed:
+            with trio.move_on_after(self.config.heartbeat_timeout) as waiting:
+                try:
+                    await ws.ping(b"%s %d" % (f.STANDBY_PING, pings))
+                except ConnectionClosed:
+                    return
+            if waiting.cancelled_caught:
+                log.info(
+                    "%s: no pong within %g s; connection dead",
+                    self.user,
+                    self.config.heartbeat_timeout,
+                )
+                self.abort()
                 return
             if silent is not None:
                 silent.deadline = max(silent.deadline, trio.current_time() + self._patience)

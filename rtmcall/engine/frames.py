@@ -266,7 +266,8 @@ class LoginOk(_SFrame, tag="login_ok"):
     #: The client should send something (a Ping at least) this often, in seconds, while
     #: something is in progress (an invitation, a request, messages to acknowledge).
     heartbeat: float = 3.0
-    #: ... and this often when nothing is (it then says ``Ping(standby=True)``).
+    #: ... and this often when nothing is (a WebSocket ping with the ``STANDBY_PING``
+    #: payload, or ``Ping(standby=True)``).
     standby_heartbeat: float = 30.0
     #: A dropped session is kept this long for a resume, in seconds.
     resume_window: float = 10.0

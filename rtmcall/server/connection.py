@@ -188,6 +188,17 @@ class Connection:
             await self.send_now_raw(replies.BYE)
         await self.ws.aclose(code, reason or None)
 
+    def probe(self) -> None:
+        """A peer message was queued for this client. In standby its line may have died
+        unnoticed (the 90 s limit): switch to the busy limit and count the silence so far
+        as half of it, so the sweeper pings it at once and cuts it 5 s later unless it
+        answers — the caller of a silently dead callee sees PEER_OFFLINE within seconds,
+        not 90 s. A live SDK client answers the ping, and goes busy anyway."""
+        idle = self.server.config.idle_timeout
+        if self.silence_limit > idle:
+            self.silence_limit = idle
+            self.last_rx = max(self.last_rx, trio.current_time() - idle / 2)
+
     def ping_received(self, payload: bytes) -> None:
         """A WebSocket ping (the WebSocket layer answered it): the client is alive; with
         the standby payload, as ``Ping(standby=True)``."""

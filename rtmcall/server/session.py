@@ -47,6 +47,10 @@ class Link(Protocol):
     def cut(self, why: str) -> None:
         """Close now, without flushing; ``why`` ends up in the log and the close reason."""
 
+    def probe(self) -> None:
+        """A peer message is on its way: a client in standby must now show it is alive
+        within seconds (see ``Connection.probe``)."""
+
 
 class Session:
     """One login of one user (see the module docstring for the life cycle)."""
@@ -174,6 +178,10 @@ class Session:
         # rather than decoding and encoding it again.
         numbered = b'{"seq":%d,' % seq + data[1:]
         code = self.push(numbered)
+        if code is _OK:
+            link = self.link
+            if link is not None:
+                link.probe()
         if code is _OK or code is _CACHED:
             self.seq = seq
             unacked = self.unacked

@@ -4,13 +4,16 @@ soon a dead line is noticed in each mode."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 from trio.testing import MockClock
+from wsproto.events import Ping as WsPing
 
 from rtmcall.engine import frames as f
 from rtmcall.engine.codes import ConnectionState as CS
+from rtmcall.engine.codes import LocalInvitationError as LE
 from rtmcall.engine.codes import LocalInvitationState as LS
-from rtmcall.server import Server
+from rtmcall.server import Server, _ws
 from rtmcall.server.connection import Connection
 
 from .conftest import Proxy, phone, raw
@@ -135,3 +138,57 @@ async def test_a_websocket_ping_keeps_a_connection_and_its_payload_may_say_stand
         assert server.stats.idle_timeouts == 0
         assert not any(isinstance(fr, f.ServerPing) for fr in frames), frames
         nursery.cancel_scope.cancel()
+
+
+async def test_a_standby_ping_without_pong_ends_the_connection_even_while_frames_flow(
+    server: Server, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line (or proxy) that loses the pongs: the client reconnects, it does not keep a
+    heartbeat that waits for ever while other frames trickle in."""
+
+    async def swallow(ws: object, event: object) -> None:
+        return None
+
+    monkeypatch.setitem(_ws._EVENT_HANDLERS, WsPing, swallow)
+    async with phone(server.url, "alice") as alice, phone(server.url, "bob") as bob:
+
+        async def chatter() -> None:
+            for i in range(30):
+                await trio.sleep(5)
+                await bob.client.send_message_to_peer("alice", f"hi {i}")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(chatter)
+            start = trio.current_time()
+            await alice.wait_for(
+                lambda: alice.client.connection_state is CS.RECONNECTING, within=100
+            )
+            # The next standby ping (at most 30 s after the last busy tick) plus 9 s.
+            assert trio.current_time() - start <= 30 + 3 + 9 + 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_invitation_to_a_silently_dead_idle_callee_probes_its_line(
+    server: Server, proxy: Proxy, autojump_clock: MockClock
+) -> None:
+    """Delivering a peer message probes a connection in standby: the busy limit applies
+    and the silence so far counts as half of it, so a dead line is cut ~5 s after the
+    invitation instead of up to 90 s after its last heartbeat."""
+    async with phone(server.url, "alice") as alice, phone(proxy.url, "bob") as bob:
+        assert bob
+        await trio.sleep(1)
+        proxy.blocked = True
+        proxy.freeze()
+        await trio.sleep(40)  # bob's line has been dead (and silent) for 40 s
+        assert server.stats.idle_timeouts == 0
+        inv = await alice.client.call("bob")
+        sent = trio.current_time()
+        with trio.fail_after(30):
+            while server.stats.idle_timeouts == 0:  # noqa: ASYNC110 - a counter, no event
+                await trio.sleep(0.1)
+        assert 4.5 <= trio.current_time() - sent <= 6.1
+        # Bob was online when called and never ACKed: PEER_NO_RESPONSE after the 30 s
+        # no-ACK window, per the SPEC (the probe does not change the outcome, only how
+        # soon presence shows bob OFFLINE).
+        failed = await alice.wait_seen("LocalInvitationFailure", inv.id, within=60)
+        assert failed.event.error is LE.PEER_NO_RESPONSE
