@@ -5,8 +5,9 @@ machine it cannot load the server to its limit, and its own queueing shows in ev
 latency. This driver replays, per accepted handshake, exactly the frames the SDK sends:
 four *quiet* ``Send`` frames (invite, ack, accept, confirm; a delivered quiet Send gets
 no Result) — 4 frames in, 4 Delivers out, as the raw relay — and a ``Ping`` every
-heartbeat per connection, as the SDK does. (The SDK watches a peer's presence once and
-keeps watching it across calls, so a repeated pair sends no presence requests.) Frames
+heartbeat per connection unless frames flowed both ways since the last, as the SDK does.
+(The SDK watches a peer's presence once and keeps watching it across calls, so a
+repeated pair sends no presence requests.) Frames
 are pre-formatted strings; replies are recognised by substring, not decoded. ``--presence``
 adds the SDK's old per-invitation Subscribe/Unsubscribe (4 requests, 4 answers), and
 ``--results`` asks a Result for every Send, to measure what those cost; ``--no-heartbeat``
@@ -50,18 +51,27 @@ async def _login(ws: WebSocketConnection, user: str) -> float:
             raise ConnectionError(data)
 
 
-async def _heartbeat(ws: WebSocketConnection, interval: float) -> None:
+async def _heartbeat(side: _Side, interval: float) -> None:
+    """A Ping every ``interval``, except when frames flowed both ways since the last one
+    (the SDK's rule: its Sends carry the ack and the server's Delivers the handled rid)."""
+    last = (side.rid, side.rx)
     while True:
         await trio.sleep(interval)
-        await ws.send_message('{"t":"ping"}')
+        now = (side.rid, side.rx)
+        flowing = now[0] != last[0] and now[1] != last[1]
+        last = now
+        if not flowing:
+            await side.ws.send_message('{"t":"ping"}')
 
 
 class _Side:
-    """One connection's request ids (the SDK numbers them per connection)."""
+    """One connection's request ids (the SDK numbers them per connection) and how many
+    peer messages it received."""
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
         self.rid = 0
+        self.rx = 0
 
     def next(self) -> int:
         self.rid += 1
@@ -76,6 +86,7 @@ async def _callee(side: _Side, caller: str, presence: bool, tally: Tally) -> Non
             if '"t":"ping"' in data:
                 await ws.send_message('{"t":"pong"}')
             continue
+        side.rx += 1
         start = data.index('"id":"', data.index('"msg":{')) + 6
         inv_id = data[start : data.index('"', start)]
         if '"k":"invite"' in data:
@@ -121,6 +132,7 @@ async def _caller(
                     if '"t":"ping"' in data:
                         await ws.send_message('{"t":"pong"}')
                     continue
+                side.rx += 1
                 if '"k":"ack"' in data:
                     received = time.perf_counter() - t0
                 elif '"k":"accept"' in data:
@@ -150,13 +162,14 @@ async def _pair(
         await _login(cws, caller)
         tally.logged_in += 2
         async with trio.open_nursery() as nursery:
+            caller_side, callee_side = _Side(cws), _Side(ews)
             if not args.no_heartbeat:
-                nursery.start_soon(_heartbeat, cws, heartbeat)
-                nursery.start_soon(_heartbeat, ews, heartbeat)
-            nursery.start_soon(_callee, _Side(ews), caller, args.presence, tally)
+                nursery.start_soon(_heartbeat, caller_side, heartbeat)
+                nursery.start_soon(_heartbeat, callee_side, heartbeat)
+            nursery.start_soon(_callee, callee_side, caller, args.presence, tally)
             await go.wait()
             try:
-                await _caller(_Side(cws), callee, args, tally, stop)
+                await _caller(caller_side, callee, args, tally, stop)
             finally:
                 done[0] += 1
             await trio.sleep_forever()  # the main task cancels us after the drain

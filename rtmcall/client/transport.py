@@ -16,7 +16,8 @@ Session rules:
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
   duplicates). The other way, the server numbers peer messages (``Deliver.seq``); we ack
-  the highest seen in each Ping and in the resuming Login, and drop any seen twice.
+  the highest seen in each Ping, each Send and the resuming Login, and drop any seen
+  twice.
 * If the server's resume window passes first, or the server answers with a fresh session,
   the old session is lost: pending peer messages are answered NOT_LOGGEDIN and the handler's
   ``on_session_lost`` runs (the engine fails live invitations). Reconnecting goes on with a
@@ -37,6 +38,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, NoReturn, Protocol
 
+import msgspec
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -294,6 +296,9 @@ class Transport:
         #: request then wakes the heartbeat, which says busy at once.
         self._standby = True
         self._wake_heartbeat = trio.Event()
+        #: A Deliver was received / a Send sent since the heartbeat's last tick.
+        self._rx_flag = False
+        self._tx_flag = False
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -373,8 +378,15 @@ class Transport:
         while True:
             while self._outbox:
                 frame = self._outbox[0]
+                out = frame
+                if type(frame) is f.Send:
+                    self._tx_flag = True
+                    if self._rx_seq is not None:
+                        # Acknowledge what we have on the way (no Ping needed for it).
+                        out = msgspec.structs.replace(frame, ack=self._rx_seq)
+                        self._acked_seq = self._rx_seq
                 try:
-                    await ws.send_message(f.encode(frame).decode())
+                    await ws.send_message(f.encode(out).decode())
                 except ConnectionClosed:
                     return  # the reader notices too, and ends the connection
                 if self._outbox and self._outbox[0] is frame:
@@ -589,10 +601,12 @@ class Transport:
 
         Busy: the handler says so (an invitation in progress), requests await answers
         (quiet Sends are retired by the pong), or Delivers await acknowledgement. A busy
-        heartbeat is a ``Ping`` frame (with the ack); a standby one a WebSocket ping with
-        the standby payload. The server times the connection out according to the last
-        one; it assumes standby after login. Every Ping must be answered within
-        ``heartbeat_timeout`` (or the connection is dead and the transport reconnects).
+        heartbeat is a ``Ping`` frame (with the ack) — none while peer messages flow both
+        ways (each Send carries the ack, each Deliver the rid the server handled); a
+        standby one a WebSocket ping with the standby payload. The server times the
+        connection out according to the last one; it assumes standby after login. Every
+        heartbeat must be answered within ``heartbeat_timeout`` (or the connection is dead
+        and the transport reconnects).
         """
         ok = self.login_ok
         fast = ok.heartbeat if ok else 3.0
@@ -608,6 +622,13 @@ class Transport:
             busy = self.handler.busy() or bool(self._requests) or self._rx_seq != self._acked_seq
             now = trio.current_time()
             next_tick = now + fast
+            flowing = self._rx_flag and self._tx_flag
+            self._rx_flag = self._tx_flag = False
+            if busy and not self._standby and flowing:
+                # Busy, and peer messages flowed both ways since the last tick: our Sends
+                # carry the acks (what arrived since goes with the next one, or the next
+                # Ping once the flow stops) and the server's Delivers the handled rid.
+                continue
             # Standby: a Ping within ``slow`` of the previous one (at the tick closest to
             # it). Entering or leaving busy: a Ping at once to say so.
             if not busy and self._standby and now - last_ping < slow - fast / 2:
@@ -694,6 +715,9 @@ class Transport:
                     log.info("%s: server going away (%s)", self.user, frame.reason)
                     return "dropped"
                 case f.Deliver(seq=seq) if seq is not None:
+                    self._rx_flag = True
+                    if frame.rid is not None:
+                        self._retire_quiet(frame.rid)
                     if self._rx_seq is not None and seq <= self._rx_seq:
                         continue  # sent again after a resume, but we had it already
                     self._rx_seq = seq

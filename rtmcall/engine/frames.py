@@ -194,6 +194,9 @@ class Send(_CFrame, tag="send"):
     #: quiet Send gets no Result: ServerPong.rid acknowledges them in bulk. Halves the
     #: frames of a call setup; the SDK sends its invitation messages quietly.
     quiet: bool = False
+    #: As ``Ping.ack``: the highest Deliver ``seq`` received so far. Carried on every Send,
+    #: so a client whose frames flow both ways needs no Ping to acknowledge.
+    ack: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class Query(_CFrame, tag="query"):
@@ -299,6 +302,9 @@ class Deliver(_SFrame, tag="msg"):
     #: resume; the client drops any seq it has already seen. A drop shorter than the resume
     #: window so loses no peer message, in either direction.
     seq: int | None = None
+    #: As ``ServerPong.rid``: the highest Send rid the receiving session has handled when
+    #: this was queued (every quiet Send up to it arrived).
+    rid: int | None = None
 
 
 class Presence(_SFrame, tag="presence"):

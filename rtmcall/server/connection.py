@@ -296,19 +296,30 @@ class Connection:
         self.session.push(encode(frame))
 
     async def _on_send(self, frame: Send) -> None:
+        await self._route(frame)
+        # Only now (its failure Result, if any, is queued): Deliver and ServerPong tell the
+        # client every Send up to ``last_rid`` was handled, and a quiet one without a
+        # Result as delivered. Set before, a Deliver queued by another connection while
+        # this one awaits the hub could overtake the failure Result.
+        session = self.session
+        assert session is not None
+        if frame.rid > session.last_rid:
+            session.last_rid = frame.rid
+
+    async def _route(self, frame: Send) -> None:
         server = self.server
         stats = server.stats
         session = self.session
         assert session is not None
         user = session.user
         rid = frame.rid
+        if frame.ack is not None:
+            session.ack(frame.ack)
         again = session.answered_before(rid)
         if again is not None:
             if again:  # (a quiet Send that was delivered had no answer, and gets none)
                 session.push(again)  # a repeat after a resume: answered, not delivered twice
             return
-        if rid > session.last_rid:
-            session.last_rid = rid  # acknowledged in bulk by the next pong
         if not server.message_limits.allow(user):
             stats.rate_limited += 1
             self.reply(
@@ -359,6 +370,7 @@ class Connection:
         assert session is not None
         if frame.ack is not None:
             session.ack(frame.ack)
+        self.server.stats.pings += 1
         config = self.server.config
         self.silence_limit = config.standby_timeout if frame.standby else config.idle_timeout
         session.push(encode(ServerPong(rid=session.last_rid)) if session.last_rid else replies.PONG)

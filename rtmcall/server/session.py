@@ -176,7 +176,12 @@ class Session:
         seq = self.seq + 1
         # The frame was encoded once by the sender as {"t":"msg",...}: splice the seq in
         # rather than decoding and encoding it again.
-        numbered = b'{"seq":%d,' % seq + data[1:]
+        # The receiver's handled rid rides along too (its quiet Sends up to it arrived).
+        last_rid = self.last_rid
+        if last_rid:
+            numbered = b'{"seq":%d,"rid":%d,' % (seq, last_rid) + data[1:]
+        else:
+            numbered = b'{"seq":%d,' % seq + data[1:]
         code = self.push(numbered)
         if code is _OK:
             link = self.link

@@ -26,7 +26,8 @@ class Stats:
     sessions_expired: int = 0
     frames_in: int = 0
     frames_out: int = 0
-    #: WebSocket pings from clients (the SDK's standby heartbeat), answered with a pong.
+    #: Ping frames (busy heartbeats) and WebSocket pings (the SDK's standby heartbeat).
+    pings: int = 0
     ws_pings: int = 0
     #: Frames answered with Error(bad_frame) or an INVALID_* Result.
     bad_frames: int = 0

@@ -16,7 +16,7 @@ from rtmcall.engine.codes import LocalInvitationState as LS
 from rtmcall.server import Server, _ws
 from rtmcall.server.connection import Connection
 
-from .conftest import Proxy, phone, raw
+from .conftest import Phone, Proxy, phone, raw
 
 
 def conn_of(server: Server, user: str) -> Connection:
@@ -192,3 +192,31 @@ async def test_an_invitation_to_a_silently_dead_idle_callee_probes_its_line(
         # soon presence shows bob OFFLINE).
         failed = await alice.wait_seen("LocalInvitationFailure", inv.id, within=60)
         assert failed.event.error is LE.PEER_NO_RESPONSE
+
+
+async def test_busy_clients_whose_messages_flow_both_ways_send_no_pings(
+    server: Server, autojump_clock: MockClock
+) -> None:
+    """A Send carries the ack of the Delivers received, and a Deliver the rid the server
+    has handled: while frames flow both ways they are the heartbeat."""
+    async with phone(server.url, "alice") as alice, phone(server.url, "bob") as bob:
+        inv = await alice.client.call("bob")  # both sides busy from here on
+        await bob.wait("RemoteInvitationReceived", inv.id)
+        await trio.sleep(4)
+        pings = server.stats.pings
+
+        async def talk(sender: Phone, to: str) -> None:
+            for i in range(20):
+                await sender.client.send_message_to_peer(to, f"m{i}")
+                await trio.sleep(1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(talk, alice, "bob")
+            nursery.start_soon(talk, bob, "alice")
+        assert server.stats.pings - pings <= 2  # ~13 with a Ping every 3 s each
+        for user, p in (("alice", alice), ("bob", bob)):
+            session = conn_of(server, user).session
+            assert session is not None
+            assert len(session.unacked or ()) <= 2  # acknowledged on the Sends
+            assert not p.client.transport._requests  # the quiet invite/ACK retired too
+        assert server.stats.idle_timeouts == 0
