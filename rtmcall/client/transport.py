@@ -296,6 +296,10 @@ class Transport:
         #: request then wakes the heartbeat, which says busy at once.
         self._standby = True
         self._wake_heartbeat = trio.Event()
+        #: ``Deliver.rid`` may retire quiet Sends: not after a resume until the first
+        #: ServerPong (a replayed Deliver carries the rid of before the drop, and may
+        #: overtake the repeated answer to a failed quiet Send we sent again).
+        self._trust_deliver_rid = True
         #: A Deliver was received / a Send sent since the heartbeat's last tick.
         self._rx_flag = False
         self._tx_flag = False
@@ -577,6 +581,7 @@ class Transport:
             self._lose_session()
             self._rx_seq = None
         self.login_ok = ok
+        self._trust_deliver_rid = not ok.resumed
         self._session = ok.session
         self._requeue()
         self._set_state(CS.CONNECTED, Why.LOGIN_SUCCESS)
@@ -624,7 +629,7 @@ class Transport:
             next_tick = now + fast
             flowing = self._rx_flag and self._tx_flag
             self._rx_flag = self._tx_flag = False
-            if busy and not self._standby and flowing:
+            if busy and not self._standby and flowing and self._trust_deliver_rid:
                 # Busy, and peer messages flowed both ways since the last tick: our Sends
                 # carry the acks (what arrived since goes with the next one, or the next
                 # Ping once the flow stops) and the server's Delivers the handled rid.
@@ -706,6 +711,7 @@ class Transport:
                 case f.ServerPing():
                     self.send(f.Pong())
                 case f.ServerPong(rid=rid):
+                    self._trust_deliver_rid = True
                     if rid is not None:
                         self._retire_quiet(rid)
                 case f.Kicked():
@@ -716,7 +722,7 @@ class Transport:
                     return "dropped"
                 case f.Deliver(seq=seq) if seq is not None:
                     self._rx_flag = True
-                    if frame.rid is not None:
+                    if frame.rid is not None and self._trust_deliver_rid:
                         self._retire_quiet(frame.rid)
                     if self._rx_seq is not None and seq <= self._rx_seq:
                         continue  # sent again after a resume, but we had it already
