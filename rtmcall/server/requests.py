@@ -9,6 +9,7 @@ frees memory), so presence requests cannot be used to flood the server either.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import trio
@@ -33,12 +34,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtmcall.server")
 
 
-def _users_problem(users: list[str]) -> str | None:
-    for user in users:
+def _bad_users(conn: Connection, frame: Query | Subscribe) -> bool:
+    """Answer Error(invalid_user) when a requested user id is not valid."""
+    for user in frame.users:
         problem = user_id_problem(user)
         if problem is not None:
-            return problem
-    return None
+            conn.reply(Error(code="invalid_user", message=problem, rid=frame.rid))
+            return True
+    return False
 
 
 def _limited(conn: Connection, rid: int) -> bool:
@@ -50,42 +53,34 @@ def _limited(conn: Connection, rid: int) -> bool:
     return True
 
 
-async def on_query(conn: Connection, frame: Query) -> bool:
-    if _limited(conn, frame.rid):
-        return False
-    problem = _users_problem(frame.users)
-    if problem is not None:
-        conn.reply(Error(code="invalid_user", message=problem, rid=frame.rid))
-        return False
+async def _answer_states(conn: Connection, rid: int, states: Awaitable[dict[str, int]]) -> None:
+    """Answer with the hub's presence states, or Error(unavailable) when it failed."""
     try:
-        states = await conn.server.hub.presence(frame.users)
+        answer = await states
     except HubUnavailable as exc:
-        conn.reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
+        conn.reply(Error(code="unavailable", message=str(exc), rid=rid))
+        return
+    conn.reply(Presence(states=answer, rid=rid))
+
+
+async def on_query(conn: Connection, frame: Query) -> bool:
+    if _limited(conn, frame.rid) or _bad_users(conn, frame):
         return False
-    conn.reply(Presence(states=states, rid=frame.rid))
+    await _answer_states(conn, frame.rid, conn.server.hub.presence(frame.users))
     return False
 
 
 async def on_subscribe(conn: Connection, frame: Subscribe) -> bool:
     session = conn.session
     assert session is not None
-    if _limited(conn, frame.rid):
-        return False
-    problem = _users_problem(frame.users)
-    if problem is not None:
-        conn.reply(Error(code="invalid_user", message=problem, rid=frame.rid))
+    if _limited(conn, frame.rid) or _bad_users(conn, frame):
         return False
     limit = conn.server.config.max_subscriptions
     if len(session.subscriptions.union(frame.users)) > limit:
         message = f"a session may watch at most {limit} users"
         conn.reply(Error(code="forbidden", message=message, rid=frame.rid))
         return False
-    try:
-        states = await conn.server.hub.subscribe(session, frame.users)
-    except HubUnavailable as exc:
-        conn.reply(Error(code="unavailable", message=str(exc), rid=frame.rid))
-        return False
-    conn.reply(Presence(states=states, rid=frame.rid))
+    await _answer_states(conn, frame.rid, conn.server.hub.subscribe(session, frame.users))
     return False
 
 
