@@ -613,9 +613,7 @@ class Transport:
         heartbeat must be answered within ``heartbeat_timeout`` (or the connection is dead
         and the transport reconnects).
         """
-        ok = self.login_ok
-        fast = ok.heartbeat if ok else 3.0
-        slow = max(fast, ok.standby_heartbeat) if ok else fast
+        fast, slow = self._intervals()
         self._standby = True  # what the server assumes of a new connection
         last_ping = trio.current_time()
         next_tick = last_ping + fast
@@ -669,13 +667,19 @@ class Transport:
             if silent is not None:
                 silent.deadline = max(silent.deadline, trio.current_time() + self._patience)
 
+    def _intervals(self) -> tuple[float, float]:
+        """(busy, standby) heartbeat intervals, from the LoginOk."""
+        ok = self.login_ok
+        if ok is None:
+            return 3.0, 3.0
+        return ok.heartbeat, max(ok.heartbeat, ok.standby_heartbeat)
+
     def _patience_for(self, standby: bool) -> float:
         """How long the server may stay silent: a few busy heartbeats, or until the next
         standby Ping plus the time its answer may take."""
-        ok = self.login_ok
-        fast = ok.heartbeat if ok else 3.0
-        if standby and ok is not None:
-            return max(fast, ok.standby_heartbeat) + self.config.heartbeat_timeout
+        fast, slow = self._intervals()
+        if standby and self.login_ok is not None:
+            return slow + self.config.heartbeat_timeout
         return max(self.config.heartbeat_timeout, 2.5 * fast)
 
     async def _reader(self, ws: WebSocketConnection) -> Ended:

@@ -19,6 +19,13 @@ from rtmcall.server.connection import Connection
 from .conftest import Phone, Proxy, phone, raw
 
 
+async def cut_by_the_server(server: Server, before: int, within: float) -> None:
+    """Wait until the server has cut one more connection for silence."""
+    with trio.fail_after(within):
+        while server.stats.idle_timeouts == before:  # noqa: ASYNC110 - a counter, no event
+            await trio.sleep(0.1)
+
+
 def conn_of(server: Server, user: str) -> Connection:
     found = [c for c in server.live if c.session is not None and c.session.user == user]
     assert len(found) == 1, found
@@ -94,9 +101,7 @@ async def test_the_server_cuts_a_silent_busy_connection_after_10_s_a_standby_one
         proxy.blocked = True  # no reconnect either
         proxy.freeze()
         frozen_at = trio.current_time()
-        with trio.fail_after(30):
-            while server.stats.idle_timeouts == 0:  # noqa: ASYNC110 - a counter, no event
-                await trio.sleep(0.1)
+        await cut_by_the_server(server, 0, within=30)
         assert trio.current_time() - frozen_at <= 10 + 0.6
     proxy.blocked = False
     async with phone(server.url, "carol") as carol, phone(proxy.url, "dave") as dave:
@@ -106,9 +111,7 @@ async def test_the_server_cuts_a_silent_busy_connection_after_10_s_a_standby_one
         proxy.blocked = True
         proxy.freeze()
         frozen_at = trio.current_time()
-        with trio.fail_after(120):
-            while server.stats.idle_timeouts == cut_before:  # noqa: ASYNC110
-                await trio.sleep(0.5)
+        await cut_by_the_server(server, cut_before, within=120)
         assert 90 - 30 - 0.5 <= trio.current_time() - frozen_at <= 90 + 1
 
 
@@ -183,9 +186,7 @@ async def test_an_invitation_to_a_silently_dead_idle_callee_probes_its_line(
         assert server.stats.idle_timeouts == 0
         inv = await alice.client.call("bob")
         sent = trio.current_time()
-        with trio.fail_after(30):
-            while server.stats.idle_timeouts == 0:  # noqa: ASYNC110 - a counter, no event
-                await trio.sleep(0.1)
+        await cut_by_the_server(server, 0, within=30)
         assert 4.5 <= trio.current_time() - sent <= 6.1
         # Bob was online when called and never ACKed: PEER_NO_RESPONSE after the 30 s
         # no-ACK window, per the SPEC (the probe does not change the outcome, only how
