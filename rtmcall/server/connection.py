@@ -11,7 +11,8 @@ scope is ``self._scope``:
 * with a token, the **token watcher** warns before expiry and kicks after the grace.
 
 Idle detection is not a task of the connection: the server's one sweeper
-(:func:`.watchdogs.sweep_idle`) walks ``server.live`` and sends a ServerPing to a client
+(:func:`.watchdogs.sweep_idle`) walks ``server.live`` (the busy ones, ``server.busy``,
+more often) and sends a ServerPing to a client
 silent for half its ``silence_limit``, and cuts it at the limit (half-open detection).
 The limit follows the client's last Ping: ``idle_timeout`` (10 s) while it has something
 in progress, ``standby_timeout`` (90 s) in standby (after login, and after
@@ -95,7 +96,7 @@ class Connection:
         "session",
         "outcome",
         "last_rx",
-        "silence_limit",
+        "_silence_limit",
         "pinged_for",
         "_scope",
         "_finishing",
@@ -109,15 +110,28 @@ class Connection:
         self.session: Session | None = None
         self.outcome = "dropped"
         self.last_rx = trio.current_time()
-        #: Silence after which this connection is cut: the client's heartbeat promise (see
-        #: ``ServerConfig.idle_timeout`` and ``standby_timeout``); standby until it pings.
-        self.silence_limit = server.config.standby_timeout
+        self._silence_limit = server.config.standby_timeout  # standby until it pings
         self._scope = trio.CancelScope()
         self._finishing = False
         #: ``last_rx`` when the idle sweeper pinged this connection (once per silence).
         self.pinged_for = float("-inf")
         if isinstance(ws, ServerWebSocket):
             ws.ping_listener = self  # (cleared when the connection ends: no cycle left)
+
+    @property
+    def silence_limit(self) -> float:
+        """Silence after which this connection is cut: the client's heartbeat promise (see
+        ``ServerConfig.idle_timeout`` and ``standby_timeout``). Below the standby limit the
+        connection is in ``server.busy``, which the idle sweeper walks more often."""
+        return self._silence_limit
+
+    @silence_limit.setter
+    def silence_limit(self, limit: float) -> None:
+        self._silence_limit = limit
+        if limit < self.server.config.standby_timeout:
+            self.server.busy.add(self)
+        else:
+            self.server.busy.discard(self)
 
     # --- Link -----------------------------------------------------------------------------
 
@@ -166,6 +180,7 @@ class Connection:
             log.exception("connection %s (%s): unexpected error", self.peer, self.who())
         finally:
             self.server.live.discard(self)
+            self.server.busy.discard(self)
             if isinstance(self.ws, ServerWebSocket):
                 self.ws.ping_listener = None
             if trio.current_effective_deadline() == float("-inf") or self.server.stopping:

@@ -72,8 +72,10 @@ class Server:
             default_lifetime=config.invitation_default_lifetime,
         )
         self.stopping = False
-        #: Logged-in connections being served, walked by the idle sweeper.
+        #: Logged-in connections being served, walked by the idle sweeper; ``busy``: those
+        #: of them under the busy (shorter) silence limit, walked more often.
         self.live: set[Connection] = set()
+        self.busy: set[Connection] = set()
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
 

@@ -8,6 +8,7 @@ clients (never the SDK), ``autojump_clock`` for every timed behaviour, and a
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 from typing import Any, TypeVar
 
@@ -33,6 +34,20 @@ T = TypeVar("T")
 
 #: Seconds of (mock or real) time any single test may take.
 GUARD = 20
+
+
+def raw_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A masked client WebSocket frame, built by hand (to send what no library would)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Client:

@@ -8,7 +8,6 @@ affects anyone else.
 from __future__ import annotations
 
 import itertools
-import os
 
 import pytest
 import trio
@@ -19,7 +18,7 @@ from rtmcall.engine.codes import LoginError, PeerMessageError
 from rtmcall.engine.frames import Deliver, Error, LoginFail, Ping, Result, ServerPong, Text
 from rtmcall.server import Server
 
-from .conftest import Client, Harness
+from .conftest import Client, Harness, raw_frame
 
 _names = itertools.count()
 
@@ -49,20 +48,6 @@ async def send_expecting_close(client: Client, data: str | bytes) -> int:
         assert exc.reason is not None
         return exc.reason.code
     return await client.closed_code()
-
-
-def raw_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """A masked client WebSocket frame, built by hand (to send what no library would)."""
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 # --- rows answered with an error frame; the connection stays up ----------------------------

@@ -1,0 +1,177 @@
+"""WebSocket pings from clients, byte for byte: the server answers a lone ping without
+wsproto (the idle heartbeat's fast path) and every other shape through it; both must put
+the same pong on the wire, and a malformed ping is still a protocol error.
+
+These tests speak WebSocket over a bare TCP stream, so they see the server's frames as
+bytes rather than through a client library that would swallow pongs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+from wsproto.frame_protocol import FrameProtocol
+
+from rtmcall.engine.frames import Login, LoginOk, Ping, ServerPong, decode_server_frame, encode
+from rtmcall.server import Server
+
+from .conftest import GUARD, raw_frame
+
+_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class RawPeer:
+    """A client holding the TCP stream itself: frames out are built by ``raw_frame``,
+    frames in are parsed here (server frames are never masked)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def _fill(self, n: int) -> None:
+        while len(self.buf) < n:
+            data = await self.stream.receive_some()
+            assert data, "the server closed the connection"
+            self.buf += data
+
+    async def take(self, n: int) -> bytes:
+        """Exactly the next ``n`` bytes the server sent."""
+        await self._fill(n)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next frame: (first header byte, payload)."""
+        head = await self.take(2)
+        size = head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(await self.take(2), "big")
+        assert size < 127
+        return head[0], await self.take(size)
+
+    async def close_code(self) -> int:
+        while True:
+            first, payload = await self.frame()
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2], "big")
+
+
+async def raw_user(server: Server, user: str) -> RawPeer:
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    await stream.send_all(_UPGRADE)
+    peer = RawPeer(stream)
+    while b"\r\n\r\n" not in peer.buf:
+        await peer._fill(len(peer.buf) + 1)
+    head, _, rest = bytes(peer.buf).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    peer.buf = bytearray(rest)
+    await stream.send_all(raw_frame(0x1, encode(Login(user=user))))
+    first, payload = await peer.frame()
+    assert first == 0x81 and isinstance(decode_server_frame(payload), LoginOk)
+    return peer
+
+
+def pong_bytes(payload: bytes) -> bytes:
+    """What wsproto itself puts on the wire for a server's pong."""
+    return FrameProtocol(client=False, extensions=[]).pong(payload)
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 13, 64, 125])
+async def test_lone_ping_answered_byte_for_byte(server: Server, size: int) -> None:
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        for _ in range(3):
+            payload = os.urandom(size)
+            before = server.stats.ws_pings
+            await peer.stream.send_all(raw_frame(0x9, payload))
+            assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
+            assert server.stats.ws_pings == before + 1
+
+
+async def test_standby_ping_switches_the_silence_limit(server: Server) -> None:
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        await peer.stream.send_all(raw_frame(0xA, b""))  # an unsolicited pong: ignored
+        await peer.stream.send_all(raw_frame(0x1, encode(Ping())))  # busy: short limit
+        assert isinstance(decode_server_frame((await peer.frame())[1]), ServerPong)
+        (conn,) = server.live
+        assert conn.silence_limit == server.config.idle_timeout
+        await peer.stream.send_all(raw_frame(0x9, b"standby 1"))
+        assert await peer.take(11) == pong_bytes(b"standby 1")
+        assert conn.silence_limit == server.config.standby_timeout
+
+
+async def test_ping_split_across_reads(server: Server) -> None:
+    """Half a ping, a pause (the server reads it alone), the rest: one pong."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        frame = raw_frame(0x9, b"split ping")
+        for cut in (1, 2, 5, len(frame) - 1):
+            await peer.stream.send_all(frame[:cut])
+            await trio.sleep(0.05)
+            await peer.stream.send_all(frame[cut:])
+            assert await peer.take(12) == pong_bytes(b"split ping")
+
+
+async def test_ping_beside_a_message_in_one_write(server: Server) -> None:
+    """Both pings answered, the message handled (the pongs, from the WebSocket layer,
+    may overtake the session's answer)."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        ping = raw_frame(0x9, b"hb")
+        await peer.stream.send_all(ping + raw_frame(0x1, encode(Ping())) + ping)
+        frames = [await peer.frame() for _ in range(3)]
+        assert frames.count((0x8A, b"hb")) == 2
+        (text,) = [payload for first, payload in frames if first == 0x81]
+        assert isinstance(decode_server_frame(text), ServerPong)
+
+
+async def test_ping_between_fragments_of_a_message(server: Server) -> None:
+    """RFC 6455 allows a control frame in the middle of a fragmented message."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        text = encode(Ping())
+        await peer.stream.send_all(raw_frame(0x1, text[:5], fin=False))
+        await trio.sleep(0.05)  # the server reads the first fragment alone
+        await peer.stream.send_all(raw_frame(0x9, b"mid"))
+        assert await peer.take(5) == pong_bytes(b"mid")
+        await peer.stream.send_all(raw_frame(0x0, text[5:]))
+        assert isinstance(decode_server_frame((await peer.frame())[1]), ServerPong)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(b"\x89\x02hi", id="unmasked"),
+        pytest.param(b"\xc9\x82" + bytes(4) + b"hi", id="rsv1 set"),
+        pytest.param(b"\x09\x82" + bytes(4) + b"hi", id="not final"),
+        pytest.param(raw_frame(0x9, b"x" * 126), id="over 125 bytes"),
+    ],
+)
+async def test_malformed_ping_is_a_protocol_error(server: Server, frame: bytes) -> None:
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        await peer.stream.send_all(frame)
+        assert await peer.close_code() == 1002
+        other = await raw_user(server, "b")
+        await other.stream.send_all(raw_frame(0x9, b"ok"))
+        assert await other.take(4) == pong_bytes(b"ok")
+
+
+async def test_ping_shaped_bytes_inside_a_frame_are_payload(server: Server) -> None:
+    """A text frame's header, a pause, then its 8 payload bytes, which on their own
+    would read as a ping: they are the text's (invalid UTF-8: 1007), not a ping."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        ping_shaped = b"\x89\x82" + bytes(4) + b"hi"
+        await peer.stream.send_all(b"\x81\x88" + bytes(4))  # text, 8 bytes, zero mask
+        await trio.sleep(0.05)  # the server reads the header alone
+        await peer.stream.send_all(ping_shaped)
+        first, payload = await peer.frame()
+        assert (first, int.from_bytes(payload[:2], "big")) == (0x88, 1007)
