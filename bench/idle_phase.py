@@ -2,7 +2,7 @@
 
 Logging thousands of users in is the slow part (seconds per thousand on a small machine),
 so each server is filled once: N1 users (RSS), then up to N2 (RSS), then the load runs
-beside them. The 100-idle sample runs before and after it (A B A) for the comparison.
+beside them, ``--runs`` times. The 100-idle samples run before and after them (A B… A…).
 """
 
 from __future__ import annotations
@@ -88,9 +88,12 @@ def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
                         # The same heartbeats on the raw relay: the stack's own cost.
                         memory[kind][str(n2)]["idle_ms_per_s"] = _idle_cpu_per_s(srv) * 1000
                     else:
-                        s = _loaded(srv, args, rate, ok1 + ok2)
-                        cpu[str(n2)].append(s)
-                        log(_describe(ok1 + ok2, s))
+                        # As many samples as of 100 idle users (filling the server is the
+                        # slow part, so they run back to back on it).
+                        for _ in range(args.runs):
+                            s = _loaded(srv, args, rate, ok1 + ok2)
+                            cpu[str(n2)].append(s)
+                            log(_describe(ok1 + ok2, s))
     for _ in range(args.runs - 1):
         cpu["100"].append(_few(args, rate, log))
     return memory, cpu
