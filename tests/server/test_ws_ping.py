@@ -9,6 +9,8 @@ bytes rather than through a client library that would swallow pongs.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 
 import pytest
 import trio
@@ -175,3 +177,19 @@ async def test_ping_shaped_bytes_inside_a_frame_are_payload(server: Server) -> N
         await peer.stream.send_all(ping_shaped)
         first, payload = await peer.frame()
         assert (first, int.from_bytes(payload[:2], "big")) == (0x88, 1007)
+
+
+async def test_a_reset_connection_ends_like_a_dropped_one(server: Server) -> None:
+    """A client whose TCP connection is reset (RST, not FIN): its connection ends, no
+    error is logged or counted, and the server goes on serving."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        assert len(server.live) == 1
+        peer.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await peer.stream.aclose()
+        while server.live:  # noqa: ASYNC110 - no event for this; poll (fail_after bounds it)
+            await trio.sleep(0.01)
+        assert server.stats.internal_errors == 0
+        other = await raw_user(server, "b")
+        await other.stream.send_all(raw_frame(0x9, b"ok"))
+        assert await other.take(4) == pong_bytes(b"ok")
