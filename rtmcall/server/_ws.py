@@ -87,11 +87,8 @@ class ServerWebSocket(WebSocketConnection):
                 if self._wsproto.state != ConnectionState.CLOSED:
                     rest = self._answer_lone_ping(data) if len(data) <= _LONE_PING_MAX else None
                     fed = rest is None
-                    if rest:
-                        try:
-                            await self._send_bytes(rest)
-                        except ConnectionClosed:
-                            break
+                    if rest and not await self._finish_pong(rest):
+                        break
                     if not fed:
                         continue
                     try:
@@ -108,7 +105,7 @@ class ServerWebSocket(WebSocketConnection):
         (about a third of an idle heartbeat's CPU): wait until readable, then read. The
         wait is the checkpoint; errors are the stream's (closed, broken)."""
         stream = self._stream
-        if type(stream) is not trio.SocketStream:
+        if type(stream) is not trio.SocketStream or not _POSIX:
             return await stream.receive_some(self._receive_buffer_size)
         sock = stream.socket
         while True:
@@ -116,6 +113,10 @@ class ServerWebSocket(WebSocketConnection):
             if fd < 0:
                 raise trio.ClosedResourceError("the socket was closed")
             await trio.lowlevel.wait_readable(fd)
+            if sock.fileno() != fd:
+                # Closed by another task after the wake-up was queued: the number may
+                # already be another connection's socket.
+                raise trio.ClosedResourceError("the socket was closed")
             try:
                 return os.read(fd, self._receive_buffer_size)
             except BlockingIOError:
@@ -139,7 +140,7 @@ class ServerWebSocket(WebSocketConnection):
         if size < 0 or data[0] != 0x89 or data[1] != 0x80 | size:
             return None
         stream = self._stream
-        if type(stream) is not trio.SocketStream or self._stream_lock.locked():
+        if type(stream) is not trio.SocketStream or not _POSIX or self._stream_lock.locked():
             return None
         conn = self._wsproto.connection
         if conn is None or conn.state is not ConnectionState.OPEN or self._close_reason:
@@ -165,8 +166,29 @@ class ServerWebSocket(WebSocketConnection):
             listener.ping_received(payload)
         return pong[sent:]
 
+    async def _finish_pong(self, rest: bytes) -> bool:
+        """Send what the socket did not take of a lone ping's pong (it nearly always takes
+        all). Half a frame on the wire would corrupt everything after it, so this is
+        shielded from cancellation (a shutdown's Bye follows it), and a peer that does not
+        take these few bytes in ``PONG_REST_TIMEOUT`` s loses its connection. False when
+        the connection is over."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + PONG_REST_TIMEOUT
+            try:
+                await self._send_bytes(rest)
+                return True
+            except ConnectionClosed:
+                return False
+        with trio.CancelScope(shield=True):  # nothing more may follow half a frame
+            await self._close_stream()
+            await self._abort_web_socket()
+        return False
+
     async def _handle_ping_event(self, event: Ping) -> None:
-        await super()._handle_ping_event(event)
+        # RFC 6455 lets the peer send control frames until its own Close; once ours is
+        # sent (LOCAL_CLOSING) wsproto refuses to send a pong, and the ping needs none.
+        if self._wsproto.state is ConnectionState.OPEN:
+            await super()._handle_ping_event(event)
         listener = self.ping_listener
         if listener is not None:
             listener.ping_received(bytes(event.payload))
@@ -215,6 +237,10 @@ _HANDSHAKEN = _Handshaken()
 
 #: A client ping is at most 6 + 125 bytes (a control frame's payload is at most 125).
 _LONE_PING_MAX = 131
+#: Seconds a peer has to take the rest of a pong the socket took only part of.
+PONG_REST_TIMEOUT = 5.0
+#: Sockets are file descriptors (``os.read``/``os.write`` on them): not on Windows.
+_POSIX = os.name == "posix"
 
 _EVENT_HANDLERS: dict[type[Event], Callable[[ServerWebSocket, Any], Awaitable[None]]] = {
     AcceptConnection: ServerWebSocket._handle_accept_connection_event,

@@ -122,7 +122,9 @@ class Connection:
     def silence_limit(self) -> float:
         """Silence after which this connection is cut: the client's heartbeat promise (see
         ``ServerConfig.idle_timeout`` and ``standby_timeout``). Below the standby limit the
-        connection is in ``server.busy``, which the idle sweeper walks more often."""
+        connection is in ``server.busy``, which the idle sweeper walks more often (also
+        during login, if a peer message probed it then: harmless, and ``run`` takes it out
+        of both sets when it ends)."""
         return self._silence_limit
 
     @silence_limit.setter

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import trio
@@ -29,11 +30,13 @@ log = logging.getLogger("rtmcall.server")
 SWEEPS_PER_IDLE_TIMEOUT = 20
 
 
-def sweep_periods(idle_timeout: float, standby_timeout: float = math.inf) -> tuple[float, int]:
+def sweep_periods(idle_timeout: float, standby_timeout: float) -> tuple[float, int]:
     """(period, every): the busy connections are walked every ``period`` s, all of them
-    every ``every`` periods (the standby limit's own twentieth)."""
+    every ``every`` periods (the standby limit's own twentieth). Either limit may be
+    infinite (never cut): no walk for it, then."""
     period = min(idle_timeout, standby_timeout) / SWEEPS_PER_IDLE_TIMEOUT
-    return period, max(1, int(standby_timeout / SWEEPS_PER_IDLE_TIMEOUT / period))
+    every = standby_timeout / SWEEPS_PER_IDLE_TIMEOUT / period
+    return period, max(1, int(every)) if math.isfinite(every) else sys.maxsize
 
 
 async def sweep_idle(server: Server) -> None:

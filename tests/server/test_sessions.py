@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import sys
+
 import pytest
 import trio
 from trio.testing import MockClock
@@ -28,6 +31,7 @@ from rtmcall.engine.frames import (
     Unsubscribe,
 )
 from rtmcall.server import Server
+from rtmcall.server.watchdogs import sweep_periods
 
 from .conftest import Client, Harness
 
@@ -378,3 +382,28 @@ async def test_everything_is_released(
         assert patient_server.stats.sessions == 0
         assert patient_server.sessions == {}
         assert hub._sessions == {} and hub._watchers == {} and hub._published == {}  # type: ignore[attr-defined]
+
+
+def test_sweep_periods() -> None:
+    """Busy connections every twentieth of the busy limit, all of them every twentieth of
+    the standby limit; an infinite limit (never cut) is never walked for."""
+    assert sweep_periods(10.0, 90.0) == (0.5, 9)
+    assert sweep_periods(10.0, 10.0) == (0.5, 1)
+    assert sweep_periods(10.0, math.inf) == (0.5, sys.maxsize)
+    assert sweep_periods(math.inf, 90.0) == (4.5, 1)
+    assert sweep_periods(math.inf, math.inf)[0] == math.inf
+
+
+async def test_a_standby_limit_of_infinity_never_cuts(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    server = await harness.start(limits={"standby_timeout": math.inf})
+    with trio.fail_after(1000):
+        client = await harness.user("a")
+        client.auto_pong = False
+        await trio.sleep(600)
+        assert server.stats.idle_timeouts == 0
+        await client.send(Ping())  # busy: the 10 s limit applies again
+        assert type(await client.recv()).__name__ == "ServerPong"
+        await client.expect(ServerPing)
+        assert await client.closed_code() == 1008

@@ -14,10 +14,21 @@ import struct
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
+from wsproto import ConnectionType, WSConnection
 from wsproto.frame_protocol import FrameProtocol
 
-from rtmcall.engine.frames import Login, LoginOk, Ping, ServerPong, decode_server_frame, encode
-from rtmcall.server import Server
+from rtmcall.engine.frames import (
+    Login,
+    LoginOk,
+    Logout,
+    Ping,
+    ServerPong,
+    decode_server_frame,
+    encode,
+)
+from rtmcall.server import Server, _ws
+from rtmcall.server._ws import ServerWebSocket
 
 from .conftest import GUARD, raw_frame
 
@@ -84,16 +95,66 @@ def pong_bytes(payload: bytes) -> bytes:
     return FrameProtocol(client=False, extensions=[]).pong(payload)
 
 
+@pytest.fixture
+def fast_pongs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The pings the fast path answered (so a test knows which path it exercised)."""
+    answered: list[bytes] = []
+    real = ServerWebSocket._answer_lone_ping
+
+    def spy(ws: ServerWebSocket, data: bytes) -> bytes | None:
+        rest = real(ws, data)
+        if rest is not None:
+            answered.append(data)
+        return rest
+
+    monkeypatch.setattr(ServerWebSocket, "_answer_lone_ping", spy)
+    return answered
+
+
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 13, 64, 125])
-async def test_lone_ping_answered_byte_for_byte(server: Server, size: int) -> None:
+async def test_lone_ping_answered_byte_for_byte(
+    server: Server, fast_pongs: list[bytes], size: int
+) -> None:
     with trio.fail_after(GUARD):
         peer = await raw_user(server, "a")
-        for _ in range(3):
+        for n in range(1, 4):
             payload = os.urandom(size)
             before = server.stats.ws_pings
             await peer.stream.send_all(raw_frame(0x9, payload))
             assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
+            await wait_all_tasks_blocked()
             assert server.stats.ws_pings == before + 1
+            assert len(fast_pongs) == n
+
+
+async def test_the_general_path_answers_the_same(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fast path off, wsproto and trio-websocket put the same bytes out."""
+    monkeypatch.setattr(ServerWebSocket, "_answer_lone_ping", lambda ws, data: None)
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        for size in (0, 5, 125):
+            payload = os.urandom(size)
+            before = server.stats.ws_pings
+            await peer.stream.send_all(raw_frame(0x9, payload))
+            assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
+            await wait_all_tasks_blocked()
+            assert server.stats.ws_pings == before + 1
+
+
+async def test_a_pong_the_socket_takes_only_part_of_is_finished(
+    server: Server, fast_pongs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr(_ws.os, "write", lambda fd, data: real_write(fd, data[:1]))
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        await peer.stream.send_all(raw_frame(0x9, b"in pieces"))
+        assert await peer.take(11) == pong_bytes(b"in pieces")
+        await peer.stream.send_all(raw_frame(0x1, encode(Ping())))
+        assert isinstance(decode_server_frame((await peer.frame())[1]), ServerPong)
+        assert len(fast_pongs) == 1
 
 
 async def test_standby_ping_switches_the_silence_limit(server: Server) -> None:
@@ -106,6 +167,7 @@ async def test_standby_ping_switches_the_silence_limit(server: Server) -> None:
         assert conn.silence_limit == server.config.idle_timeout
         await peer.stream.send_all(raw_frame(0x9, b"standby 1"))
         assert await peer.take(11) == pong_bytes(b"standby 1")
+        await wait_all_tasks_blocked()
         assert conn.silence_limit == server.config.standby_timeout
 
 
@@ -193,3 +255,80 @@ async def test_a_reset_connection_ends_like_a_dropped_one(server: Server) -> Non
         other = await raw_user(server, "b")
         await other.stream.send_all(raw_frame(0x9, b"ok"))
         assert await other.take(4) == pong_bytes(b"ok")
+
+
+async def test_ping_shaped_bytes_after_part_of_a_header_are_not_a_ping(server: Server) -> None:
+    """One byte of a text frame's header, a pause, then bytes that on their own read as a
+    lone ping: they are the rest of the header, its mask and the text (whose first byte,
+    unmasked, is not UTF-8: 1007)."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        await peer.stream.send_all(b"\x81")
+        await trio.sleep(0.05)  # the server reads the one byte alone
+        await peer.stream.send_all(b"\x89\x82" + bytes(4) + b"hi")
+        first, payload = await peer.frame()
+        assert (first, int.from_bytes(payload[:2], "big")) == (0x88, 1007)
+
+
+async def test_a_ping_after_the_servers_close_is_not_an_error(server: Server) -> None:
+    """RFC 6455: the peer may send control frames until its own Close. After the
+    server's Close no pong is due; the close handshake ends normally."""
+    with trio.fail_after(GUARD):
+        peer = await raw_user(server, "a")
+        await peer.stream.send_all(raw_frame(0x1, encode(Logout())))
+        assert await peer.close_code() == 1000
+        await peer.stream.send_all(raw_frame(0x9, b"late"))
+        await peer.stream.send_all(raw_frame(0x8, (1000).to_bytes(2, "big")))
+        while await peer.stream.receive_some():  # the server closes the TCP connection
+            pass
+        assert server.stats.internal_errors == 0
+
+
+async def _close_during_wake_up() -> str:
+    """One try: the reader's socket and another both become readable; if the other's
+    task runs first it closes the reader's socket and opens a new one, which takes the
+    same number, with bytes waiting. What the reader returns, or "closed"."""
+    mine_sock, my_peer = socket.socketpair()  # the peers stay plain: sends without await
+    other_sock, other_peer = socket.socketpair()
+    mine, other = (
+        trio.socket.from_stdlib_socket(mine_sock),
+        trio.socket.from_stdlib_socket(other_sock),
+    )
+    ws = ServerWebSocket(trio.SocketStream(mine), WSConnection(ConnectionType.SERVER))
+    number = mine.fileno()
+    reused: list[trio.socket.SocketType] = []
+    outcome = ""
+
+    async def read() -> None:
+        nonlocal outcome
+        try:
+            outcome = (await ws._receive_some()).decode()
+        except trio.ClosedResourceError:
+            outcome = "closed"
+
+    async def close_and_reuse() -> None:
+        await other.recv(1)  # woken in the same batch as the reader
+        mine.close()
+        reused.extend(trio.socket.socketpair())
+        assert reused[0].fileno() == number
+        await reused[1].send(b"someone else's")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        nursery.start_soon(close_and_reuse)
+        await wait_all_tasks_blocked()
+        # Both readable before either task runs (no checkpoint between the two sends).
+        my_peer.send(b"mine")
+        other_peer.send(b"x")
+    for sock in (my_peer, other, other_peer, *reused):
+        sock.close()
+    return outcome
+
+
+async def test_a_socket_closed_while_its_reader_wakes_is_not_read() -> None:
+    """The reader reads by descriptor number: a socket closed after its wake-up was
+    queued, its number already another socket's, must read as closed, never as the
+    other socket's bytes."""
+    outcomes = {await _close_during_wake_up() for _ in range(40)}
+    assert outcomes <= {"mine", "closed"}
+    assert "closed" in outcomes  # trio ran the closer first at least once
