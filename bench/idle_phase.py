@@ -1,8 +1,9 @@
 """Idle users: memory per idle logged-in connection, and CPU per handshake beside them.
 
 Logging thousands of users in is the slow part (seconds per thousand on a small machine),
-so each server is filled once: N1 users (RSS), then up to N2 (RSS), then the load runs
-beside them, ``--runs`` times. The 100-idle samples run before and after them (A B… A…).
+so each server is filled once: N1 users (RSS), then up to N2 (RSS). Then a second server
+with 100 idle users starts beside the full one and the load runs against each in turn,
+A B B A …, at least ``CPU_PAIRS`` times each (see ``_compare``).
 """
 
 from __future__ import annotations
@@ -49,12 +50,26 @@ def _describe(n: int, s: dict) -> str:
     )
 
 
-def _few(args: argparse.Namespace, rate: float, log: Log) -> dict:
-    with server("rtmcall") as srv, idle_users("rtmcall", srv.url, 100) as ok:
+#: Load samples per server in the idle comparison (at least; ``--runs`` if more): single
+#: samples of CPU per handshake spread by ±20 % on a shared 2-core machine.
+CPU_PAIRS = 5
+
+
+def _compare(many: Proc, many_users: int, args: argparse.Namespace, rate: float, log: Log) -> dict:
+    """CPU per handshake beside ``many_users`` (on ``many``) and beside 100 idle users (on a
+    second server started beside it): both servers stay up and samples alternate A B B A
+    …, so that both see the same machine (the other server's idle users and their
+    heartbeats run during every sample of both; only each server's own CPU is read)."""
+    cpu: dict = {"100": [], str(args.idle[1]): []}
+    with server("rtmcall") as few, idle_users("rtmcall", few.url, 100, "idleC") as few_users:
         time.sleep(SETTLE)
-        s = _loaded(srv, args, rate, ok)
-    log(_describe(100, s))
-    return s
+        sides = [("100", few, few_users), (str(args.idle[1]), many, many_users)]
+        for i in range(args.runs if args.quick else max(args.runs, CPU_PAIRS)):
+            for key, srv, users in sides if i % 2 == 0 else sides[::-1]:
+                s = _loaded(srv, args, rate, users)
+                cpu[key].append(s)
+                log(_describe(users, s))
+    return cpu
 
 
 def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
@@ -62,8 +77,7 @@ def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
     CPU-per-handshake samples with 100 and with ``args.idle[1]`` idle users."""
     n1, n2 = args.idle
     memory: dict = {"rtmcall": {}, "trio": {}}
-    cpu: dict = {"100": [], str(n2): []}
-    cpu["100"].append(_few(args, rate, log))
+    cpu: dict = {}
     for kind in ("rtmcall", "trio"):
         with server(kind) as srv:
             time.sleep(0.5)
@@ -88,12 +102,5 @@ def idle(args: argparse.Namespace, rate: float, log: Log) -> tuple[dict, dict]:
                         # The same heartbeats on the raw relay: the stack's own cost.
                         memory[kind][str(n2)]["idle_ms_per_s"] = _idle_cpu_per_s(srv) * 1000
                     else:
-                        # As many samples as of 100 idle users (filling the server is the
-                        # slow part, so they run back to back on it).
-                        for _ in range(args.runs):
-                            s = _loaded(srv, args, rate, ok1 + ok2)
-                            cpu[str(n2)].append(s)
-                            log(_describe(ok1 + ok2, s))
-    for _ in range(args.runs - 1):
-        cpu["100"].append(_few(args, rate, log))
+                        cpu = _compare(srv, ok1 + ok2, args, rate, log)
     return memory, cpu

@@ -99,6 +99,10 @@ def _check(ratio: float | None, limit: float, digits: int = 2) -> tuple[str, str
     return f"{ratio:.{digits}f} ×", ("✅" if ratio <= limit else "❌")
 
 
+def _idle_samples(result: dict) -> int:
+    return min((len(v) for v in result.get("samples", {}).get("idle_cpu", {}).values()), default=0)
+
+
 def markdown(result: dict) -> str:
     meta, summary = result["meta"], result["summary"]
     settings = result["settings"]
@@ -109,7 +113,8 @@ def markdown(result: dict) -> str:
         f"trio {meta['trio']}, trio-websocket {meta['trio_websocket']}; server and load "
         f"generators share it. Medians of {settings['runs']} run(s) of "
         f"{settings['duration']:g} s (+{settings['warmup']:g} s warm-up) each, alternating "
-        f"A B A B, a fresh server process per sample; {meta.get('total_s', '?')} s in all. "
+        f"A B A B, a fresh server process per sample (idle users: two servers kept up, "
+        f"{_idle_samples(result)} samples each, A B B A); {meta.get('total_s', '?')} s in all. "
         f"Reproduce: `{meta['command']}`.",
         "",
         "| measure | rtmcall | raw trio-websocket relay | raw asyncio websockets relay "
