@@ -95,6 +95,15 @@ def pong_bytes(payload: bytes) -> bytes:
     return FrameProtocol(client=False, extensions=[]).pong(payload)
 
 
+async def ping_answered(server: Server, peer: RawPeer, payload: bytes) -> None:
+    """Ping; the pong is wsproto's bytes, and the server counted the ping."""
+    before = server.stats.ws_pings
+    await peer.stream.send_all(raw_frame(0x9, payload))
+    assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
+    await wait_all_tasks_blocked()
+    assert server.stats.ws_pings == before + 1
+
+
 @pytest.fixture
 def fast_pongs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The pings the fast path answered (so a test knows which path it exercised)."""
@@ -118,12 +127,7 @@ async def test_lone_ping_answered_byte_for_byte(
     with trio.fail_after(GUARD):
         peer = await raw_user(server, "a")
         for n in range(1, 4):
-            payload = os.urandom(size)
-            before = server.stats.ws_pings
-            await peer.stream.send_all(raw_frame(0x9, payload))
-            assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
-            await wait_all_tasks_blocked()
-            assert server.stats.ws_pings == before + 1
+            await ping_answered(server, peer, os.urandom(size))
             assert len(fast_pongs) == n
 
 
@@ -135,12 +139,7 @@ async def test_the_general_path_answers_the_same(
     with trio.fail_after(GUARD):
         peer = await raw_user(server, "a")
         for size in (0, 5, 125):
-            payload = os.urandom(size)
-            before = server.stats.ws_pings
-            await peer.stream.send_all(raw_frame(0x9, payload))
-            assert await peer.take(len(pong_bytes(payload))) == pong_bytes(payload)
-            await wait_all_tasks_blocked()
-            assert server.stats.ws_pings == before + 1
+            await ping_answered(server, peer, os.urandom(size))
 
 
 async def test_a_pong_the_socket_takes_only_part_of_is_finished(
