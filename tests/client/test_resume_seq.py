@@ -8,7 +8,12 @@ from typing import Any
 
 import trio
 from trio.testing import MockClock
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
 from rtmcall.client import ClientConfig, connect
 from rtmcall.client.events import MessageFromPeer
@@ -22,6 +27,18 @@ def deliver(seq: int) -> str:
     return f.encode(f.Deliver(sender="bob", msg=f.Text(text=f"m{seq}"), seq=seq)).decode()
 
 
+async def accept_login(request: WebSocketRequest, logins: list[f.Login]) -> WebSocketConnection:
+    """Accept, read the Login (kept in ``logins``) and answer it: session s1 the first
+    time, s1 resumed after (the fake server's part in every test here)."""
+    ws = await request.accept()
+    login = f.decode_client_frame(await ws.get_message())
+    assert isinstance(login, f.Login)
+    logins.append(login)
+    ok = f.LoginOk(user="alice", session="s1", resumed=len(logins) > 1)
+    await ws.send_message(f.encode(ok).decode())
+    return ws
+
+
 async def test_resume_acks_and_drops_duplicates(
     nursery: trio.Nursery, autojump_clock: MockClock
 ) -> None:
@@ -30,19 +47,13 @@ async def test_resume_acks_and_drops_duplicates(
     pinged = trio.Event()
 
     async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        login = f.decode_client_frame(await ws.get_message())
-        assert isinstance(login, f.Login)
-        logins.append(login)
+        ws = await accept_login(request, logins)
         if len(logins) == 1:
-            await ws.send_message(f.encode(f.LoginOk(user="alice", session="s1")).decode())
             for seq in (1, 2):
                 await ws.send_message(deliver(seq))
             await trio.sleep(1)
             await ws.aclose()  # a drop: the client resumes
             return
-        ok = f.LoginOk(user="alice", session="s1", resumed=True)
-        await ws.send_message(f.encode(ok).decode())
         for seq in (2, 3):  # 2 again: the server did not know the client had it
             await ws.send_message(deliver(seq))
         while True:
@@ -86,17 +97,11 @@ async def test_a_replayed_deliver_does_not_retire_a_quiet_send_answered_again(
                 return frame
 
     async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        login = f.decode_client_frame(await ws.get_message())
-        assert isinstance(login, f.Login)
-        logins.append(login)
+        ws = await accept_login(request, logins)
         if len(logins) == 1:
-            await ws.send_message(f.encode(f.LoginOk(user="alice", session="s1")).decode())
             await next_send(ws)  # the quiet invite: its failure Result is "lost"
             await ws.aclose()
             return
-        ok = f.LoginOk(user="alice", session="s1", resumed=True)
-        await ws.send_message(f.encode(ok).decode())
         again = await next_send(ws)
         assert again.quiet
         resent.set()
