@@ -23,6 +23,8 @@ class Call:
     content: str = ""
     channel: str = ""
     lifetime: float | None = None
+    #: Scenario files: the name the new invitation goes by in later steps.
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,63 @@ class Wait:
     timeout: float | None = None
 
 
-Command = Call | Cancel | Accept | Refuse | List | Online | Help | Quit | Sleep | Wait
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Scenario files: wait until an event ``event`` (about invitation ``name``, with every
+    key of ``match`` equal) arrives within ``within`` seconds; with ``absent``, fail if one
+    is there or comes within ``within`` seconds (``expect-no … --for S``)."""
+
+    event: str
+    name: str | None = None
+    #: (dotted JSON key, the value as written) pairs, in the order written.
+    match: tuple[tuple[str, str], ...] = ()
+    within: float = 5.0
+    absent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Scenario files: log this actor in (a new session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    """Scenario files: log this actor out cleanly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Scenario files: the connection drops without a logout and the client stops for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class Net:
+    """Scenario files: a fault on the line between this actor and its server.
+
+    ``action`` is ``down`` (``seconds``: for how long, None until ``net up``), ``up``,
+    ``delay`` (``seconds``: each direction's added latency; 0 ends it) or ``cut``."""
+
+    action: str
+    seconds: float | None = None
+
+
+Command = (
+    Call
+    | Cancel
+    | Accept
+    | Refuse
+    | List
+    | Online
+    | Help
+    | Quit
+    | Sleep
+    | Wait
+    | Expect
+    | Login
+    | Logout
+    | Kill
+    | Net
+)
 
 #: name -> (usage, one-line description); also the order of `help`.
 USAGE: dict[str, tuple[str, str]] = {
@@ -99,6 +157,24 @@ USAGE: dict[str, tuple[str, str]] = {
     "quit": ("quit", "cancel your ringing calls, log out and exit"),
 }
 ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit"}
+
+#: Commands of scenario files only (``rtmcall scenario``, SPEC §5): name -> (usage, text).
+SCENARIO_USAGE: dict[str, tuple[str, str]] = {
+    "expect": (
+        "expect EVENT [NAME] [KEY=VALUE]… [--within S]",
+        "wait (default 5 s) for an event about invitation NAME whose keys have these values",
+    ),
+    "expect-no": (
+        "expect-no EVENT [NAME] [KEY=VALUE]… --for S",
+        "fail if such an event is there or comes within S seconds",
+    ),
+    "login": ("login", "log this actor in"),
+    "logout": ("logout", "log this actor out"),
+    "kill": ("kill", "drop the connection without a logout; the client stops for good"),
+    "net": ("net down [S] | net up | net delay MS | net cut", "a fault on this actor's line"),
+}
+#: Scenario files: ``call … --as NAME`` names the new invitation.
+_CALL_OPTIONS = {"--content": "content", "--channel": "channel", "--lifetime": "lifetime"}
 
 
 def _number(cmd: str, opt: str, text: str) -> float:
@@ -154,8 +230,66 @@ def _at_most_one_id(cmd: str, positional: list[str]) -> str | None:
     return positional[0] if positional else None
 
 
-def parse(line: str) -> Command | None:
+def _expect(name: str, args: list[str]) -> Expect:
+    absent = name == "expect-no"
+    window = "--for" if absent else "--within"
+    pos, opts = _split_options(name, args, {window: "window"})
+    if not pos:
+        raise CommandError(f"{name}: name the EVENT, e.g. {name} RemoteInvitationReceived c1")
+    event, rest = pos[0], pos[1:]
+    inv: str | None = None
+    match: list[tuple[str, str]] = []
+    for word in rest:
+        key, eq, value = word.partition("=")
+        if eq:
+            if not key:
+                raise CommandError(f"{name}: {word!r} has no KEY before '='")
+            match.append((key, value))
+        elif inv is None and not match:
+            inv = word
+        else:
+            raise CommandError(
+                f"{name}: {word!r} is neither the invitation NAME (it comes right after the "
+                "EVENT) nor KEY=VALUE"
+            )
+    if absent and "window" not in opts:
+        raise CommandError("expect-no: give how long nothing may come, e.g. --for 1")
+    within = _number(name, window, opts["window"]) if "window" in opts else 5.0
+    return Expect(event, inv, tuple(match), within, absent)
+
+
+def _net(args: list[str]) -> Net:
+    actions = "net down [S], net up, net delay MS or net cut"
+    if not args:
+        raise CommandError(f"net: say what the line does: {actions}")
+    action, rest = args[0].lower(), args[1:]
+    if action in ("up", "cut"):
+        if rest:
+            raise CommandError(f"net {action}: takes no arguments")
+        return Net(action)
+    if action == "down":
+        if len(rest) > 1:
+            raise CommandError("net down: takes at most the number of seconds")
+        return Net("down", _number("net down", "the duration", rest[0]) if rest else None)
+    if action == "delay":
+        if len(rest) != 1:
+            raise CommandError("net delay: give the delay in milliseconds, e.g. net delay 300")
+        try:
+            ms = float(rest[0])
+        except ValueError:
+            raise CommandError(f"net delay: needs milliseconds, not {rest[0]!r}") from None
+        if not math.isfinite(ms) or ms < 0:
+            raise CommandError("net delay: must be a positive number of milliseconds")
+        return Net("delay", ms / 1000)
+    raise CommandError(f"net: no action {args[0]!r}; it takes {actions}")
+
+
+def parse(line: str, *, scenario: bool = False) -> Command | None:
     """Parse one command line; None for a blank line or a ``#`` comment.
+
+    With ``scenario`` (a step of a scenario file) the scenario commands are accepted too
+    (``expect``, ``expect-no``, ``login``, ``logout``, ``kill``, ``net``, ``call … --as``);
+    elsewhere they are an error that says where they belong.
 
     Raises:
         CommandError: unknown command, bad quoting, unknown option, missing argument.
@@ -168,19 +302,33 @@ def parse(line: str) -> Command | None:
         return None
     name, args = words[0].lower(), words[1:]
     name = ALIASES.get(name, name)
+    if name in SCENARIO_USAGE and not scenario:
+        raise CommandError(f"{name}: only in scenario files (rtmcall scenario FILE)")
     if name == "call":
-        pos, opts = _split_options(
-            name, args, {"--content": "content", "--channel": "channel", "--lifetime": "lifetime"}
-        )
+        options = {**_CALL_OPTIONS, "--as": "as"} if scenario else _CALL_OPTIONS
+        pos, opts = _split_options(name, args, options)
         if not pos:
             raise CommandError("call: name at least one PEER to call")
+        if "as" in opts and len(pos) > 1:
+            raise CommandError("call: --as names one invitation; call one PEER per step")
+        if "as" in opts and (not opts["as"] or "=" in opts["as"]):
+            raise CommandError(f"call: --as {opts['as']!r} is not a usable name")
         lifetime = opts.get("lifetime")
         return Call(
             peers=tuple(pos),
             content=opts.get("content", ""),
             channel=opts.get("channel", ""),
             lifetime=_number(name, "--lifetime", lifetime) if lifetime is not None else None,
+            name=opts.get("as"),
         )
+    if name in ("expect", "expect-no"):
+        return _expect(name, args)
+    if name == "net":
+        return _net(args)
+    if name in ("login", "logout", "kill"):
+        if args:
+            raise CommandError(f"{name}: takes no arguments")
+        return {"login": Login, "logout": Logout, "kill": Kill}[name]()
     if name == "cancel":
         pos, _ = _split_options(name, args, {})
         return Cancel(_at_most_one_id(name, pos))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_server
+from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_scenario, cmd_server
 
 app = typer.Typer(
     name="rtmcall",
@@ -62,6 +62,9 @@ app.command("answer", short_help="Wait for calls and accept or refuse them.")(cm
 app.command("token", short_help="Mint a login token for a user.")(cmd_server.token)
 app.command("demo", short_help="Play every outcome with a server and users in one process.")(
     cmd_demo.demo
+)
+app.command("scenario", short_help="Play scenario files: multi-user flows with expectations.")(
+    cmd_scenario.scenario
 )
 app.command("bench", short_help="Load a server with call setups; report rate and latency.")(
     cmd_bench.bench

@@ -36,6 +36,8 @@ class ClientConfig:
     #: Events buffered per subscriber of ``client.events()`` before new ones are dropped for
     #: that subscriber (and counted): a subscriber that does not read never blocks the client.
     event_buffer: int = 10_000
+    #: Answer arriving invitations with the automatic ACK (False: an app that never answers).
+    auto_ack: bool = True
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -43,4 +45,5 @@ class ClientConfig:
             lifetime=self.lifetime,
             confirm_timeout=self.confirm_timeout,
             expire_grace=self.expire_grace,
+            auto_ack=self.auto_ack,
         )

@@ -98,6 +98,10 @@ class EngineConfig:
     #: Peers whose presence stays watched after their last invitation ended (the most
     #: recent ones): a peer called again and again costs no subscribe/unsubscribe each time.
     keep_watching: int = 64
+    #: Callee: answer an arriving invitation with the automatic ACK. False models an app that
+    #: is online but never answers (scenario actors with ``ack: false``): invitations are
+    #: ignored altogether, no event, no ACK, so the caller ends PEER_NO_RESPONSE.
+    auto_ack: bool = True
 
 
 # Failure reasons on the wire (frames.End.reason) and their meaning on each side.
@@ -599,7 +603,7 @@ class CallEngine:
     # --- callee side ------------------------------------------------------------------
 
     def _on_invite(self, sender: str, msg: f.Invite, out: list[Output]) -> None:
-        if f.peer_msg_problem(msg) is not None or sender == self.user:
+        if f.peer_msg_problem(msg) is not None or sender == self.user or not self.config.auto_ack:
             return
         rinv = self.remote.get(msg.id)
         if rinv is not None:
