@@ -16,20 +16,28 @@ def demo(
         list[str] | None,
         typer.Option(metavar="NAME", help="Play only this scenario (repeatable)."),
     ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the demo's scenarios and where their files are.")
+    ] = False,
 ) -> None:
-    """Start a server and several users in one process and play every outcome.
+    """Play every outcome: the scenario files shipped with rtmcall, each with a server and
+    its users in this process.
 
-    Accept, refuse, cancel, offline peer, no response, expiry, accept not confirmed, several
-    invitations at once, and cancel racing accept — with short timers, showing the live
-    table, then a summary of expected vs actual outcome per scenario. Exits 1 if any
-    outcome differs from the expected one.
+    Accept, refuse, cancel, offline peer, late login, no response, expiry, several
+    invitations at once, cancel racing accept, caller gone, and an accept never confirmed —
+    with short timers, showing the live table, then a summary of expected vs actual outcome
+    per invitation. Exits 1 if any outcome differs from the expected one. Each scenario is a
+    file in the format of `rtmcall scenario`: copy one to start your own (--list).
 
     \b
     Examples:
       rtmcall demo
       rtmcall demo --speed 2
       rtmcall demo --only accept --only refuse
+      rtmcall demo --list
     """
-    from .demo import run_demo
+    from .demo import list_demo, run_demo
 
+    if list_:
+        raise typer.Exit(list_demo())
     raise typer.Exit(run_demo(speed=speed, only=only or []))

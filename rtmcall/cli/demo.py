@@ -1,109 +1,178 @@
-"""``rtmcall demo``: a server and several users in one process, playing every outcome.
+"""``rtmcall demo``: the scenario files shipped in the package (``rtmcall/scenario/demo/``),
+played one after the other by the scenario runner, with every outcome of SPEC §2.
 
 On a terminal a Rich ``Live`` table shows both ends of every invitation as it moves; in a
 pipe each scenario prints progress lines instead. The end is a summary of expected vs actual
-outcome per invitation, and the exit status says whether all matched.
+outcome per invitation (each file's ``outcomes``), and the exit status says whether all
+matched and every scenario passed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
-from functools import partial
+from pathlib import Path
 
 import trio
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from rtmcall.client import ClientConfig
-from rtmcall.server import ServerConfig, serve
+from rtmcall.scenario.load import load_paths
+from rtmcall.scenario.model import Scenario
+from rtmcall.scenario.runner import ScenarioResult, ScenarioRun, StepResult
 
-from .demo_scenarios import SCENARIOS
-from .demo_view import Result, build_live_table, build_summary, pair
-from .demo_world import Check, World
+from .demo_view import DemoRow, Result, build_live_table, build_summary, pair
 from .runtime import NOT_AS_ASKED, OK, USAGE
 
-#: The protocol windows at --speed 1, in seconds.
-NO_RESPONSE, LIFETIME, CONFIRM, GRACE = 1.5, 2.0, 1.0, 0.5
-#: Longest a scenario may take to settle (scaled) before it counts as differing.
-SETTLE = 8.0
+#: Where the demo's scenario files live (copy one to start your own).
+DEMO_DIR = Path(__file__).resolve().parent.parent / "scenario" / "demo"
 
 
-def _result(w: World, check: Check) -> Result:
-    rinv = w.remote(check.callee, check.invitation)
-    actual = pair(check.invitation.info(), rinv.info() if rinv else None)
-    return Result(check.scenario, check.expected, actual)
+def demo_scenarios() -> list[Scenario]:
+    return load_paths([DEMO_DIR])
 
 
-async def _play(w: World, console: Console, names: Sequence[str], live: bool) -> None:
-    for name in names:
-        words, scenario = SCENARIOS[name]
-        if not live:
-            console.print(Text(f"▶ {name}: {words}", style="bold"))
-        first = len(w.checks)
-        try:
-            await scenario(w)
-            mine = w.checks[first:]
-            await w.until(lambda: all(w.settled(c) for c in mine), SETTLE)  # noqa: B023
-        except trio.TooSlowError:
-            console.print(Text(f"  {name}: did not settle in time", style="bold red"))
-        if not live:
-            for check in w.checks[first:]:
-                r = _result(w, check)
-                mark = "✓" if r.ok else f"✗ expected {' or '.join(r.expected)}"
-                console.print(f"  {r.scenario}: {r.actual} {mark}")
-        await w.sleep(0.3)
+def _label(scenario: Scenario, name: str, index: int) -> str:
+    count = len(scenario.outcomes)
+    return scenario.name if count <= 1 else f"{scenario.name} {index}/{count}"
 
 
-def _live_table(w: World, console: Console):  # type: ignore[no-untyped-def]
+class _Board:
+    """Every invitation the demo made so far, both ends, for the live table."""
+
+    def __init__(self) -> None:
+        self.finished: list[DemoRow] = []
+        self.run: ScenarioRun | None = None
+
+    def rows(self, now: float) -> list[DemoRow]:
+        return self.finished + (self._rows(self.run, now, live=True) if self.run else [])
+
+    def close(self, run: ScenarioRun) -> None:
+        self.finished += self._rows(run, time.monotonic(), live=False)
+        self.run = None
+
+    @staticmethod
+    def _rows(run: ScenarioRun, now: float, *, live: bool) -> list[DemoRow]:
+        rows = []
+        held = run.sides()
+        trio_now = trio.current_time()
+        names = list(run.scenario.outcomes) or list(run.ids)
+        for index, name in enumerate(names, 1):
+            inv_id = run.ids.get(name)
+            if inv_id is None:
+                continue
+            sides = held.get(inv_id, [])
+            caller = next(((a, i) for a, i in sides if i.direction == "out"), None)
+            callee = next((i for a, i in sides if i.direction == "in" and not a.killed), None)
+            if caller is None:
+                continue
+            actor, info = caller
+            deadline = None
+            inv = actor.phone.client.local_invitations.get(inv_id) if actor.phone else None
+            if live and inv is not None and inv.live and not actor.killed:
+                at = actor.phone.client.timer_deadline(inv)  # type: ignore[union-attr]
+                if at is not None and not math.isinf(at):
+                    deadline = now + (at - trio_now)
+            label = _label(run.scenario, name, index)
+            rows.append(DemoRow(label, info, callee, deadline))
+        return rows
+
+
+class _Progress:
+    """The runner's observer: nothing to do per step; the table is redrawn on a timer."""
+
+    def step_started(self, run: ScenarioRun, number: str, text: str) -> None:
+        pass
+
+    def step_ended(self, run: ScenarioRun, result: StepResult) -> None:
+        pass
+
+    def changed(self, run: ScenarioRun) -> None:
+        pass
+
+
+def _results(result: ScenarioResult) -> list[Result]:
+    scenario = result.scenario
+    out = []
+    for index, (name, expected) in enumerate(scenario.outcomes.items(), 1):
+        actual = result.outcomes.get(name, pair(None, None))
+        out.append(Result(_label(scenario, name, index), expected, actual))
+    return out
+
+
+def _live_table(board: _Board, console: Console):  # type: ignore[no-untyped-def]
     now = time.monotonic()
-    # Keep the table on one screen: older rows scroll away, the summary lists them all.
-    size = console.size
-    return build_live_table(w.rows(now), now, max_rows=max(3, size.height - 8), width=size.width)
+    size = console.size  # one screen: older rows scroll away, the summary lists them all
+    return build_live_table(
+        board.rows(now), now, max_rows=max(3, size.height - 8), width=size.width
+    )
 
 
-async def _refresh(live: Live, w: World, console: Console) -> None:
+async def _refresh(live: Live, board: _Board, console: Console) -> None:
     while True:
-        live.update(_live_table(w, console), refresh=True)
+        live.update(_live_table(board, console), refresh=True)
         await trio.sleep(0.1)
 
 
-async def _demo(speed: float, names: Sequence[str], console: Console) -> int:
-    scale = 1.0 / speed
-    config = ClientConfig(
-        no_response_timeout=NO_RESPONSE * scale,
-        lifetime=LIFETIME * scale,
-        confirm_timeout=CONFIRM * scale,
-        expire_grace=GRACE * scale,
-    )
+async def _play(
+    scenarios: Sequence[Scenario], scale: float, console: Console, live: Live | None
+) -> list[ScenarioResult]:
+    board = _Board()
+    results = []
+    async with trio.open_nursery() as display:
+        if live is not None:
+            display.start_soon(_refresh, live, board, console)
+        for scenario in scenarios:
+            if live is None:
+                console.print(Text(f"▶ {scenario.name}: {scenario.description}", style="bold"))
+            run = ScenarioRun(scenario, scale=scale, observer=_Progress())
+            board.run = run
+            result = await run.play()
+            board.close(run)
+            results.append(result)
+            if live is None:
+                for r in _results(result):
+                    mark = "✓" if r.ok else f"✗ expected {' or '.join(r.expected)}"
+                    console.print(f"  {r.scenario}: {r.actual} {mark}")
+            if not result.ok:
+                console.print(Text(f"  {scenario.name}: {result.failure}", style="bold red"))
+        if live is not None:
+            live.update(_live_table(board, console), refresh=True)
+        display.cancel_scope.cancel()
+    return results
+
+
+async def _demo(speed: float, scenarios: Sequence[Scenario], console: Console) -> int:
     started = time.monotonic()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(partial(serve, "127.0.0.1", 0, config=ServerConfig()))
-        console.print(f"server on {server.url}; users alice, bob, carol, mute logged in")
-        w = World(server.url, config, nursery, scale)
-        for user in ("alice", "bob", "carol"):
-            await w.login(user)
-        await w.login_mute("mute")
-        if console.is_terminal:
-            with Live(console=console, auto_refresh=False, transient=False) as live:
-                async with trio.open_nursery() as display:
-                    display.start_soon(_refresh, live, w, console)
-                    await _play(w, console, names, live=True)
-                    display.cancel_scope.cancel()
-                live.update(_live_table(w, console), refresh=True)
-        else:
-            await _play(w, console, names, live=False)
-        results = [_result(w, check) for check in w.checks]
-        nursery.cancel_scope.cancel()  # every user logs out; the server stops
-    console.print(build_summary(results))
-    bad = [r for r in results if not r.ok]
+    users = sorted({a.user for s in scenarios for a in s.actors.values()})
+    who = ", ".join(users)
+    console.print(f"{len(scenarios)} scenarios with users {who}; each on its own server")
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            results = await _play(scenarios, 1.0 / speed, console, live)
+    else:
+        results = await _play(scenarios, 1.0 / speed, console, None)
+    outcomes = [r for result in results for r in _results(result)]
+    console.print(build_summary(outcomes))
     took = time.monotonic() - started
-    if bad:
-        console.print(Text(f"{len(bad)} outcome(s) differ ({took:.1f} s)", style="bold red"))
+    bad = [r for r in outcomes if not r.ok]
+    failed = [r for r in results if not r.ok]
+    if bad or failed:
+        what = f"{len(bad)} outcome(s) differ" if bad else f"{len(failed)} scenario(s) failed"
+        console.print(Text(f"{what} ({took:.1f} s)", style="bold red"))
         return NOT_AS_ASKED
-    console.print(Text(f"all {len(results)} outcomes as expected ({took:.1f} s)", style="green"))
+    console.print(Text(f"all {len(outcomes)} outcomes as expected ({took:.1f} s)", style="green"))
+    return OK
+
+
+def list_demo(console: Console | None = None) -> int:
+    console = console or Console(highlight=False)
+    for s in demo_scenarios():
+        console.print(f"{s.name:<16} {s.description}", markup=False, soft_wrap=True)
+    console.print(f"files: {DEMO_DIR}", markup=False, soft_wrap=True)
     return OK
 
 
@@ -111,16 +180,16 @@ def run_demo(speed: float = 1.0, only: Sequence[str] = ()) -> int:
     console = Console(highlight=False)
     if not console.is_terminal:  # a log file or CI: wide enough for the summary's states
         console = Console(highlight=False, width=120)
-    unknown = [name for name in only if name not in SCENARIOS]
+    scenarios = demo_scenarios()
+    names = [s.name for s in scenarios]
+    unknown = [name for name in only if name not in names]
     if unknown:
-        console.print(
-            f"rtmcall demo: no scenario {unknown[0]!r}; there are: {', '.join(SCENARIOS)}"
-        )
+        console.print(f"rtmcall demo: no scenario {unknown[0]!r}; there are: {', '.join(names)}")
         return USAGE
     # The server's and clients' own logs would interleave with the table: errors only.
     logging.getLogger("rtmcall").setLevel(logging.ERROR)
-    names = [name for name in SCENARIOS if not only or name in only]
+    chosen = [s for s in scenarios if not only or s.name in only]
     try:
-        return trio.run(_demo, speed, names, console)
+        return trio.run(_demo, speed, chosen, console)
     except KeyboardInterrupt:
         return NOT_AS_ASKED

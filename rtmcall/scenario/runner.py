@@ -340,8 +340,10 @@ class ScenarioRun:
 
     async def _step(self, step: Step, number: str) -> None:
         text = self._display(step)
+        label = f"{number} ({text})"
         self.observer.step_started(self, number, text)
-        self.current.append(f"{number} ({text})")
+        # Left in place when the run is cancelled (timeout, Ctrl-C): where it stood.
+        self.current.append(label)
         t0 = self.elapsed()
         try:
             match step:
@@ -354,23 +356,19 @@ class ScenarioRun:
                 case ParallelStep(steps=steps):
                     await self._parallel(steps, number)
         except StepFailed as exc:
-            message = str(exc)
-            self.observer.step_ended(
-                self, StepResult(number, text, False, t0, self.elapsed() - t0, message)
-            )
-            self.result.steps.append(
-                StepResult(number, text, False, t0, self.elapsed() - t0, message)
-            )
+            self.current.remove(label)
+            self._ended(StepResult(number, text, False, t0, self.elapsed() - t0, str(exc)))
             if isinstance(step, ParallelStep):
                 raise
             if self.result.failed_step is None:
                 self.result.failed_step = number
-            raise StepFailed(f"step {number} ({text}): {message}") from None
-        finally:
-            self.current.remove(f"{number} ({text})")
-        done = StepResult(number, text, True, t0, self.elapsed() - t0)
-        self.result.steps.append(done)
-        self.observer.step_ended(self, done)
+            raise StepFailed(f"step {label}: {exc}") from None
+        self.current.remove(label)
+        self._ended(StepResult(number, text, True, t0, self.elapsed() - t0))
+
+    def _ended(self, result: StepResult) -> None:
+        self.result.steps.append(result)
+        self.observer.step_ended(self, result)
 
     def _display(self, step: Step) -> str:
         if isinstance(step, ActorStep):
@@ -448,7 +446,12 @@ class ScenarioRun:
         return self.ids[name]
 
     def _resolve(self, cmd: c.Command) -> c.Command:
-        """Actor names → user ids, invitation names → ids."""
+        """Actor names → user ids, invitation names → ids, durations scaled."""
+        if self.scale != 1.0:
+            if isinstance(cmd, c.Sleep):
+                cmd = replace(cmd, seconds=cmd.seconds * self.scale)
+            elif isinstance(cmd, c.Wait) and cmd.timeout is not None:
+                cmd = replace(cmd, timeout=cmd.timeout * self.scale)
         if isinstance(cmd, c.Online):
             return replace(cmd, peers=tuple(self.users.get(p, p) for p in cmd.peers))
         ref = getattr(cmd, "id", None)
@@ -459,8 +462,9 @@ class ScenarioRun:
     async def _call(self, actor: ActorRun, cmd: c.Call) -> None:
         phone = self._phone(actor)
         peers = tuple(self.users.get(p, p) for p in cmd.peers)
+        lifetime = None if cmd.lifetime is None else cmd.lifetime * self.scale
         before = len(actor.events)
-        await phone.execute(replace(cmd, peers=peers, name=None))
+        await phone.execute(replace(cmd, peers=peers, name=None, lifetime=lifetime))
         if cmd.name is None:
             return
         for rec in actor.events[before:]:
@@ -562,14 +566,10 @@ class ScenarioRun:
     async def _settle(self) -> None:
         cfg = self.scenario.config
         bound = (cfg.no_response_timeout + cfg.lifetime + 2 * cfg.confirm_timeout + 3) * self.scale
-        self.current.append("(the end: waiting for every invitation to end)")
-        try:
-            with trio.move_on_after(bound):
-                while self._unsettled():
-                    with trio.move_on_after(0.25):  # timers move states without an event
-                        await self._changed.wait()
-        finally:
-            self.current.pop()
+        with trio.move_on_after(bound):
+            while self._unsettled():
+                with trio.move_on_after(0.25):  # timers move states without an event
+                    await self._changed.wait()
 
     def _label(self, inv_id: str) -> str:
         return self.names.get(inv_id, inv_id[:6])
@@ -613,7 +613,8 @@ class ScenarioRun:
         held = self.sides()
         out = {}
         for name, inv_id in self.ids.items():
-            sides = held.get(inv_id, [])
+            # A killed actor's view froze when its app died: it has no outcome ("—").
+            sides = [(a, i) for a, i in held.get(inv_id, []) if not a.killed]
             caller = next((i for _, i in sides if i.direction == "out"), None)
             callee = next((i for _, i in sides if i.direction == "in"), None)
             out[name] = pair(caller, callee)

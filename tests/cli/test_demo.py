@@ -6,13 +6,13 @@ import io
 import subprocess
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
-from rtmcall.cli import demo, demo_scenarios
+from rtmcall.cli import demo
 from rtmcall.cli.demo_view import DemoRow, Result, build_live_table, build_summary, pair
 from rtmcall.engine.codes import LocalInvitationState, RemoteInvitationError, RemoteInvitationState
 from rtmcall.engine.events import LocalInvitationInfo, RemoteInvitationInfo
+from rtmcall.scenario.load import load_text
 
 from .conftest import REPO, RTMCALL, cli_env
 
@@ -28,10 +28,20 @@ def test_the_whole_demo_passes(config_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "all 12 outcomes as expected" in out
-    for scenario in demo_scenarios.SCENARIOS:
-        assert f"▶ {scenario}:" in out  # not a terminal: progress lines
+    assert "all 13 outcomes as expected" in out
+    for scenario in demo.demo_scenarios():
+        assert f"▶ {scenario.name}:" in out  # not a terminal: progress lines
+    assert "FAILURE(ACCEPT_FAILURE)" in out  # the outcome the old demo lacked
     assert "DIFFERS" not in out
+
+
+def test_every_demo_scenario_is_a_shipped_scenario_file() -> None:
+    files = sorted(demo.DEMO_DIR.glob("*.yaml"))
+    assert len(files) == 11
+    names = [s.name for s in demo.demo_scenarios()]
+    assert names[:3] == ["accept", "refuse", "cancel"] and "accept-failure" in names
+    # The same files play with `rtmcall scenario` (a user copies one to start their own).
+    assert all(s.outcomes for s in demo.demo_scenarios())
 
 
 def render(renderable: object) -> str:
@@ -40,22 +50,30 @@ def render(renderable: object) -> str:
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
-async def test_a_differing_outcome_fails_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
-    words, accept = demo_scenarios.SCENARIOS["accept"]
-
-    async def accept_but_expect_refusal(w):  # type: ignore[no-untyped-def]
-        await accept(w)
-        w.checks[-1].expected = (demo_scenarios.REFUSED,)
-
-    monkeypatch.setitem(demo_scenarios.SCENARIOS, "accept", (words, accept_but_expect_refusal))
+async def test_a_differing_outcome_fails_the_demo() -> None:
+    text = (demo.DEMO_DIR / "01-accept.yaml").read_text()
+    text = text.replace(
+        "outcomes: {c1: ACCEPTED_BY_REMOTE / ACCEPTED}",
+        "outcomes: {c1: REFUSED_BY_REMOTE / REFUSED}",
+    )
+    scenarios = load_text(text, "accept.yaml")
     console = Console(file=io.StringIO(), width=160, color_system=None)
-    assert await demo._demo(4.0, ["accept"], console) == 1
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "DIFFERS" in text and "1 outcome(s) differ" in text
+    assert await demo._demo(4.0, scenarios, console) == 1
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "DIFFERS" in out and "1 outcome(s) differ" in out
 
 
 def test_unknown_scenario_is_a_usage_error() -> None:
     assert demo.run_demo(only=["nope"]) == 2
+
+
+def test_demo_list_names_the_scenarios_and_their_folder(config_dir: Path) -> None:
+    proc = subprocess.run(
+        [*RTMCALL, "demo", "--list"], capture_output=True, text=True, timeout=30,
+        env=cli_env(config_dir), cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "accept-failure" in proc.stdout and str(demo.DEMO_DIR) in proc.stdout
 
 
 def test_demo_tables_are_pure() -> None:
