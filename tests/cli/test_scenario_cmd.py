@@ -1,0 +1,152 @@
+"""``rtmcall scenario`` as CI runs it: the real program, exit codes 0/1/2, JUnit XML read
+back with a JUnit parser, ``--json`` lines, ``--server`` against a real server process, and
+Ctrl-C with a partial report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from junitparser import Failure, JUnitXml
+
+from .conftest import REPO, RTMCALL, cli_env, kill
+
+QUICK = "config: {no_response_timeout: 2, lifetime: 3, confirm_timeout: 1}\n"
+PASSING = f"""\
+name: accepted
+{QUICK}actors: {{alice: {{}}, bob: {{}}}}
+steps:
+  - alice: call bob --content "${{topic}}" --as c1
+  - bob: expect RemoteInvitationReceived c1 content=${{topic}}
+  - bob: accept c1 --response yes
+  - alice: expect LocalInvitationAccepted c1 response=yes
+vars: {{topic: lunch}}
+"""
+FAILING = f"""\
+name: refused but expected accepted
+{QUICK}actors: {{alice: {{}}, bob: {{}}}}
+steps:
+  - alice: call bob --as c1
+  - bob: expect RemoteInvitationReceived c1
+  - bob: refuse c1
+  - alice: expect LocalInvitationAccepted c1 --within 1
+"""
+
+
+def run(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RTMCALL, "scenario", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(config),
+        cwd=REPO,
+    )
+
+
+def test_pass_fail_and_junit(tmp_path: Path, config_dir: Path) -> None:
+    (tmp_path / "a.yaml").write_text(PASSING)
+    (tmp_path / "b.yaml").write_text(FAILING)
+    report = tmp_path / "out" / "junit.xml"
+    done = run(config_dir, str(tmp_path), "--junit", str(report))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "PASS accepted (" in done.stdout
+    assert (
+        "FAIL refused but expected accepted: step 4 (alice: expect LocalInvitationAccepted c1 "
+        "--within 1): none within 1 s; alice's last events: " in done.stdout
+    )
+    assert "1 of 2 failed" in done.stdout
+    xml = JUnitXml.fromfile(str(report))
+    suites = list(xml)
+    assert [s.tests for s in suites] == [1, 1] and sum(s.failures for s in suites) == 1
+    cases = {case.name: case for suite in suites for case in suite}
+    assert cases["accepted"].is_passed
+    bad = cases["refused but expected accepted"]
+    (failure,) = [r for r in bad.result if isinstance(r, Failure)]
+    assert failure.message.startswith("step 4 (alice: expect LocalInvitationAccepted c1")
+    assert "LocalInvitationRefused" in (bad.system_out or "")
+
+
+def test_only_repeat_json_and_var(tmp_path: Path, config_dir: Path) -> None:
+    (tmp_path / "a.yaml").write_text(PASSING)
+    (tmp_path / "b.yaml").write_text(FAILING)
+    done = run(
+        config_dir, str(tmp_path), "--only", "acc*", "--repeat", "2", "--json",
+        "--var", "topic=dinner",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    runs = [o for o in lines if o["type"] == "scenario"]
+    assert [(o["name"], o["run"], o["ok"]) for o in runs] == [
+        ("accepted", 1, True),
+        ("accepted", 2, True),
+    ]
+    assert runs[0]["run_id"] != runs[1]["run_id"]
+    steps = [o for o in lines if o["type"] == "step"]
+    assert len(steps) == 8 and all(o["ok"] for o in steps)
+    assert steps[0]["text"] == 'alice: call bob --content "dinner" --as c1'
+    assert lines[-1] == {"type": "summary", "passed": 2, "failed": 0}
+
+
+def test_bad_files_and_options_exit_2_and_start_nothing(tmp_path: Path, config_dir: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nactors: {a: {}}\nsteps:\n  - a: call b\n  - b: accept\n")
+    done = run(config_dir, str(bad))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"rtmcall scenario: {bad}:5: steps[1].b: unknown actor 'b' (actors: a)"
+    )
+    assert done.stdout == ""
+    server_step = tmp_path / "restart.yaml"
+    server_step.write_text("name: r\nactors: {a: {}}\nsteps:\n  - server: restart\n")
+    done = run(config_dir, str(server_step), "--server", "ws://127.0.0.1:9")
+    assert done.returncode == 2 and "server steps need the embedded server" in done.stderr
+    (tmp_path / "ok.yaml").write_text(PASSING)
+    for args, words in [
+        (["--only", "nope"], "--only 'nope': no scenario has that name"),
+        (["--var", "no-equals"], "--var 'no-equals': write NAME=VALUE"),
+        (["--server", "http://x"], "give a ws://HOST:PORT URL"),
+        (["--repeat", "0"], "--repeat"),
+    ]:
+        done = run(config_dir, str(tmp_path / "ok.yaml"), *args)
+        assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
+
+
+def test_list(tmp_path: Path, config_dir: Path) -> None:
+    (tmp_path / "a.yaml").write_text(PASSING)
+    done = run(config_dir, str(tmp_path), "--list")
+    assert done.returncode == 0 and done.stdout.startswith(f"accepted  ({tmp_path / 'a.yaml'}:1)")
+
+
+def test_against_a_real_server(tmp_path: Path, config_dir: Path, server_url: str) -> None:
+    (tmp_path / "a.yaml").write_text(PASSING.replace("alice", "sc_alice").replace("bob", "sc_bob"))
+    done = run(config_dir, str(tmp_path), "--server", server_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS accepted" in done.stdout
+
+
+def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    (tmp_path / "slow.yaml").write_text(
+        "name: slow\nactors: {alice: {}}\nsteps:\n  - alice: call bob --as c1\n  - sleep: 60\n"
+    )
+    report = tmp_path / "junit.xml"
+    proc = subprocess.Popen(
+        [*RTMCALL, "scenario", str(tmp_path), "--junit", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(config_dir), cwd=REPO,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # a real process's start-up: the run is under way by then
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        kill(proc)
+    assert proc.returncode == 1, out + err
+    assert "FAIL slow: interrupted (Ctrl-C) at step 2 (sleep: 60)" in out
+    (case,) = [c for s in JUnitXml.fromfile(str(report)) for c in s]
+    assert not case.is_passed

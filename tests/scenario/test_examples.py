@@ -1,0 +1,29 @@
+"""Every shipped scenario (the demo's and examples/scenarios) passes on the MockClock, and
+the faults they use do what they say on real sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from rtmcall.cli.demo import DEMO_DIR
+from rtmcall.scenario.load import load_paths
+from rtmcall.scenario.runner import ScenarioRun
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
+SCENARIOS = load_paths([EXAMPLES, DEMO_DIR])
+
+
+def test_there_are_at_least_eight_examples_beyond_the_demo() -> None:
+    assert len(load_paths([EXAMPLES])) >= 8
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+async def test_shipped_scenario_passes(scenario, autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    with trio.fail_after(600):
+        result = await ScenarioRun(scenario).play()
+    assert result.ok, result.failure
+    for name, wanted in scenario.outcomes.items():
+        assert result.outcomes[name] in wanted

@@ -1,0 +1,114 @@
+"""The fault proxy on real loopback sockets: it relays, holds everything while the line is
+down, delays each direction, and resets connections on a cut or a kill."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import trio
+
+from rtmcall.scenario.proxy import FaultProxy
+
+pytestmark = pytest.mark.usefixtures("autojump_clock")
+
+
+async def echo(stream: trio.SocketStream) -> None:
+    try:
+        async for data in stream:
+            await stream.send_all(data)
+    except trio.BrokenResourceError:
+        pass
+
+
+async def start(nursery: trio.Nursery) -> tuple[FaultProxy, int]:
+    listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await nursery.start(FaultProxy(("127.0.0.1", port)).run)
+    return proxy, int(proxy.url.rsplit(":", 1)[1])
+
+
+async def read_exactly(stream: trio.SocketStream, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = await stream.receive_some(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_relays_both_ways_and_holds_everything_while_down() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy, port = await start(nursery)
+        with trio.fail_after(30):
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            await client.send_all(b"hello")
+            assert await read_exactly(client, 5) == b"hello"
+            proxy.down()
+            await client.send_all(b"one")
+            await client.send_all(b"two")
+            with trio.move_on_after(5) as silent:
+                await client.receive_some(10)
+            assert silent.cancelled_caught  # nothing passes while the line is down
+            proxy.up()
+            assert await read_exactly(client, 6) == b"onetwo"  # held, then in order
+        nursery.cancel_scope.cancel()
+
+
+async def test_down_for_a_while_comes_back_by_itself() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy, port = await start(nursery)
+        with trio.fail_after(30):
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            proxy.down(2.0)
+            t0 = trio.current_time()
+            await client.send_all(b"ping")
+            assert await read_exactly(client, 4) == b"ping"
+            assert trio.current_time() - t0 >= 2.0
+            assert not proxy.is_down
+        nursery.cancel_scope.cancel()
+
+
+async def test_delay_holds_each_direction_and_keeps_the_order() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy, port = await start(nursery)
+        with trio.fail_after(30):
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            proxy.delay(0.3)
+            t0 = trio.current_time()
+            for word in (b"a", b"b", b"c"):
+                await client.send_all(word)
+            assert await read_exactly(client, 3) == b"abc"
+            assert trio.current_time() - t0 >= 0.6  # 0.3 s up, 0.3 s down
+            proxy.delay(0)
+            t1 = trio.current_time()
+            await client.send_all(b"d")
+            assert await read_exactly(client, 1) == b"d"
+            assert trio.current_time() - t1 < 0.3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_cut_resets_the_connection_and_the_next_one_passes() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy, port = await start(nursery)
+        with trio.fail_after(30):
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            await client.send_all(b"x")
+            assert await read_exactly(client, 1) == b"x"
+            proxy.cut()
+            with pytest.raises(trio.BrokenResourceError):
+                while True:  # a reset, not an orderly end of stream
+                    if not await client.receive_some(10):
+                        raise AssertionError("closed with FIN, not reset")
+            again = await trio.open_tcp_stream("127.0.0.1", port)
+            await again.send_all(b"y")
+            assert await read_exactly(again, 1) == b"y"
+            assert proxy.connections == 2
+            proxy.kill()  # from now on every connection is reset at once
+            late = await trio.open_tcp_stream("127.0.0.1", port)
+            with pytest.raises(trio.BrokenResourceError):
+                while True:
+                    if not await late.receive_some(10):
+                        raise AssertionError("closed with FIN, not reset")
+        nursery.cancel_scope.cancel()
