@@ -104,6 +104,8 @@ class ScenarioResult:
     #: Every named invitation's outcome, "CALLER / CALLEE" (see demo_view.pair).
     outcomes: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
+    #: Seconds from the start until the end-of-scenario checks were done (before logouts).
+    checked_at: float = 0.0
 
     @property
     def title(self) -> str:
@@ -334,6 +336,7 @@ class ScenarioRun:
         for i, step in enumerate(self.scenario.steps):
             await self._step(step, str(i + 1))
         await self._settle()
+        self.result.checked_at = self.elapsed()
         self._end_checks()
 
     # --- steps --------------------------------------------------------------------------
