@@ -250,8 +250,6 @@ class ScenarioRun:
             lifetime=cfg.lifetime * self.scale,
             confirm_timeout=cfg.confirm_timeout * self.scale,
             expire_grace=min(2.0, cfg.confirm_timeout) * self.scale,
-            reconnect_delay=0.2,
-            reconnect_max_delay=1.0,
         )
         self._t0 = trio.current_time()
         result = self.result
