@@ -235,7 +235,8 @@ class RtmClient:
         logged in. The outcome comes as events.
 
         Raises:
-          ApiCallError: ALREADY_SENT, ALREADY_END, INVALID_ARGUMENT (unknown id).
+          ApiCallError: ALREADY_SENT, ALREADY_END (ended, or canceled), INVALID_ARGUMENT
+            (unknown id).
         """
         self._driver.apply(self.engine.send(invitation))
         await trio.lowlevel.checkpoint()
@@ -269,7 +270,8 @@ class RtmClient:
         confirms).
 
         Raises:
-          ApiCallError: ALREADY_ACCEPT, ALREADY_END, INVALID_ARGUMENT (response > 8 KB,
+          ApiCallError: ALREADY_ACCEPT (accepted, not yet confirmed), ALREADY_END (ended,
+            ACCEPTED included), INVALID_ARGUMENT (response > 8 KB,
             unknown id).
         """
         self._driver.apply(self.engine.accept(invitation, response))
@@ -279,7 +281,8 @@ class RtmClient:
         """Refuse a ringing invitation (REFUSED).
 
         Raises:
-          ApiCallError: ALREADY_ACCEPT, ALREADY_END, INVALID_ARGUMENT.
+          ApiCallError: ALREADY_ACCEPT (accepted, not yet confirmed), ALREADY_END (ended,
+            ACCEPTED included), INVALID_ARGUMENT.
         """
         self._driver.apply(self.engine.refuse(invitation, response))
         await trio.lowlevel.checkpoint()
