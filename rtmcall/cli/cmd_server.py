@@ -136,10 +136,21 @@ def server(
 
     if (cert is None) != (key is None):
         raise usage_error("give both --cert and --key for wss://", "--cert/--key")
+    the_secret = _secret(secret, secret_file)
+    if not the_secret and not insecure:
+        from rtmcall.server.serve import _is_loopback
+
+        if not _is_loopback(host):
+            # Checked here too, to say it with the command's own flags.
+            raise usage_error(
+                f"refusing to serve {host} without a secret: anyone could log in as anyone."
+                " Give --secret-file FILE (or RTMCALL_SECRET), or add --insecure to serve anyway",
+                "--host",
+            )
     options = ServerOptions(
         host=host,
         port=port,
-        secret=_secret(secret, secret_file),
+        secret=the_secret,
         cert=cert,
         key=key,
         redis=redis,

@@ -149,7 +149,7 @@ class TextSink:
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
     ) -> None:
-        self.write_error(textfmt.api_call_error(exc.message, exc.code.name, command))
+        self.write_error(textfmt.api_call_error(exc, command, info, peer))
 
     def error(self, message: str) -> None:
         self.write_error(message)

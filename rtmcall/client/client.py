@@ -66,11 +66,11 @@ def _check_users(call: str, users: Iterable[str]) -> list[str]:
         users = [users]
     users = list(users)
     if not users:
-        raise InvalidArgument(f"{call}: no users given")
+        raise InvalidArgument(f"{call}: no users given", "no users given")
     for user in users:
         problem = f.user_id_problem(user)
         if problem is not None:
-            raise InvalidArgument(f"{call}: {problem}")
+            raise InvalidArgument(f"{call}: {problem}", problem)
     return users
 
 
@@ -371,7 +371,7 @@ class RtmClient:
         if problem is None:
             problem = f.peer_msg_problem(f.Text(text=text))
         if problem is not None:
-            raise InvalidArgument(f"send_message_to_peer: {problem}")
+            raise InvalidArgument(f"send_message_to_peer: {problem}", problem)
         try:
             answer = await self._request(
                 f.Send(rid=self._transport.next_rid(), to=peer, msg=f.Text(text=text))
