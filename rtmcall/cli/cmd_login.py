@@ -92,7 +92,10 @@ def login(
 
 def call(
     peers: Annotated[
-        list[str], typer.Argument(metavar="PEER...", help="Who to call.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="PEER", help="Who to call (one or more user ids).", show_default=False
+        ),
     ],
     user: UserOpt = None,
     content: Annotated[str, typer.Option(help="Text sent with the invitation.")] = "",
