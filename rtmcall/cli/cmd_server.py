@@ -28,6 +28,22 @@ SecretFileOpt = Annotated[
 ]
 
 
+#: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 256 bits.
+MIN_SECRET_BYTES = 32
+
+
+def _warn_if_weak(key: str) -> None:
+    """A secret shorter than 32 bytes works, but is guessable: say so on stderr."""
+    size = len(key.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        typer.echo(
+            f"rtmcall: warning: the secret is {size} bytes; HS256 needs at least "
+            f"{MIN_SECRET_BYTES} (RFC 7518 §3.2) or tokens can be forged. Make one with: "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))' > server.key",
+            err=True,
+        )
+
+
 def _secret(secret: str | None, secret_file: Path | None) -> str | None:
     if secret_file is not None:
         try:
@@ -152,6 +168,8 @@ def server(
     if (cert is None) != (key is None):
         raise usage_error("give both --cert and --key for wss://", "--cert/--key")
     the_secret = _secret(secret, secret_file)
+    if the_secret:
+        _warn_if_weak(the_secret)
     if not the_secret and not insecure:
         from rtmcall.server.serve import _is_loopback
 
@@ -214,6 +232,7 @@ def token(
     key = _secret(secret, secret_file)
     if not key:
         raise usage_error("give --secret, --secret-file or RTMCALL_SECRET", "--secret")
+    _warn_if_weak(key)
     from rtmcall.server.tokens import mint_token
 
     typer.echo(mint_token(key, user, ttl))
