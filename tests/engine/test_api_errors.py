@@ -226,13 +226,27 @@ def expected_callee(call: str, phase: CalleePhase, response: str) -> API:
 
 
 CALLS = ("send", "cancel", "accept", "refuse")
-CASES = [("caller", p.name, call, "") for p in CallerPhase for call in CALLS] + [
-    ("callee", p.name, call, response)
-    for p in CalleePhase
-    for call in CALLS
-    for response in ("", TOO_LONG)
-    if response == "" or call in ("accept", "refuse")
-]
+#: create_local_invitation's arguments beside an invitation in each phase: a bad one is
+#: INVALID_ARGUMENT whatever else exists (SPEC §2 "Limits"), a good one a new IDLE one.
+CREATE_ARGS = {
+    "good": {"callee": "bob", "content": "é" * 4096, "channel_id": "c" * 64, "lifetime": 86400},
+    "bad callee": {"callee": "bob/x"},
+    "yourself": {"callee": "alice"},
+    "content": {"callee": "bob", "content": "x" * 8193},
+    "channel": {"callee": "bob", "channel_id": "c" * 65},
+    "lifetime": {"callee": "bob", "lifetime": 0},
+}
+CASES = (
+    [("caller", p.name, call, "") for p in CallerPhase for call in CALLS]
+    + [("caller", p.name, "create", args) for p in CallerPhase for args in CREATE_ARGS]
+    + [
+        ("callee", p.name, call, response)
+        for p in CalleePhase
+        for call in CALLS
+        for response in ("", TOO_LONG)
+        if response == "" or call in ("accept", "refuse")
+    ]
+)
 
 
 def test_every_phase_can_be_reached() -> None:
@@ -248,10 +262,24 @@ def test_every_phase_can_be_reached() -> None:
         assert net.nodes["bob"].engine.remote[reach(net)].phase is phase
 
 
-@pytest.mark.parametrize(("side", "phase_name", "call", "response"), CASES)
+@pytest.mark.parametrize(("side", "phase_name", "call", "argument"), CASES)
 def test_every_call_in_every_state(
-    net: Network, side: str, phase_name: str, call: str, response: str
+    net: Network, side: str, phase_name: str, call: str, argument: str
 ) -> None:
+    """One API call on an invitation in one phase. ``argument``: the response for accept
+    and refuse, the CREATE_ARGS entry for create."""
+    if call == "create":
+        engine = net.nodes["alice"].engine
+        REACH_CALLER[CallerPhase[phase_name]](net)
+        kwargs = CREATE_ARGS[argument]
+        if argument == "good":
+            assert engine.create_local_invitation(**kwargs).state is LocalInvitationState.IDLE
+            return
+        err = refused(
+            engine, API.INVALID_ARGUMENT, lambda: engine.create_local_invitation(**kwargs)
+        )
+        assert err.call == "create_local_invitation" and err.problem
+        return
     if side == "caller":
         phase = CallerPhase[phase_name]
         inv_id = REACH_CALLER[phase](net)
@@ -262,9 +290,9 @@ def test_every_call_in_every_state(
         phase = CalleePhase[phase_name]
         inv_id = REACH_CALLEE[phase](net)
         engine = net.nodes["bob"].engine
-        expected = expected_callee(call, phase, response)
+        expected = expected_callee(call, phase, argument)
         table, transitions, state = engine.remote, CALLEE_TRANSITIONS, CALLEE_STATE[phase]
-    args = (inv_id, response) if call in ("accept", "refuse") else (inv_id,)
+    args = (inv_id, argument) if call in ("accept", "refuse") else (inv_id,)
     if expected is API.OK:
         getattr(engine, call)(*args)
         assert table[inv_id].phase is transitions[phase][call]
