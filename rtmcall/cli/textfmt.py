@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rtmcall.engine.codes import LOCAL_TERMINAL, InvitationApiCallError, PeerOnlineState
+from rtmcall.engine.codes import (
+    LOCAL_TERMINAL,
+    ConnectionChangeReason,
+    ConnectionState,
+    InvitationApiCallError,
+    PeerOnlineState,
+)
 from rtmcall.engine.events import (
     ApiCallError,
     InvitationEvent,
@@ -24,7 +30,7 @@ from rtmcall.engine.events import (
 )
 
 from .rows import short_id
-from .states import error_words
+from .states import describe, error_words
 
 API = InvitationApiCallError
 
@@ -67,6 +73,32 @@ def invitation_event(ev: InvitationEvent) -> str:
         case RemoteInvitationFailure(error=err):
             return f"{inc}: FAILED, {error_words(err)} ({err.name})"
     return f"{ev.name} {sid}"
+
+
+#: Connection states in words (ConnectionState names).
+_CONNECTION_WORDS = {
+    "CONNECTING": "connecting to the server",
+    "CONNECTED": "connected",
+    "RECONNECTING": "connection lost, reconnecting",
+    "DISCONNECTED": "logged out",
+    "ABORTED": "the session ended",
+}
+
+
+def connection_state(state: ConnectionState, reason: ConnectionChangeReason) -> str:
+    """``connection lost, reconnecting [RECONNECTING, INTERRUPTED]``."""
+    words = _CONNECTION_WORDS.get(state.name, state.name.lower())
+    return f"{words} [{state.name}, {reason.name}]"
+
+
+def invitation_line(info: InvitationInfo) -> str:
+    """One invitation for ``list``: ``8cc51f  → out  bob  failed: peer offline (content
+    'hi') [FAILURE, PEER_OFFLINE]``."""
+    arrow = "→ out" if info.direction == "out" else "← in "
+    words, _ = describe(info.state, info.error)
+    codes = info.state.name + (f", {info.error.name}" if info.error else "")
+    extras = _extras(info, response=True)
+    return f"{short_id(info.id)}  {arrow}  {info.peer}  {words}{extras} [{codes}]"
 
 
 def local_invitation_sent(info: InvitationInfo) -> str:

@@ -219,3 +219,24 @@ def test_a_public_host_without_a_secret_is_refused_in_flags(config_dir: Path) ->
     assert done.returncode == 2
     assert "--insecure" in done.stderr and "--secret-file" in done.stderr
     assert "insecure=True" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_list_and_connection_lines_are_plain(server_url: str, config_dir: Path) -> None:
+    alice = Pipe(
+        ["login", "msg-dave", "--server", server_url, "--no-response-timeout", "0.2"], config_dir
+    )
+    try:
+        alice.send("call msg-nobody --content hi")
+        short = alice.expect_line(lambda line: ": sent" in line).split()[1]
+        alice.expect_line(lambda line: "FAILED" in line)
+        alice.send("list")
+        listed = alice.expect_line(lambda line: line.startswith(short))
+        assert listed == (
+            f"{short}  → out  msg-nobody  failed: peer offline (content 'hi')"
+            " [FAILURE, PEER_OFFLINE]"
+        )
+        assert alice.finish() == 0
+        assert alice.lines[-1] == "logged out [DISCONNECTED, LOGOUT]"
+        assert not any(LEAKS.search(line) for line in alice.lines)
+    finally:
+        alice.kill()
