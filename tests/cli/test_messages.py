@@ -240,3 +240,35 @@ def test_list_and_connection_lines_are_plain(server_url: str, config_dir: Path) 
         assert not any(LEAKS.search(line) for line in alice.lines)
     finally:
         alice.kill()
+
+
+def test_the_console_says_it_in_words_too(server_url: str, config_dir: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    env = cli_env(config_dir, NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "rtmcall.cli", "login", "msg-erin", "--server", server_url],
+        env=env,
+        cwd=str(REPO),
+        dimensions=(30, 150),
+        encoding="utf-8",
+        timeout=8,
+    )
+    try:
+        child.expect_exact("msg-erin>")
+        child.send("call msg-nobody-here --no-such-flag\r")
+        child.expect("unknown option --no-such-flag")
+        child.send("call msg-nobody-here\r")
+        child.expect(r"call ([0-9a-f]{6}) to msg-nobody-here: sent")
+        short = child.match.group(1)
+        child.send(f"accept {short}\r")
+        child.expect_exact(
+            f"accept {short}: only the callee can accept; this is your call to msg-nobody-here"
+            " [INVALID_ARGUMENT]"
+        )
+        child.send("quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
