@@ -99,7 +99,7 @@ def call(
     ],
     user: UserOpt = None,
     content: Annotated[str, typer.Option(help="Text sent with the invitation.")] = "",
-    channel: Annotated[str, typer.Option(help="Channel id for the call.")] = "",
+    channel: Annotated[str, typer.Option(metavar="ID", help="Channel id for the call.")] = "",
     lifetime: LifetimeOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,

@@ -29,6 +29,16 @@ def _value_type(annotation: Any) -> Any:
     return annotation
 
 
+def _range_words(low: float | None, high: float | None) -> str | None:
+    if low is None and high is None:
+        return None
+    if high is None:
+        return f"at least {low:g}"
+    if low is None:
+        return f"at most {high:g}"
+    return f"{low:g} to {high:g}"
+
+
 class PlainHelpCommand(TyperCommand):
     """A command whose help reads like click's: ``rtmcall call [OPTIONS] PEER...`` and
     ``PEER...  Who to call.``, ``--content TEXT``. Typer 0.2x's own help prints
@@ -46,6 +56,12 @@ class PlainHelpCommand(TyperCommand):
             descriptor = getattr(param, "type_descriptor", None)
             value = _value_type(getattr(descriptor, "annotation", str))
             param.metavar = _METAVARS.get(value, "VALUE")
+        for param in self.params:
+            # "[at least 0.01]" rather than typer's "[x>=0.01]" (the hook is typer's own;
+            # should it be renamed, the help falls back to typer's words).
+            if hasattr(param, "_get_number_range_help_str"):
+                low, high = getattr(param, "min", None), getattr(param, "max", None)
+                param._get_number_range_help_str = lambda lo=low, hi=high: _range_words(lo, hi)  # type: ignore[attr-defined]
 
     @staticmethod
     def _argument_name(param: Any) -> str:

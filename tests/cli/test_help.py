@@ -18,7 +18,7 @@ from rtmcall.engine.frames import user_id_problem
 from .conftest import REPO, RTMCALL
 
 COMMANDS = ["server", "login", "call", "answer", "token", "demo", "bench", "health"]
-ARTIFACTS = re.compile(r"<[a-z][a-z \[\],|]*>|\{[A-Z.]+\}|no-insecure|\.\.\.\.")
+ARTIFACTS = re.compile(r"<[a-z][a-z \[\],|]*>|\{[A-Z.]+\}|no-insecure|\.\.\.\.|x[<>]=|<=x")
 runner = CliRunner()
 
 
@@ -58,6 +58,7 @@ def test_usage_lines_read_like_click() -> None:
     assert re.search(r"^  --rate-messages-per S +That window \(for --rate-messages\)", server, re.M)
     assert re.search(r"^  --insecure +Allow", server, re.M)
     assert re.search(r"^  --count N +Answer this many", _help("answer", 80), re.M)
+    assert "[default: 8765; 0 to 65535]" in _help("server", 200)  # ranges in words
 
 
 def test_the_user_id_alphabet_is_quoted() -> None:
