@@ -327,7 +327,8 @@ class CallEngine:
         return self._done(out)
 
     def cancel(self, invitation: LocalInvitation | str) -> list[Output]:
-        """Cancel a sent invitation. NOT_STARTED before send, ALREADY_END after the end."""
+        """Cancel a sent invitation. NOT_STARTED before send, ALREADY_END after the end (and
+        for a second cancel: the first one ended the lifecycle for the API)."""
         inv = self._local_for("cancel", invitation)
         if inv.phase is CallerPhase.IDLE:
             raise self._refused("cancel", inv, API.NOT_STARTED)
