@@ -97,7 +97,10 @@ def bench_command(
     if json:
         print(result.to_json())
     else:
-        Console().print(render_result(result))
+        out = Console()
+        # Not a terminal (a file, a CI log): no 80-column wrapping of the headline; a line
+        # is a line, whatever the reader's width.
+        out.print(render_result(result), soft_wrap=not out.is_terminal)
     unreachable = any(k.startswith(("ConnectFailed", "LoginFailed")) for k in result.errors)
     if unreachable and result.handshakes == 0:
         return UNREACHABLE

@@ -28,9 +28,9 @@ def bench(
         int | None,
         typer.Option(min=1, help="Make this many invitations instead of --duration."),
     ] = None,
-    mode: Annotated[str, typer.Option(help="How callees answer: accept, refuse or cancel.")] = (
-        "accept"
-    ),
+    mode: Annotated[
+        str, typer.Option(metavar="MODE", help="How callees answer: accept, refuse or cancel.")
+    ] = ("accept"),
     idle: Annotated[int, typer.Option(min=0, help="Extra logged-in idle users.")] = 0,
     rate: Annotated[
         float | None,
@@ -40,7 +40,8 @@ def bench(
         float, typer.Option(metavar="S", min=0, help="Seconds of load before measuring.")
     ] = 0.0,
     server_pid: Annotated[
-        int | None, typer.Option(help="The server's pid, to report its CPU per handshake.")
+        int | None,
+        typer.Option(metavar="PID", help="The server's pid, to report its CPU per handshake."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = (
         False

@@ -10,7 +10,12 @@ import typer
 def demo(
     speed: Annotated[
         float,
-        typer.Option(min=0.1, max=10, help="Timer scale: 2 plays twice as fast, 0.5 half as fast."),
+        typer.Option(
+            metavar="FACTOR",
+            min=0.1,
+            max=10,
+            help="Timer scale: 2 plays twice as fast, 0.5 half as fast.",
+        ),
     ] = 1.0,
     only: Annotated[
         list[str] | None,

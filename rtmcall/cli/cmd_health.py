@@ -38,6 +38,25 @@ def health(
     raise typer.Exit(run_trio(_check, url, timeout, json_output, ca))
 
 
+def _reasons(exc: BaseException) -> str:
+    """Every reason in ``exc``'s chain of causes (trio-websocket wraps the OSError, trio
+    wraps one error per address tried), in words."""
+    seen: list[str] = []
+    todo: list[BaseException] = [exc]
+    visited: set[int] = set()
+    while todo:
+        e = todo.pop()
+        if id(e) in visited:
+            continue
+        visited.add(id(e))
+        text = getattr(e, "strerror", None) or str(e)
+        if text and text not in seen:
+            seen.append(text)
+        todo.extend(getattr(e, "exceptions", ()))
+        todo.extend(c for c in (e.__cause__, e.__context__) if c is not None)
+    return ": ".join(seen) or type(exc).__name__
+
+
 async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> int:
     import json
     import ssl
@@ -66,7 +85,9 @@ async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> in
             print(f"{'healthy' if ok else 'UNHEALTHY'}: {url}: {detail}", flush=True)
         return 0 if ok else 1
     except (OSError, HandshakeError, trio.TooSlowError, ssl.SSLError) as exc:
-        message = f"cannot reach {url}: {exc or type(exc).__name__}"
+        from .runtime import unreachable_message
+
+        message = unreachable_message(url, _reasons(exc))
         if json_output:
             print(json.dumps({"ok": False, "detail": message, "url": url}), flush=True)
         else:

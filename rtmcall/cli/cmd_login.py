@@ -47,7 +47,9 @@ def login(
 
     When stdin is not a terminal (or with --json), the same commands are read one per
     line and every event is written as a line (JSON with --json). At the end of input your
-    pending outgoing invitations are canceled and the session logs out.
+    pending outgoing invitations are canceled and the session logs out. Exit status: 0 when
+    every line did what it said, 1 when any line failed (not a command, refused, a wait
+    that timed out), 3 when the server cannot be reached or ends the session.
 
     The user and server are remembered for later rtmcall call / answer.
 
@@ -90,11 +92,14 @@ def login(
 
 def call(
     peers: Annotated[
-        list[str], typer.Argument(metavar="PEER...", help="Who to call.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="PEER", help="Who to call (one or more user ids).", show_default=False
+        ),
     ],
     user: UserOpt = None,
     content: Annotated[str, typer.Option(help="Text sent with the invitation.")] = "",
-    channel: Annotated[str, typer.Option(help="Channel id for the call.")] = "",
+    channel: Annotated[str, typer.Option(metavar="ID", help="Channel id for the call.")] = "",
     lifetime: LifetimeOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,

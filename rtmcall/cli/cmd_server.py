@@ -12,8 +12,9 @@ from .options import check_user, usage_error
 SecretOpt = Annotated[
     str | None,
     typer.Option(
+        metavar="SECRET",
         envvar="RTMCALL_SECRET",
-        help="HS256 secret; logins then need a token. Prefer --secret-file or the env var.",
+        help="HS256 secret; logins then need a token. Safer: --secret-file FILE.",
         show_default=False,
     ),
 ]
@@ -21,10 +22,26 @@ SecretFileOpt = Annotated[
     Path | None,
     typer.Option(
         metavar="FILE",
-        help="Read the secret from FILE (trailing newline ignored).",
+        help="Read the HS256 secret from FILE (a trailing newline is ignored).",
         show_default=False,
     ),
 ]
+
+
+#: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output, 256 bits.
+MIN_SECRET_BYTES = 32
+
+
+def _warn_if_weak(key: str) -> None:
+    """A secret shorter than 32 bytes works, but is guessable: say so on stderr."""
+    size = len(key.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        typer.echo(
+            f"rtmcall: warning: the secret is {size} bytes; HS256 needs at least "
+            f"{MIN_SECRET_BYTES} (RFC 7518 §3.2) or tokens can be forged. Make one with: "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))' > server.key",
+            err=True,
+        )
 
 
 def _secret(secret: str | None, secret_file: Path | None) -> str | None:
@@ -42,12 +59,19 @@ def _secret(secret: str | None, secret_file: Path | None) -> str | None:
 
 
 def server(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int, typer.Option(metavar="PORT", min=0, max=65535, help="Port; 0 picks a free one.")
+    ] = 8765,
     secret: SecretOpt = None,
     secret_file: SecretFileOpt = None,
     insecure: Annotated[
-        bool, typer.Option(help="Allow a non-loopback --host without a secret.")
+        bool,
+        typer.Option(
+            "--insecure", help="Allow a non-loopback --host without a secret.", show_default=False
+        ),
     ] = False,
     cert: Annotated[
         Path | None, typer.Option(metavar="FILE", help="TLS certificate (PEM): serve wss://.")
@@ -58,7 +82,8 @@ def server(
         typer.Option(metavar="URL", help="Share users with other nodes through Redis."),
     ] = None,
     node_id: Annotated[
-        str | None, typer.Option(help="This node's name with --redis. [default: random]")
+        str | None,
+        typer.Option(metavar="NAME", help="This node's name with --redis. [default: random]"),
     ] = None,
     presence_ttl: Annotated[
         float,
@@ -103,13 +128,19 @@ def server(
         float, typer.Option(metavar="S", min=0, help="Keep a dropped session S for a resume.")
     ] = 10.0,
     rate_messages: Annotated[
-        int, typer.Option(min=1, help="Peer messages per user per --rate-messages-per.")
+        int, typer.Option(metavar="N", min=1, help="Most peer messages a user sends per window.")
     ] = 180,
-    rate_messages_per: Annotated[float, typer.Option(metavar="S", min=0.001)] = 3.0,
+    rate_messages_per: Annotated[
+        float,
+        typer.Option(metavar="S", min=0.001, help="That window (for --rate-messages), seconds."),
+    ] = 3.0,
     rate_logins: Annotated[
-        int, typer.Option(min=1, help="Logins per user id per --rate-logins-per.")
+        int, typer.Option(metavar="N", min=1, help="Most logins of one user id per window.")
     ] = 2,
-    rate_logins_per: Annotated[float, typer.Option(metavar="S", min=0.001)] = 1.0,
+    rate_logins_per: Annotated[
+        float,
+        typer.Option(metavar="S", min=0.001, help="That window (for --rate-logins), seconds."),
+    ] = 1.0,
     max_subscriptions: Annotated[
         int, typer.Option(min=0, help="Most peers one session may watch.")
     ] = 1024,
@@ -136,10 +167,23 @@ def server(
 
     if (cert is None) != (key is None):
         raise usage_error("give both --cert and --key for wss://", "--cert/--key")
+    the_secret = _secret(secret, secret_file)
+    if the_secret:
+        _warn_if_weak(the_secret)
+    if not the_secret and not insecure:
+        from rtmcall.server.serve import _is_loopback
+
+        if not _is_loopback(host):
+            # Checked here too, to say it with the command's own flags.
+            raise usage_error(
+                f"refusing to serve {host} without a secret: anyone could log in as anyone."
+                " Give --secret-file FILE (or RTMCALL_SECRET), or add --insecure to serve anyway",
+                "--host",
+            )
     options = ServerOptions(
         host=host,
         port=port,
-        secret=_secret(secret, secret_file),
+        secret=the_secret,
         cert=cert,
         key=key,
         redis=redis,
@@ -188,6 +232,7 @@ def token(
     key = _secret(secret, secret_file)
     if not key:
         raise usage_error("give --secret, --secret-file or RTMCALL_SECRET", "--secret")
+    _warn_if_weak(key)
     from rtmcall.server.tokens import mint_token
 
     typer.echo(mint_token(key, user, ttl))

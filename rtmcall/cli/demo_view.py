@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -57,11 +58,43 @@ def _state(info: InvitationInfo | None) -> Text:
     return Text(words, style=style)
 
 
+#: Fixed column widths of the live table (scenario, call, each side's state, left), wide
+#: and narrow: fixed, so that the columns never move as rows arrive. The state columns fit
+#: every state the demo shows ("failed: caller offline").
+_WIDE = (20, 13, 22, 4)
+_NARROW = (10, 13, 22, 4)
+#: Space between two columns (rich's padding, collapsed, no padding at the edges).
+_GAP = 2
+
+
+def _left(seconds: float) -> str:
+    """At most 4 characters: ``9.9s``, ``42s``, ``120s``."""
+    return f"{seconds:.1f}s" if seconds < 9.95 else f"{seconds:.0f}s"
+
+
+def _text_widths(width: int) -> tuple[int, int] | None:
+    """(content, response) widths for a table ``width`` wide, or None when there is no room
+    for them (below 100 columns): what the fixed columns leave, the larger share to the
+    response (it is what the callee said)."""
+    if width < 100:
+        return None
+    scenario, call, state, left = _WIDE
+    room = width - (scenario + call + 2 * state + left) - 6 * _GAP
+    if room < 16:
+        return None
+    response = max(8, room * 3 // 5)
+    return room - response, response
+
+
 def build_live_table(
     rows: Sequence[DemoRow], now: float, *, max_rows: int | None = None, width: int = 120
 ) -> Table:
-    """Both ends of every invitation; below 100 columns without content and response."""
-    wide = width >= 100
+    """Both ends of every invitation; below 100 columns without content and response.
+
+    Every column's width depends on ``width`` only, never on the rows: the table does not
+    re-lay itself as rows arrive. Content and response share what is left of ``width``."""
+    texts = _text_widths(width)
+    wide = texts is not None
     table = Table(
         title="rtmcall demo",
         box=box.SIMPLE_HEAD,
@@ -71,28 +104,32 @@ def build_live_table(
         collapse_padding=True,
     )
     # No id column: the demo's ids are not typed by anyone, and width is precious.
-    state_width = 22 if wide else 18
-    table.add_column("scenario", no_wrap=True, overflow="ellipsis", max_width=20 if wide else 14)
-    table.add_column("call", no_wrap=True, min_width=13)
-    table.add_column("caller sees", no_wrap=True, overflow="ellipsis", max_width=state_width)
-    table.add_column("callee sees", no_wrap=True, overflow="ellipsis", max_width=state_width)
-    if wide:  # free text is the first to go when the terminal is narrow
-        table.add_column("content", no_wrap=True, overflow="ellipsis", max_width=12)
-        table.add_column("response", no_wrap=True, overflow="ellipsis", max_width=12)
-    table.add_column("left", justify="right", no_wrap=True, min_width=4)
+    scenario_width, call_width, state_width, left_width = _WIDE if wide else _NARROW
+
+    def column(header: str, size: int, **kw: Any) -> None:
+        table.add_column(header, no_wrap=True, overflow="ellipsis", width=size, **kw)
+
+    column("scenario", scenario_width)
+    column("call", call_width)
+    column("caller sees", state_width)
+    column("callee sees", state_width)
+    if texts is not None:  # free text is the first to go when the terminal is narrow
+        column("content", texts[0])
+        column("response", texts[1])
+    column("left", left_width, justify="right")
     shown = list(rows)
     if max_rows is not None and len(shown) > max_rows:
         shown = shown[len(shown) - max_rows :]
     for row in shown:
         info = row.caller_side
-        left = "" if row.deadline is None else f"{max(0.0, row.deadline - now):.1f}s"
+        left = "" if row.deadline is None else _left(max(0.0, row.deadline - now))
         cells: list[str | Text] = [
             row.scenario,
             f"{info.caller} → {info.callee}",
             _state(info),
             _state(row.callee_side),
         ]
-        if wide:
+        if texts is not None:
             cells += [info.content, (row.callee_side or info).response or info.response]
         table.add_row(*cells, left)
     return table

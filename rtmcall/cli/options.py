@@ -14,6 +14,7 @@ ServerOpt = Annotated[
     typer.Option(
         "--server",
         "-s",
+        metavar="URL",
         envvar="RTMCALL_SERVER",
         help=f"Server URL, ws:// or wss://. [default: the remembered one, else {DEFAULT_SERVER}]",
         show_default=False,
@@ -22,7 +23,9 @@ ServerOpt = Annotated[
 TokenOpt = Annotated[
     str | None,
     typer.Option(
-        envvar="RTMCALL_TOKEN", help="Login token, when the server has a secret (rtmcall token)."
+        metavar="TOKEN",
+        envvar="RTMCALL_TOKEN",
+        help="Login token, when the server has a secret (rtmcall token).",
     ),
 ]
 UserOpt = Annotated[
@@ -30,6 +33,7 @@ UserOpt = Annotated[
     typer.Option(
         "--user",
         "-u",
+        metavar="USER",
         envvar="RTMCALL_USER",
         help="Log in as this user. [default: the user of the last rtmcall login]",
         show_default=False,

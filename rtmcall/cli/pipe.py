@@ -1,6 +1,12 @@
 """Pipe mode: ``rtmcall login USER`` with stdin not a terminal. Commands one per line, events
 as they happen (JSON lines with ``--json``). At the end of input, pending outgoing
 invitations are canceled, given a bounded time to settle, and the session logs out.
+
+Exit status: 0 when every line did what it said, 1 when any line failed (a line that is not
+a command, a command the protocol refused, a ``wait`` that timed out: each reported as an
+``Error`` or ``ApiCallError`` event), 3 when the server cannot be reached, refuses the login
+or ends the session. An invitation that ends refused, canceled or failed is an outcome, not a
+failed line: scripts check the events (or use ``rtmcall call``, whose status is the outcome).
 """
 
 from __future__ import annotations
@@ -11,10 +17,45 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
+from rtmcall.engine.events import ApiCallError, InvitationInfo
+
 from . import jsonfmt
-from .runtime import OK, UNREACHABLE, CannotLogIn, LoginOptions, logged_in, stop_on_sigint
-from .sinks import JsonSink, Sink, TextSink
+from .runtime import (
+    NOT_AS_ASKED,
+    OK,
+    UNREACHABLE,
+    CannotLogIn,
+    LoginOptions,
+    logged_in,
+    stop_on_sigint,
+)
+from .sinks import JsonSink, TextSink
 from .softphone import Softphone
+
+
+class _Counting:
+    """Mixed into a sink: counts the lines that failed (each failed line is reported exactly
+    once, as an ``error`` or an ``api_error``), and passes everything on."""
+
+    failures = 0
+
+    def api_error(
+        self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
+    ) -> None:
+        self.failures += 1
+        super().api_error(exc, command, info, peer)  # type: ignore[misc]
+
+    def error(self, message: str) -> None:
+        self.failures += 1
+        super().error(message)  # type: ignore[misc]
+
+
+class _CountingJsonSink(_Counting, JsonSink):
+    pass
+
+
+class _CountingTextSink(_Counting, TextSink):
+    pass
 
 
 async def _lines(fd: int) -> AsyncIterator[str]:
@@ -44,7 +85,9 @@ async def run_pipe(
     on_login: Callable[[], None] | None = None,
 ) -> int:
     """Run pipe mode until the end of input; returns the exit code."""
-    sink: Sink = JsonSink() if as_json else TextSink()
+    sink: _CountingJsonSink | _CountingTextSink = (
+        _CountingJsonSink() if as_json else _CountingTextSink()
+    )
     try:
         async with logged_in(opts) as client:
             if isinstance(sink, JsonSink):
@@ -67,6 +110,15 @@ async def run_pipe(
             if phone.ended:
                 sink.error(phone.ended)
                 return UNREACHABLE
+            if sink.failures:
+                # stderr, so JSON lines on stdout stay clean; says why the status is 1.
+                lines = "line" if sink.failures == 1 else "lines"
+                print(
+                    f"rtmcall: {sink.failures} command {lines} failed (exit 1)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return NOT_AS_ASKED
     except CannotLogIn as exc:
         if isinstance(sink, JsonSink):
             sink.emit(jsonfmt.login_failure(opts.user, opts.url, exc.reason, exc.message))

@@ -4,12 +4,14 @@ turned into one line for the user, and turning Ctrl-C into a clean stop.
 
 from __future__ import annotations
 
+import re
 import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
@@ -77,6 +79,61 @@ def ssl_context(url: str, ca: str | None) -> ssl.SSLContext | None:
     return ctx
 
 
+_NOISE = re.compile(
+    r"all attempts to connect to \S+ failed:?\s*|Error connecting to \([^)]*\):\s*", re.I
+)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def unreachable_message(url: str, problem: str) -> str:
+    """``cannot reach URL: why; hint`` — the URL once, the reason in words, and for a
+    refused connection how to start a server there."""
+    words = _NOISE.sub("", problem).strip(" :") or "no answer"
+    low = words.lower()
+    hint = ""
+    if "refused" in low:
+        words = "connection refused, no server is listening there"
+        parts = urlsplit(url)
+        if parts.hostname in _LOOPBACK:
+            port = f" --port {parts.port}" if parts.port and parts.port != 8765 else ""
+            hint = f'; start one with "rtmcall server{port}"'
+        else:
+            hint = '; is "rtmcall server" running there?'
+    elif "name or service not known" in low or "nodename nor servname" in low:
+        words = f"no such host {urlsplit(url).hostname!r}; check the URL"
+    return f"cannot reach {url}: {words}{hint}"
+
+
+#: What a refused login means, when the server gave no explanation of its own.
+_LOGIN_WORDS = {
+    LoginError.UNKNOWN: "the server refused the login",
+    LoginError.REJECTED: "the server rejected the login",
+    LoginError.INVALID_ARGUMENT: "the user id is not valid",
+    LoginError.INVALID_TOKEN: "the token is not valid",
+    LoginError.TOKEN_EXPIRED: "the token expired",
+    LoginError.NOT_AUTHORIZED: "this user may not log in",
+    LoginError.ALREADY_LOGGED_IN: "already logged in",
+    LoginError.TIMEOUT: "the server did not answer the login in time",
+    LoginError.TOO_OFTEN: "too many logins; wait a moment and try again",
+}
+
+
+def login_refused_message(url: str, user: str, exc: Any, *, token_given: bool = False) -> str:
+    """``cannot log in to URL as USER: why (what to do) [CODE]`` (a LoginFailed in words)."""
+    words = exc.message or _LOGIN_WORDS.get(exc.reason, "the server refused the login")
+    hint = ""
+    if exc.reason is LoginError.INVALID_TOKEN:
+        hint = (
+            "check the token; rtmcall token mints one"
+            if token_given
+            else "pass one with --token or RTMCALL_TOKEN; rtmcall token mints one"
+        )
+    elif exc.reason is LoginError.TOKEN_EXPIRED:
+        hint = "mint a new one with rtmcall token"
+    hint = f" ({hint})" if hint else ""
+    return f"cannot log in to {url} as {user}: {words}{hint} [{exc.reason.name}]"
+
+
 @asynccontextmanager
 async def logged_in(opts: LoginOptions) -> AsyncIterator[Any]:
     """Connect and log in; the client inside. Raises :class:`CannotLogIn` instead of the
@@ -95,19 +152,16 @@ async def logged_in(opts: LoginOptions) -> AsyncIterator[Any]:
     except ConnectFailed as exc:
         if entered:
             raise
-        raise CannotLogIn(f"cannot reach {opts.url}: {exc.message}") from None
+        raise CannotLogIn(unreachable_message(opts.url, exc.message)) from None
     except LoginFailed as exc:
         if entered:
             raise
-        detail = f": {exc.message}" if exc.message else ""
-        raise CannotLogIn(
-            f"cannot log in to {opts.url} as {opts.user!r}, {exc.reason.name}{detail}",
-            exc.reason,
-        ) from None
+        message = login_refused_message(opts.url, opts.user, exc, token_given=bool(opts.token))
+        raise CannotLogIn(message, exc.reason) from None
     except OSError as exc:  # anything the client did not wrap: still one line, no traceback
         if entered:
             raise
-        raise CannotLogIn(f"cannot reach {opts.url}: {exc}") from None
+        raise CannotLogIn(unreachable_message(opts.url, str(exc))) from None
 
 
 async def stop_on_sigint(on_signal: Callable[[], None]) -> None:

@@ -135,7 +135,7 @@ class TextSink:
             case InvitationEvent():
                 self.write(textfmt.invitation_event(ev))
             case ConnectionStateChanged(state=state, reason=reason):
-                self.write(f"connection {state.name} ({reason.name})")
+                self.write(textfmt.connection_state(state, reason))
             case PeersOnlineStatusChanged(states=states):
                 self.write(textfmt.peers_online(states))
             case MessageFromPeer(peer=peer, text=text):
@@ -149,7 +149,7 @@ class TextSink:
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
     ) -> None:
-        self.write_error(textfmt.api_call_error(exc.message, exc.code.name, command))
+        self.write_error(textfmt.api_call_error(exc, command, info, peer))
 
     def error(self, message: str) -> None:
         self.write_error(message)
@@ -162,10 +162,7 @@ class TextSink:
         if not infos:
             self.write("no invitations")
         for info in infos:
-            self.write(
-                f"{info.id}  {info.direction}  {info.peer}  {info.state.name}"
-                + (f" {info.error.name}" if info.error else "")
-            )
+            self.write(textfmt.invitation_line(info))
 
     def online(self, states: Mapping[str, PeerOnlineState]) -> None:
         self.write(textfmt.peers_online(states))

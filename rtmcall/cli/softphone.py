@@ -32,6 +32,7 @@ from rtmcall.engine.events import (
 )
 
 from . import commands as c
+from . import textfmt
 from .commands import help_lines
 from .rows import Row, short_id
 from .sinks import Sink
@@ -184,7 +185,7 @@ class Softphone:
                 case c.Quit():
                     return False
         except RtmError as exc:  # not logged in, the server refused a query, …
-            self.sink.error(f"{type(cmd).__name__.lower()}: {exc}")
+            self.sink.error(f"{type(cmd).__name__.lower()}: {textfmt.rtm_error(exc)}")
         return True
 
     async def run_line(self, line: str) -> bool:
@@ -246,6 +247,10 @@ class Softphone:
         if mine:
             return mine[-1]
         what = "outgoing invitation to cancel" if direction == "out" else f"call to {command}"
+        if direction == "in" and self._invs:
+            what += f" (only the callee can {command}; your calls here are outgoing)"
+        elif direction == "out" and self._invs:
+            what += " (only the caller can cancel; to decline an incoming call, refuse it)"
         self.sink.error(f"{command}: there is no {what}")
         return None
 

@@ -26,7 +26,8 @@ def _left(deadline: float | None, now: float) -> str:
     return f"{left:.0f}s" if left >= 10 else f"{left:.1f}s"
 
 
-#: The free-text columns: (header, widest it ever gets). They give way on narrow terminals.
+#: The free-text columns: (header, widest it gets when the terminal width is not known).
+#: With a width they use the room there is, and are the first to give way when it is short.
 _TEXT_COLUMNS = (("content", 24), ("channel", 16), ("response", 20))
 #: Room the other columns and the gaps between all eight take, besides peer and state.
 _FIXED = SHORT_ID + 5 + 4 + 7 * 2
@@ -34,18 +35,20 @@ _FIXED = SHORT_ID + 5 + 4 + 7 * 2
 
 def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
     """Widths for content, channel and response so the table fits in ``width``: each as
-    wide as its longest text (up to its cap); when that is too wide, the widest gives way
-    first, down to 4 (a header then ends in an ellipsis)."""
+    wide as its longest text (without a width: up to its cap); when that is too wide, the
+    widest gives way first, down to 4 (a header then ends in an ellipsis). So a wide
+    terminal shows long texts whole, a narrow one cuts only them."""
     texts = [[r.content for r in rows], [r.channel_id for r in rows], [r.response for r in rows]]
     wants = [
-        min(cap, max([len(header), *(len(t) for t in column)]))
-        for (header, cap), column in zip(_TEXT_COLUMNS, texts, strict=True)
+        max([len(header), *(len(t) for t in column)])
+        for (header, _), column in zip(_TEXT_COLUMNS, texts, strict=True)
     ]
     if width is None:
-        return wants
+        return [min(cap, want) for (_, cap), want in zip(_TEXT_COLUMNS, wants, strict=True)]
     peer = min(16, max([4, *(len(r.peer) for r in rows)]))
     state = max([5, *(len(describe(r.state, r.error)[0]) for r in rows)])
     free = width - _FIXED - peer - state
+    wants = [min(want, max(4, free)) for want in wants]  # a text of 8 KB: no long loop
     while sum(wants) > free and max(wants) > 4:
         wants[wants.index(max(wants))] -= 1
     return wants

@@ -66,11 +66,11 @@ def _check_users(call: str, users: Iterable[str]) -> list[str]:
         users = [users]
     users = list(users)
     if not users:
-        raise InvalidArgument(f"{call}: no users given")
+        raise InvalidArgument(f"{call}: no users given", "no users given")
     for user in users:
         problem = f.user_id_problem(user)
         if problem is not None:
-            raise InvalidArgument(f"{call}: {problem}")
+            raise InvalidArgument(f"{call}: {problem}", problem)
     return users
 
 
@@ -235,7 +235,8 @@ class RtmClient:
         logged in. The outcome comes as events.
 
         Raises:
-          ApiCallError: ALREADY_SENT, ALREADY_END, INVALID_ARGUMENT (unknown id).
+          ApiCallError: ALREADY_SENT, ALREADY_END (ended, or canceled), INVALID_ARGUMENT
+            (unknown id).
         """
         self._driver.apply(self.engine.send(invitation))
         await trio.lowlevel.checkpoint()
@@ -269,7 +270,8 @@ class RtmClient:
         confirms).
 
         Raises:
-          ApiCallError: ALREADY_ACCEPT, ALREADY_END, INVALID_ARGUMENT (response > 8 KB,
+          ApiCallError: ALREADY_ACCEPT (accepted, not yet confirmed), ALREADY_END (ended,
+            ACCEPTED included), INVALID_ARGUMENT (response > 8 KB,
             unknown id).
         """
         self._driver.apply(self.engine.accept(invitation, response))
@@ -279,7 +281,8 @@ class RtmClient:
         """Refuse a ringing invitation (REFUSED).
 
         Raises:
-          ApiCallError: ALREADY_ACCEPT, ALREADY_END, INVALID_ARGUMENT.
+          ApiCallError: ALREADY_ACCEPT (accepted, not yet confirmed), ALREADY_END (ended,
+            ACCEPTED included), INVALID_ARGUMENT.
         """
         self._driver.apply(self.engine.refuse(invitation, response))
         await trio.lowlevel.checkpoint()
@@ -368,7 +371,7 @@ class RtmClient:
         if problem is None:
             problem = f.peer_msg_problem(f.Text(text=text))
         if problem is not None:
-            raise InvalidArgument(f"send_message_to_peer: {problem}")
+            raise InvalidArgument(f"send_message_to_peer: {problem}", problem)
         try:
             answer = await self._request(
                 f.Send(rid=self._transport.next_rid(), to=peer, msg=f.Text(text=text))

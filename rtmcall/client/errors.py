@@ -61,4 +61,12 @@ class RequestFailed(RtmError):
 
 
 class InvalidArgument(RtmError, ValueError):
-    """A non-invitation call got a bad argument (e.g. an invalid user id)."""
+    """A non-invitation call got a bad argument (e.g. an invalid user id).
+
+    Attributes:
+      problem: what is wrong, in words, without the call's name.
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message

@@ -64,6 +64,7 @@ from .invitation import (
     CALLEE_TERMINAL,
     CALLEE_TIMERS,
     CALLEE_TRANSITIONS,
+    CALLER_CANCELING,
     CALLER_STATE,
     CALLER_TERMINAL,
     CALLER_TIMERS,
@@ -221,6 +222,13 @@ class RemoteInvitation(_Invitation):
         return self._snapshot(RemoteInvitationInfo, self.state, self.error)  # type: ignore[return-value]
 
 
+def _caller_ended(phase: CallerPhase) -> bool:
+    """The caller's lifecycle is over for the API: a terminal phase, or a cancel already on
+    its way (the invitation may still end REFUSED if the callee refused first, but nothing
+    the caller can call changes that any more)."""
+    return phase in CALLER_TERMINAL or phase in CALLER_CANCELING
+
+
 def _new_uuid() -> str:
     return uuid.uuid4().hex
 
@@ -288,7 +296,12 @@ class CallEngine:
             if not isinstance(lifetime, int | float) or not 0 < lifetime <= f.MAX_LIFETIME:
                 problem = f"lifetime must be more than 0 and at most {f.MAX_LIFETIME:g} seconds"
         if problem is not None:
-            raise ApiCallError(API.INVALID_ARGUMENT, f"create_local_invitation: {problem}")
+            raise ApiCallError(
+                API.INVALID_ARGUMENT,
+                f"create_local_invitation: {problem}",
+                call="create_local_invitation",
+                problem=problem,
+            )
         inv = LocalInvitation(
             id=self._new_id(),
             caller=self.user,
@@ -301,11 +314,12 @@ class CallEngine:
         return inv
 
     def send(self, invitation: LocalInvitation | str) -> list[Output]:
-        """Send an IDLE invitation. ALREADY_SENT if sent, ALREADY_END if it ended."""
+        """Send an IDLE invitation. ALREADY_SENT if sent, ALREADY_END if it ended (or we
+        canceled it)."""
         inv = self._local_for("send", invitation)
         if inv.phase is not CallerPhase.IDLE:
-            code = API.ALREADY_END if inv.terminal else API.ALREADY_SENT
-            raise self._refused("send", inv.id, inv.state.name, code)
+            code = API.ALREADY_END if _caller_ended(inv.phase) else API.ALREADY_SENT
+            raise self._refused("send", inv, code)
         out: list[Output] = []
         if not self.logged_in:
             inv.phase = CallerPhase.FAILED
@@ -317,20 +331,22 @@ class CallEngine:
         return self._done(out)
 
     def cancel(self, invitation: LocalInvitation | str) -> list[Output]:
-        """Cancel a sent invitation. NOT_STARTED before send, ALREADY_END after the end."""
+        """Cancel a sent invitation. NOT_STARTED before send, ALREADY_END after the end (and
+        for a second cancel: the first one ended the lifecycle for the API)."""
         inv = self._local_for("cancel", invitation)
         if inv.phase is CallerPhase.IDLE:
-            raise self._refused("cancel", inv.id, inv.state.name, API.NOT_STARTED)
-        if inv.phase not in CALLER_TRANSITIONS or "cancel" not in CALLER_TRANSITIONS[inv.phase]:
-            raise self._refused("cancel", inv.id, inv.state.name, API.ALREADY_END)
+            raise self._refused("cancel", inv, API.NOT_STARTED)
+        if _caller_ended(inv.phase):
+            raise self._refused("cancel", inv, API.ALREADY_END)
         out: list[Output] = []
         self._caller_step(inv, "cancel", out)
         return self._done(out)
 
     def accept(self, invitation: RemoteInvitation | str, response: str = "") -> list[Output]:
-        """Accept a ringing invitation. ALREADY_ACCEPT if accepted, ALREADY_END if ended."""
+        """Accept a ringing invitation. ALREADY_ACCEPT if accepted and not yet confirmed,
+        ALREADY_END once it ended (ACCEPTED included)."""
         inv = self._remote_for("accept", invitation)
-        self._check_response("accept", response)
+        self._check_response("accept", inv, response)
         self._check_answerable("accept", inv)
         inv.response = response
         out: list[Output] = []
@@ -338,9 +354,10 @@ class CallEngine:
         return self._done(out)
 
     def refuse(self, invitation: RemoteInvitation | str, response: str = "") -> list[Output]:
-        """Refuse a ringing invitation. ALREADY_ACCEPT if accepted, ALREADY_END if ended."""
+        """Refuse a ringing invitation. ALREADY_ACCEPT if accepted and not yet confirmed,
+        ALREADY_END once it ended (ACCEPTED included)."""
         inv = self._remote_for("refuse", invitation)
-        self._check_response("refuse", response)
+        self._check_response("refuse", inv, response)
         self._check_answerable("refuse", inv)
         inv.response = response
         out: list[Output] = []
@@ -786,32 +803,61 @@ class CallEngine:
         inv_id = invitation.id if isinstance(invitation, LocalInvitation) else invitation
         inv = self.local.get(inv_id) if isinstance(inv_id, str) else None
         if inv is None:
-            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: no outgoing invitation {inv_id!r}")
+            raise ApiCallError(
+                API.INVALID_ARGUMENT,
+                f"{call}: no outgoing invitation {inv_id!r}",
+                call=call,
+                invitation_id=inv_id if isinstance(inv_id, str) else None,
+                problem="no outgoing invitation has that id",
+            )
         return inv
 
     def _remote_for(self, call: str, invitation: RemoteInvitation | str) -> RemoteInvitation:
         inv_id = invitation.id if isinstance(invitation, RemoteInvitation) else invitation
         inv = self.remote.get(inv_id) if isinstance(inv_id, str) else None
         if inv is None:
-            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: no incoming invitation {inv_id!r}")
+            raise ApiCallError(
+                API.INVALID_ARGUMENT,
+                f"{call}: no incoming invitation {inv_id!r}",
+                call=call,
+                invitation_id=inv_id if isinstance(inv_id, str) else None,
+                problem="no incoming invitation has that id",
+            )
         return inv
 
     @staticmethod
-    def _check_response(call: str, response: str) -> None:
+    def _check_response(call: str, inv: RemoteInvitation, response: str) -> None:
+        problem = None
         if not isinstance(response, str):
-            raise ApiCallError(API.INVALID_ARGUMENT, f"{call}: response must be text")
-        if len(response.encode("utf-8")) > f.MAX_RESPONSE_BYTES:
+            problem = "the response must be text"
+        elif len(response.encode("utf-8")) > f.MAX_RESPONSE_BYTES:
+            problem = "the response is longer than 8 KB of UTF-8"
+        if problem is not None:
             raise ApiCallError(
-                API.INVALID_ARGUMENT, f"{call}: response is longer than 8 KB of UTF-8"
+                API.INVALID_ARGUMENT,
+                f"{call}: {problem}",
+                call=call,
+                invitation_id=inv.id,
+                state=inv.state,
+                problem=problem,
             )
 
     def _check_answerable(self, call: str, inv: RemoteInvitation) -> None:
+        # SPEC §2: after the end (an accepted call included) ALREADY_END; accepted but not
+        # yet confirmed, ALREADY_ACCEPT (for a refuse too: the accept is on its way).
         if inv.phase is CalleePhase.RINGING:
             return
-        if inv.phase in (CalleePhase.ACCEPTING, CalleePhase.ACCEPTED):
-            raise self._refused(call, inv.id, inv.state.name, API.ALREADY_ACCEPT)
-        raise self._refused(call, inv.id, inv.state.name, API.ALREADY_END)
+        code = API.ALREADY_END if inv.terminal else API.ALREADY_ACCEPT
+        raise self._refused(call, inv, code)
 
     @staticmethod
-    def _refused(call: str, inv_id: str, state: str, code: InvitationApiCallError) -> ApiCallError:
-        return ApiCallError(code, f"{call} cannot be done on invitation {inv_id} in state {state}")
+    def _refused(
+        call: str, inv: LocalInvitation | RemoteInvitation, code: InvitationApiCallError
+    ) -> ApiCallError:
+        return ApiCallError(
+            code,
+            f"{call} cannot be done on invitation {inv.id} in state {inv.state.name}",
+            call=call,
+            invitation_id=inv.id,
+            state=inv.state,
+        )

@@ -181,12 +181,36 @@ Output: TypeAlias = InvitationEvent | Effect
 
 
 class ApiCallError(Exception):
-    """An API call was refused; nothing changed. ``code`` is the InvitationApiCallError."""
+    """An API call was refused; nothing changed.
 
-    def __init__(self, code: InvitationApiCallError, message: str) -> None:
+    Attributes:
+      code: the InvitationApiCallError.
+      message: what was refused and why, precisely (names the call, the invitation id and
+        its state).
+      call: the API call refused (``send``, ``cancel``, ``accept``, ``refuse``,
+        ``create_local_invitation``).
+      invitation_id: the invitation it was about (None for a refused create).
+      state: the invitation's state then (None when there is no such invitation).
+      problem: for INVALID_ARGUMENT, what is wrong with the argument, in words.
+    """
+
+    def __init__(
+        self,
+        code: InvitationApiCallError,
+        message: str,
+        *,
+        call: str | None = None,
+        invitation_id: str | None = None,
+        state: LocalInvitationState | RemoteInvitationState | None = None,
+        problem: str | None = None,
+    ) -> None:
         super().__init__(f"{message} ({code.name})")
         self.code = code
         self.message = message
+        self.call = call
+        self.invitation_id = invitation_id
+        self.state = state
+        self.problem = problem
 
 
 __all__ = [

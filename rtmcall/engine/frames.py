@@ -63,8 +63,8 @@ def user_id_problem(user: str) -> str | None:
         return "user id is longer than 64 bytes"
     if not _USER_ID_RE.fullmatch(user):
         return (
-            f"user id {user!r} has characters outside a-zA-Z0-9, space and "
-            "!#$%&()+-:;<=.>?@[]^_{}|~,"
+            f"user id {user!r} has characters outside a-z, A-Z, 0-9, space and "
+            '"!#$%&()+-:;<=.>?@[]^_{}|~,"'
         )
     if user == "null":
         return "user id may not be 'null'"

@@ -83,6 +83,9 @@ CALLEE_STATE: dict[CalleePhase, RS] = {
 CALLER_TERMINAL = frozenset(
     {CallerPhase.ACCEPTED, CallerPhase.REFUSED, CallerPhase.CANCELED, CallerPhase.FAILED}
 )
+#: The caller canceled and waits for the callee's answer: for the API the lifecycle is
+#: over (a second cancel, or a send, is ALREADY_END), though the end state is not known yet.
+CALLER_CANCELING = frozenset({CallerPhase.CANCELING_SENT, CallerPhase.CANCELING_RINGING})
 CALLEE_TERMINAL = frozenset(
     {CalleePhase.ACCEPTED, CalleePhase.REFUSED, CalleePhase.CANCELED, CalleePhase.FAILED}
 )

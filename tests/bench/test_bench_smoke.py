@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 import trio
@@ -69,3 +70,23 @@ def test_report_renders() -> None:
 def test_command_usage_errors() -> None:
     assert bench_command(pairs=0) == 2
     assert bench_command(mode="nope") == 2
+
+
+def test_the_headline_is_one_line_when_not_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["RTMCALL_CONFIG_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "rtmcall.cli", "bench", "--pairs", "2", "--calls", "10"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    headline = done.stdout.splitlines()[0]
+    assert len(headline) > 80  # longer than rich's default width off a terminal...
+    assert "handshakes" in headline and headline.endswith("embedded server")  # ...yet whole

@@ -94,15 +94,27 @@ def test_invalid_user_id_message_names_the_problem() -> None:
 def test_token_mints_a_verifiable_token(tmp_path: Path) -> None:
     result = runner.invoke(app, ["token", "alice", "--secret", "s3cret", "--ttl", "600"])
     assert result.exit_code == 0
-    left = verify_token("s3cret", result.output.strip(), "alice")
+    left = verify_token("s3cret", result.stdout.strip(), "alice")
     assert 590 < left <= 600
     key = tmp_path / "key"
     key.write_text("from-a-file\n")
     result = runner.invoke(app, ["token", "bob", "--secret-file", str(key)])
     assert result.exit_code == 0
-    assert verify_token("from-a-file", result.output.strip(), "bob") > 3000
+    assert verify_token("from-a-file", result.stdout.strip(), "bob") > 3000
     result = runner.invoke(app, ["token", "carol"], env={"RTMCALL_SECRET": "env-secret"})
-    assert verify_token("env-secret", result.output.strip(), "carol") > 0
+    assert verify_token("env-secret", result.stdout.strip(), "carol") > 0
+
+
+@pytest.mark.parametrize(
+    ("secret", "warned"), [("abcde", True), ("x" * 31, True), ("x" * 32, False), ("é" * 16, False)]
+)
+def test_a_short_secret_is_warned_about(secret: str, warned: bool) -> None:
+    result = runner.invoke(app, ["token", "alice", "--secret", secret])
+    assert result.exit_code == 0
+    assert verify_token(secret, result.stdout.strip(), "alice") > 0  # stdout: the token only
+    size = len(secret.encode())
+    assert (f"the secret is {size} bytes" in result.stderr) is warned
+    assert ("RFC 7518" in result.stderr) is warned
 
 
 def test_token_ttl_is_capped_at_a_day() -> None:

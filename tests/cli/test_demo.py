@@ -6,6 +6,7 @@ import io
 import subprocess
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from rtmcall.cli import demo
@@ -108,3 +109,43 @@ def test_demo_tables_are_pure() -> None:
         build_summary([Result("a", ("X / Y",), "X / Y"), Result("b", ("X / Y",), "Z / Y")])
     )
     assert "✓ ok" in summary and "✗ DIFFERS" in summary
+
+
+def _pair(content: str, response: str, caller: str = "alice", callee: str = "bob") -> DemoRow:
+    out = LocalInvitationInfo(
+        "id" + content,
+        caller,
+        callee,
+        content,
+        "",
+        response,
+        LocalInvitationState.REFUSED_BY_REMOTE,
+        0,
+        None,
+    )  # type: ignore[arg-type]
+    back = RemoteInvitationInfo(
+        "id" + content, caller, callee, content, "", response,
+        RemoteInvitationState.FAILURE, RemoteInvitationError.PEER_OFFLINE, None,
+    )  # fmt: skip  # type: ignore[arg-type]
+    return DemoRow("several at once 2/3", out, back)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160, 200])
+def test_the_live_table_keeps_its_columns_as_rows_arrive(width: int) -> None:
+    rows = [
+        _pair("", ""),
+        _pair("oops, wrong number", "one call at a time"),
+        _pair("x", "y", "carol", "frank"),
+    ]
+    headers = []
+    for n in range(1, len(rows) + 1):
+        console = Console(file=io.StringIO(), width=width, color_system=None)
+        console.print(build_live_table(rows[:n], now=0.0, width=width))
+        text = console.file.getvalue()  # type: ignore[attr-defined]
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= width
+        headers.append(next(line for line in lines if "scenario" in line))
+        assert "failed: caller offline" in text  # a state is never cut
+    assert len(set(headers)) == 1, headers  # the columns did not move
+    if width >= 160:  # room enough: the demo's texts are shown whole
+        assert "oops, wrong number" in text and "one call at a time" in text

@@ -98,11 +98,12 @@ def test_accept_key_by_key(login, server_url: str) -> None:  # type: ignore[no-u
     err = alice.expect("ApiCallError")
     assert (err["error"], err["error_code"]) == ("ALREADY_END", 3)
     assert (err["id"], err["state"], err["state_code"]) == (inv, "ACCEPTED_BY_REMOTE", 3)
-    bob.send("accept")  # the newest incoming one, already accepted
+    bob.send("accept")  # the newest incoming one, accepted: its lifecycle ended
     err = bob.expect("ApiCallError")
-    assert (err["error"], err["error_code"]) == ("ALREADY_ACCEPT", 4)
+    assert (err["error"], err["error_code"]) == ("ALREADY_END", 3)
 
-    assert alice.finish() == 0 and bob.finish() == 0
+    # A refused command is a failed line: exit 1 (SPEC §4 as the README words it).
+    assert alice.finish() == 1 and bob.finish() == 1
     last = alice.json_lines()[-1]
     assert (last["event"], last["state"], last["reason"]) == (
         "ConnectionStateChanged",
@@ -193,7 +194,8 @@ def test_bad_lines_are_errors_and_the_session_goes_on(login) -> None:  # type: i
     assert online["peers"] == {"nobody-here": "OFFLINE"}
     alice.send("help")
     assert any("call PEER" in line for line in alice.expect("Help")["lines"])
-    assert alice.finish() == 0
+    assert alice.finish() == 1  # some lines failed
+    assert "4 command lines failed" in alice.stderr()
 
 
 def test_readable_lines_without_json(login) -> None:  # type: ignore[no-untyped-def]
@@ -240,3 +242,45 @@ def test_unreachable_server_exits_3(config_dir: Path) -> None:
         assert (fail["event"], fail["server"]) == ("LoginFailure", url)
     finally:
         pipe.kill()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "dial bob",  # not a command
+        "cancel ffff",  # refused: no such call (ApiCallError)
+        "accept",  # nothing to accept (Error)
+        "wait --incoming --timeout 0.3",  # timed out
+        "call 'bad/peer'",  # refused: invalid user id
+    ],
+)
+def test_a_failed_line_makes_the_exit_status_1(login, failing: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    a = user("alice")
+    good = login(a, json=as_json)
+    for line in ("online nobody-here", "list", "help", "sleep 0.1", "wait --timeout 1"):
+        good.send(line)
+    assert good.finish() == 0  # every line did what it said
+    bad = login(user("alice"), json=as_json)
+    bad.send("online nobody-here")
+    bad.send(failing)
+    bad.send("list")  # the session goes on after the failed line
+    assert bad.finish() == 1
+    err = bad.stderr()
+    assert "1 command line failed" in err and "Traceback" not in err
+    if as_json:
+        failed = [o for o in bad.json_lines() if o["event"] in ("Error", "ApiCallError")]
+        assert len(failed) == 1
+
+
+def test_kicked_is_3_even_after_failed_lines(login) -> None:  # type: ignore[no-untyped-def]
+    a = user("alice")
+    first = login(a)
+    first.expect("LoginSuccess")
+    first.send("dial bob")
+    first.expect("Error")
+    second = login(a)
+    second.expect("LoginSuccess")
+    first.expect("ConnectionStateChanged", state="ABORTED")
+    assert first.finish() == 3
+    assert second.finish() == 0

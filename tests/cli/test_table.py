@@ -131,3 +131,21 @@ def test_fits_an_80_column_terminal_by_shortening_free_text_only() -> None:
     assert "failed: peer offline" in text and "RINGING" in text and "carol" in text
     assert "lunch at…" in text  # the free text gave way
     assert len(text.splitlines()) == 2 + len(rows)  # header, rule, one line per invitation
+
+
+def test_a_wide_terminal_shows_long_texts_whole() -> None:
+    content = "please join the incident bridge, the payment deploy failed"
+    response = "joining in two minutes, start without me"
+    rows = [
+        out("a1", LS.ACCEPTED_BY_REMOTE, content=content, channel_id="incident-7",
+            response=response, live=False),
+        inc("b1", RS.INVITATION_RECEIVED, content="hi", deadline=158.0),
+    ]  # fmt: skip
+    for width, whole in ((160, True), (100, False), (79, False)):
+        console = Console(file=io.StringIO(), width=width, color_system=None)
+        console.print(build_table(rows, 100.0, width=width))
+        text = console.file.getvalue()  # type: ignore[attr-defined]
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "58s" in text and "RINGING" in text  # nothing else is ever cut
+        assert (content in text and response in text) is whole, text
+        assert "incident-7" in text or width < 100

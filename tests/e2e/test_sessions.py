@@ -190,10 +190,14 @@ async def test_api_misuse_raises_and_changes_nothing(
         with pytest.raises(ApiCallError) as info:
             await bob.client.accept(inv.id)
         assert info.value.code is API.ALREADY_ACCEPT
-        await bob.wait("RemoteInvitationAccepted", inv.id)
         with pytest.raises(ApiCallError) as info:
             await bob.client.refuse(inv.id)
-        assert info.value.code is API.ALREADY_ACCEPT
+        assert info.value.code is API.ALREADY_ACCEPT  # accepted, not yet confirmed
+        await bob.wait("RemoteInvitationAccepted", inv.id)
+        for answer in (bob.client.accept, bob.client.refuse):
+            with pytest.raises(ApiCallError) as info:
+                await answer(inv.id)
+            assert info.value.code is API.ALREADY_END  # ACCEPTED ends the lifecycle
         with pytest.raises(ApiCallError) as info:
             await alice.client.cancel(inv)
         assert info.value.code is API.ALREADY_END
