@@ -200,7 +200,32 @@ def build_live_view(
                 words, style = describe(side.state, side.error)
                 cells.append(Text(words, style=style))
         invs.add_row(run.names.get(inv_id, inv_id[:6]), f"{info.caller} → {info.callee}", *cells)
-    return Group(title, steps, invs)
+    return Group(title, steps, _actors_line(run, width), invs)
+
+
+def _actors_line(run: ScenarioRun, width: int) -> Text:
+    """Each actor in a word or two: logged in or not, and what its line does."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    shown = list(run.actors.values())
+    for i, actor in enumerate(shown[:12]):
+        if i:
+            line.append(" · ", style="dim")
+        if actor.killed:
+            word, style = "killed", "bold red"
+        elif actor.proxy.is_down:
+            word, style = "line down", "bold red"
+        elif not actor.live:
+            word, style = "logged out", "dim"
+        elif actor.proxy.latency:
+            word, style = f"+{actor.proxy.latency * 1000:.0f} ms", "yellow"
+        else:
+            word, style = "online", "green"
+        line.append(f"{actor.name} ")
+        line.append(word, style=style)
+    if len(shown) > 12:
+        line.append(f" · … {len(shown) - 12} more", style="dim")
+    line.truncate(max(20, width))
+    return line
 
 
 def last_events_text(run: ScenarioRun, actor: str, count: int = 5) -> str:

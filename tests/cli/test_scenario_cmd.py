@@ -150,3 +150,27 @@ def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
     assert "FAIL slow: interrupted (Ctrl-C) at step 2 (sleep: 60)" in out
     (case,) = [c for s in JUnitXml.fromfile(str(report)) for c in s]
     assert not case.is_passed
+
+
+def test_on_a_terminal_the_steps_tick_live(tmp_path: Path, config_dir: Path) -> None:
+    import pexpect
+
+    (tmp_path / "a.yaml").write_text(
+        PASSING.replace("  - bob: accept", "  - bob: net down 1\n  - sleep: 2\n  - bob: accept")
+    )
+    child = pexpect.spawn(
+        RTMCALL[0], [*RTMCALL[1:], "scenario", str(tmp_path)],
+        env=cli_env(config_dir, COLUMNS="120", LINES="30", NO_COLOR="1"), cwd=str(REPO),
+        encoding="utf-8", timeout=30, dimensions=(30, 120),
+    )  # fmt: skip
+    try:
+        child.expect("▶ accepted")
+        # The actors' line while bob's network is down (bold is kept under NO_COLOR).
+        child.expect(r"bob (\x1b\[[0-9;]*m)*line down")
+        child.expect("RINGING")  # the invitations table
+        child.expect("✓")
+        child.expect("PASS accepted")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
