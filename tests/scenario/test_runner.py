@@ -219,3 +219,56 @@ async def test_a_duplicate_login_kicks_the_first_device() -> None:
         """
     )
     assert r.ok, r.failure
+
+
+class _Phone:
+    """Stands in for an actor's softphone: the end checks read only its invitations."""
+
+    def __init__(self, *infos: object) -> None:
+        self._infos = list(infos)
+        self.ended = None
+
+    def infos(self) -> list[object]:
+        return self._infos
+
+
+def test_two_ends_that_disagree_fail_the_end_checks() -> None:
+    from rtmcall.engine.codes import (
+        LocalInvitationError,
+        LocalInvitationState,
+        RemoteInvitationError,
+        RemoteInvitationState,
+    )
+    from rtmcall.engine.events import LocalInvitationInfo, RemoteInvitationInfo
+    from rtmcall.scenario.actor import ActorRun
+    from rtmcall.scenario.runner import StepFailed
+
+    (scenario,) = load_text(
+        "name: x\nactors: {alice: {}, bob: {}}\nsteps:\n  - alice: call bob --as c1\n", "t.yaml"
+    )
+    run = ScenarioRun(scenario)
+    caller = LocalInvitationInfo(
+        "id1", "alice", "bob", "", "", "", LocalInvitationState.ACCEPTED_BY_REMOTE,
+        LocalInvitationError.OK, None,
+    )  # fmt: skip
+    callee = RemoteInvitationInfo(
+        "id1", "alice", "bob", "", "", "", RemoteInvitationState.FAILURE,
+        RemoteInvitationError.ACCEPT_FAILURE, None,
+    )  # fmt: skip
+    for name, info in (("alice", caller), ("bob", callee)):
+        actor = ActorRun(scenario.actors[name], None, None, None, 0.0)  # type: ignore[arg-type]
+        actor.phone, actor.logged_in = _Phone(info), True  # type: ignore[assignment]
+        run.actors[name] = actor
+    run.ids, run.names = {"c1": "id1"}, {"id1": "c1"}
+    with pytest.raises(StepFailed) as info:
+        run._end_checks()
+    assert str(info.value) == (
+        "at the end: invitation c1: the two ends disagree: alice ACCEPTED_BY_REMOTE, "
+        "bob FAILURE(ACCEPT_FAILURE)"
+    )
+    callee_ok = RemoteInvitationInfo(
+        "id1", "alice", "bob", "", "", "", RemoteInvitationState.ACCEPTED,
+        RemoteInvitationError.OK, None,
+    )  # fmt: skip
+    run.actors["bob"].phone = _Phone(callee_ok)  # type: ignore[assignment]
+    run._end_checks()  # agreement: no problem
