@@ -28,7 +28,7 @@ import sys
 import time
 
 import trio
-from procs import server
+from procs import Proc, server
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -147,18 +147,22 @@ def quantiles(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50_ms": qs[49] * 1e3, "p99_ms": qs[98] * 1e3}
 
 
-async def run(frames: int, mode: str, seconds: float) -> dict:
+async def measure(srv: Proc, port: int, frames: int, mode: str) -> tuple[dict, list[float]]:
+    """The attack's outcome, and [t0, t1, cpu0, cpu1, rss0, rss1] around it."""
+    await trio.sleep(1.0)  # the victim's baseline
+    cpu0, rss0, t0 = srv.cpu(), srv.rss(), time.time()
+    outcome = await attack(port, frames, mode)
+    return outcome, [t0, time.time(), cpu0, srv.cpu(), rss0, srv.rss()]
+
+
+def run(frames: int, mode: str, seconds: float) -> dict:
     with server("rtmcall") as srv:
         port = int(srv.url.rsplit(":", 1)[1])
         cmd = [sys.executable, __file__, "--victim", str(port), "--seconds", str(seconds)]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "READY"
-            await trio.sleep(1.0)  # the victim's baseline
-            cpu0, rss0, t0 = srv.cpu(), srv.rss(), time.time()
-            outcome = await attack(port, frames, mode)
-            t1 = time.time()
-            cpu1, rss1 = srv.cpu(), srv.rss()
+            outcome, (t0, t1, cpu0, cpu1, rss0, rss1) = trio.run(measure, srv, port, frames, mode)
             out, _ = proc.communicate()
     rtts = [(float(a), float(b)) for a, b in (line.split() for line in out.splitlines())]
     return {
@@ -182,7 +186,7 @@ def main() -> None:
     if args.victim:
         trio.run(victim, args.victim, args.seconds)
     else:
-        print(json.dumps(trio.run(run, args.frames, args.mode, args.seconds), indent=2))
+        print(json.dumps(run(args.frames, args.mode, args.seconds), indent=2))
 
 
 if __name__ == "__main__":
