@@ -12,7 +12,8 @@ Session rules:
   ``standby_heartbeat`` s (30) otherwise (``Ping.standby`` says which; see ``_heartbeat``).
 * A dropped connection (closed, or no answer to a Ping within ``heartbeat_timeout``, or
   silent for longer than the heartbeat allows, or the server's Bye)
-  is RECONNECTING/INTERRUPTED; the transport reconnects with backoff and logs in with
+  is RECONNECTING/INTERRUPTED; the transport reconnects (a quick first retry, then
+  jittered backoff: :mod:`.backoff`) and logs in with
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
   duplicates). The other way, the server numbers peer messages (``Deliver.seq``); we ack
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import ssl
 import urllib.parse
 from collections import deque
@@ -56,6 +58,7 @@ from rtmcall.engine.codes import (
     PeerMessageError,
 )
 
+from .backoff import Backoff
 from .config import ClientConfig
 from .errors import ConnectFailed, LoginFailed
 
@@ -303,6 +306,8 @@ class Transport:
         #: A Deliver was received / a Send sent since the heartbeat's last tick.
         self._rx_flag = False
         self._tx_flag = False
+        #: The reconnect backoff's jitter (tests may seed it).
+        self._rng = random.Random()
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -488,7 +493,16 @@ class Transport:
         window = self.login_ok.resume_window if self.login_ok else 0.0
         resume_deadline = now + window
         give_up = now + cfg.give_up_after if cfg.give_up_after is not None else math.inf
-        delay = cfg.reconnect_delay
+        backoff = Backoff(
+            first=cfg.reconnect_first_delay,
+            base=cfg.reconnect_delay,
+            cap=cfg.reconnect_max_delay,
+            patient_after=cfg.reconnect_patient_after,
+            patient_cap=cfg.reconnect_patient_max_delay,
+            rng=self._rng,
+        )
+        dropped_at = now
+        delay = backoff.next_delay(0.0)
         while True:
             now = trio.current_time()
             if self._session is not None and now >= resume_deadline:
@@ -500,7 +514,7 @@ class Transport:
             deadline = min(resume_deadline if self._session is not None else math.inf, give_up)
             with trio.move_on_at(deadline):
                 await trio.sleep(delay)
-            delay = min(delay * 2, cfg.reconnect_max_delay)
+            delay = backoff.next_delay(trio.current_time() - dropped_at)
             if trio.current_time() >= deadline:
                 continue
             # The deadline bounds connecting and logging in only (``_connection`` lifts
