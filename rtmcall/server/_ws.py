@@ -14,9 +14,11 @@ heartbeat, ``frames.STANDBY_PING``) and the reader loop, which
 ``WSConnection.handshake``, to free the opening handshake's state once the connection is
 open; and on wsproto's frame decoder (``_proto._frame_decoder``: no frame partly read), for
 the idle heartbeat's fast path. The reader reads a plain TCP socket itself (wait, then
-``os.read``) rather than through trio's socket layers. ``tests/server/test_hostile.py``
-and ``test_ws_ping.py`` pin the observable behaviour (1007 and 1009 seen by the client;
-pongs byte for byte, pings in every position a frame can be in, resets).
+``os.read``) rather than through trio's socket layers. ``tests/server/test_hostile.py``,
+``test_fragments.py`` and ``test_ws_ping.py`` pin the observable behaviour (1007, 1008
+and 1009 seen by the client; pongs byte for byte, pings in every position a frame can be
+in, resets). The releases it was tested with are pinned, and checked when a server starts
+(:mod:`._ws_check`).
 """
 
 from __future__ import annotations
