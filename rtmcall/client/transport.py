@@ -64,6 +64,10 @@ from .errors import ConnectFailed, LoginFailed
 
 log = logging.getLogger("rtmcall.client")
 
+#: A connection that stayed up this long (s) ends an outage: its next drop starts the
+#: reconnect backoff afresh, with a quick first retry.
+STABLE_CONNECTION = 10.0
+
 CS = ConnectionState
 Why = ConnectionChangeReason
 #: Why one connection ended.
@@ -308,6 +312,10 @@ class Transport:
         self._tx_flag = False
         #: The reconnect backoff's jitter (tests may seed it).
         self._rng = random.Random()
+        #: The backoff of the latest outage, when it began, and when we last logged in.
+        self._backoff: Backoff | None = None
+        self._down_since = 0.0
+        self._up_since = 0.0
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -493,16 +501,22 @@ class Transport:
         window = self.login_ok.resume_window if self.login_ok else 0.0
         resume_deadline = now + window
         give_up = now + cfg.give_up_after if cfg.give_up_after is not None else math.inf
-        backoff = Backoff(
-            first=cfg.reconnect_first_delay,
-            base=cfg.reconnect_delay,
-            cap=cfg.reconnect_max_delay,
-            patient_after=cfg.reconnect_patient_after,
-            patient_cap=cfg.reconnect_patient_max_delay,
-            rng=self._rng,
-        )
-        dropped_at = now
-        delay = backoff.next_delay(0.0)
+        backoff = self._backoff
+        if backoff is None or now - self._up_since >= STABLE_CONNECTION:
+            # A new outage. (A connection that dropped soon after logging in goes on with
+            # the backoff of the outage before it: a server that takes logins and drops
+            # them at once is not hammered with quick retries.)
+            backoff = self._backoff = Backoff(
+                first=cfg.reconnect_first_delay,
+                base=cfg.reconnect_delay,
+                cap=cfg.reconnect_max_delay,
+                patient_after=cfg.reconnect_patient_after,
+                patient_cap=cfg.reconnect_patient_max_delay,
+                rng=self._rng,
+            )
+            self._down_since = now
+        dropped_at = self._down_since
+        delay = backoff.next_delay(now - dropped_at)
         while True:
             now = trio.current_time()
             if self._session is not None and now >= resume_deadline:
@@ -589,6 +603,7 @@ class Transport:
             raise LoginFailed(LoginError.UNKNOWN, f"bad answer from server: {exc}") from None
 
     def _logged_in(self, ok: f.LoginOk) -> None:
+        self._up_since = trio.current_time()
         fresh = not ok.resumed
         if fresh:
             # Whatever the server had for us is gone (or there was nothing): a new session.

@@ -1,14 +1,20 @@
 """The reconnect backoff (issue 13 item 4): a quick first retry, jittered delays, never
-more than 1.5 s apart while the outage is under a minute, gentler after that."""
+more than 1.5 s apart while the outage is under a minute, gentler after that; and a
+server that drops every login at once is not retried quickly each time."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+import trio
+from trio.testing import MockClock
+from trio_websocket import WebSocketRequest, serve_websocket
 
-from rtmcall.client import ClientConfig
+from rtmcall.client import ClientConfig, connect
 from rtmcall.client.backoff import Backoff
+
+from .test_resume_seq import accept_login
 
 
 def schedule(backoff: Backoff, until: float) -> list[float]:
@@ -73,3 +79,36 @@ class _Fixed(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return a + (b - a) * self.fraction
+
+
+async def test_a_server_that_drops_every_login_at_once_is_not_hammered(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """Logged in, then dropped at once, again and again: the backoff goes on growing
+    across those short-lived connections instead of retrying quickly each time; once a
+    connection lasted (here 20 s), its drop gets the quick first retry again."""
+    logins: list[float] = []
+    hold = {"for": 0.0}
+    logged_in = [trio.Event()]
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await accept_login(request, [])
+        logins.append(trio.current_time())
+        logged_in[0].set()
+        logged_in[0] = trio.Event()
+        await trio.sleep(hold["for"])
+        await ws.aclose()
+
+    server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, None)
+    async with connect(f"ws://127.0.0.1:{server.port}", "alice"):
+        await trio.sleep(30)
+        flapping = list(logins)
+        gaps = [b - a for a, b in zip(flapping, flapping[1:], strict=False)]
+        assert len(flapping) <= 45, len(flapping)
+        assert min(gaps[5:]) >= 0.7
+        hold["for"] = 20.0  # the next connection lasts: a new outage after it
+        await logged_in[0].wait()
+        hold["for"] = 0.0
+        stable_at = logins[-1]
+        await logged_in[0].wait()
+        assert logins[-1] - (stable_at + 20.0) <= 0.3  # the quick first retry
