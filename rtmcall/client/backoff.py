@@ -14,7 +14,10 @@ what phone apps do (a dropped call retries at once):
   ``patient_cap``: a long outage is not hammered.
 
 With the defaults (0.25, 0.25, 1.5, 60, 5) a server that is back after an outage of less
-than a minute is tried within 1.5 s; see ``ClientConfig``.
+than a minute is tried within 1.5 s; see ``ClientConfig``. The transport keeps one
+``Backoff`` across connections that drop soon after logging in
+(``transport.STABLE_CONNECTION``), so a server that drops every login is not retried
+quickly each time.
 """
 
 from __future__ import annotations
