@@ -19,7 +19,7 @@ Usage: rtmcall [OPTIONS] COMMAND [ARGS]...
 
   Environment: RTMCALL_SERVER, RTMCALL_USER, RTMCALL_TOKEN, RTMCALL_SECRET,
   RTMCALL_CONFIG_DIR. Exit status: 0 success, 1 outcome not as asked, 2 usage
-  error, 3 cannot reach or log in to the server.
+  error, 3 cannot reach or log in to the server, 4 the server cannot serve.
 
 Options:
   --version   Show the version.

@@ -153,8 +153,9 @@ def server(
     """Run the signaling server and print the URL it listens on.
 
     Logs logins, kicks and errors on stderr. Ctrl-C (or SIGTERM) stops it cleanly: clients
-    are told and reconnect when it is back. Without a secret it only serves the loopback
-    address unless --insecure is given.
+    are told and reconnect when it is back (exit 0). Without a secret it only serves the
+    loopback address unless --insecure is given. When it cannot serve (the port is in
+    use, TLS files unusable, Redis unreachable) it says why in one line and exits 4.
 
     \b
     Examples:

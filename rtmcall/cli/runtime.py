@@ -17,8 +17,9 @@ import trio
 
 from rtmcall.engine.codes import LoginError
 
-#: Exit codes (SPEC §4).
-OK, NOT_AS_ASKED, USAGE, UNREACHABLE = 0, 1, 2, 3
+#: Exit codes (SPEC §4), and ``rtmcall server``'s "cannot serve" (README's exit table):
+#: the port is taken, the address or the TLS files are unusable, Redis is not there.
+OK, NOT_AS_ASKED, USAGE, UNREACHABLE, CANNOT_SERVE = 0, 1, 2, 3, 4
 
 
 class CannotLogIn(Exception):

@@ -1,9 +1,19 @@
-"""Running ``rtmcall server``: logging, TLS, the optional Redis hub, and a clean stop."""
+"""Running ``rtmcall server``: logging, TLS, the optional Redis hub, and a clean stop.
+
+Exit codes: 0 after a clean stop (Ctrl-C, SIGTERM), 2 for a usage error (a public address
+without a secret), and 4, "cannot serve", for everything that keeps the server from
+serving or stops it: the port is in use, the address is not this machine's or needs
+privileges, the TLS certificate or key cannot be read or used, Redis cannot be reached.
+Never 1: that one means "the outcome was not what was asked" (a refused call, say), which
+a script running a server must not confuse with a server that is not there.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import ssl
 import sys
 from contextlib import AsyncExitStack
@@ -17,7 +27,11 @@ import trio
 from rtmcall._exc import first_leaf
 from rtmcall._gc import tune_for_long_running
 
-from .runtime import NOT_AS_ASKED, OK, USAGE
+from .runtime import CANNOT_SERVE, OK, USAGE
+
+
+class CannotServe(Exception):
+    """The server cannot start (or go on): one line for the user, exit CANNOT_SERVE."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +62,36 @@ def _setup_logging(level: str) -> None:
 
 def _tls(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cert), str(key))
+    for path, what in ((cert, "certificate"), (key, "key")):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise CannotServe(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise CannotServe(
+            f"cannot use the TLS certificate {cert} with the key {key}: both must be PEM"
+            f" files and the key must be the certificate's ({exc})"
+        ) from None
     return ctx
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    """What a failed listen means, in the user's words."""
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot serve on {where}: {host!r} is not a known host name or address"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve on {where}: the port is in use (another rtmcall server?); "
+            "stop it, or pick another with --port (--port 0 picks a free one)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot serve on {where}: not allowed (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot serve on {where}: {host} is not an address of this machine"
+    return f"cannot serve on {where}: {exc.strerror or exc}"
 
 
 async def _serve(opts: ServerOptions) -> int:
@@ -67,20 +109,25 @@ async def _serve(opts: ServerOptions) -> int:
                 open_redis_hub(opts.redis, node_id=opts.node_id, presence_ttl=opts.presence_ttl)
             )
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                partial(
-                    serve,
-                    opts.host,
-                    opts.port,
-                    secret=opts.secret,
-                    hub=hub,
-                    ssl_context=ctx,
-                    config=config,
+            try:
+                server = await nursery.start(
+                    partial(
+                        serve,
+                        opts.host,
+                        opts.port,
+                        secret=opts.secret,
+                        hub=hub,
+                        ssl_context=ctx,
+                        config=config,
+                    )
                 )
-            )
-            # stdout gets exactly this line (scripts and tests read the URL from it).
-            print(f"rtmcall server listening on {server.url}", flush=True)
+            except OSError as exc:
+                raise CannotServe(_bind_problem(exc, opts.host, opts.port)) from None
+            # Signals are caught before the URL is printed: a script that stops the
+            # server as soon as it read the line gets a clean stop, not a kill.
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                # stdout gets exactly this line (scripts and tests read the URL from it).
+                print(f"rtmcall server listening on {server.url}", flush=True)
                 async for signum in signals:
                     logging.getLogger("rtmcall.server").info(
                         "%s: stopping", signal.Signals(signum).name
@@ -92,7 +139,8 @@ async def _serve(opts: ServerOptions) -> int:
 
 
 def run_server(opts: ServerOptions) -> int:
-    """Serve until Ctrl-C/SIGTERM; the exit code. Errors are one line on stderr."""
+    """Serve until Ctrl-C/SIGTERM; the exit code (see the module's docstring). Errors are
+    one line on stderr."""
     _setup_logging(opts.log_level)
     try:
         try:
@@ -107,9 +155,12 @@ def run_server(opts: ServerOptions) -> int:
     except ValueError as exc:  # e.g. a public --host without a secret
         print(f"rtmcall server: {exc}", file=sys.stderr, flush=True)
         return USAGE
-    except (OSError, ssl.SSLError) as exc:
-        print(f"rtmcall server: cannot serve on {opts.host}:{opts.port}: {exc}", file=sys.stderr)
-        return NOT_AS_ASKED
-    except Exception as exc:  # noqa: BLE001 - e.g. HubUnavailable: one line, no traceback
+    except CannotServe as exc:
         print(f"rtmcall server: {exc}", file=sys.stderr, flush=True)
-        return NOT_AS_ASKED
+        return CANNOT_SERVE
+    except OSError as exc:
+        print(f"rtmcall server: {_bind_problem(exc, opts.host, opts.port)}", file=sys.stderr)
+        return CANNOT_SERVE
+    except Exception as exc:  # noqa: BLE001 - e.g. HubUnavailable: one line, no traceback
+        print(f"rtmcall server: cannot serve: {exc}", file=sys.stderr, flush=True)
+        return CANNOT_SERVE

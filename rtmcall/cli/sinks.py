@@ -42,6 +42,9 @@ class Sink(Protocol):
     def lines(self, lines: Sequence[str]) -> None:
         """Informational text (help)."""
 
+    def notice(self, message: str) -> None:
+        """What a command is doing meanwhile (waiting for the connection), in one line."""
+
     def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
         """The answer to ``list``."""
 
@@ -107,6 +110,9 @@ class JsonSink:
     def lines(self, lines: Sequence[str]) -> None:
         self.emit({"event": "Help", "lines": list(lines)})
 
+    def notice(self, message: str) -> None:
+        self.emit({"event": "Notice", "message": message})
+
     def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
         for info in infos:
             self.emit(jsonfmt.invitation("Invitation", info))
@@ -157,6 +163,9 @@ class TextSink:
     def lines(self, lines: Sequence[str]) -> None:
         for line in lines:
             self.write(line)
+
+    def notice(self, message: str) -> None:
+        self.write(message)
 
     def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
         if not infos:

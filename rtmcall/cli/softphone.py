@@ -64,6 +64,10 @@ _ABORT_WORDS = {
     "LOGIN_TIMEOUT": "the server did not answer in time",
 }
 
+#: Commands that need the server: typed while the client reconnects, they wait for the
+#: connection (bounded, and say so) rather than go out unseen after it or fail at once.
+_NEEDS_CONNECTION = (c.Call, c.Cancel, c.Accept, c.Refuse, c.Online)
+
 #: States a ``cancel`` / ``accept`` / ``refuse`` without an ID looks for.
 _CAN_CANCEL = (LocalInvitationState.SENT_TO_REMOTE, LocalInvitationState.RECEIVED_BY_REMOTE)
 _CAN_ANSWER = (RemoteInvitationState.INVITATION_RECEIVED,)
@@ -161,6 +165,8 @@ class Softphone:
     async def execute(self, cmd: c.Command) -> bool:
         """Carry out one command; False when it asks to quit. Never raises for a refused
         or failed command: that is reported to the sink."""
+        if isinstance(cmd, _NEEDS_CONNECTION) and not await self._await_connection(cmd):
+            return True
         try:
             match cmd:
                 case c.Call():
@@ -187,6 +193,30 @@ class Softphone:
         except RtmError as exc:  # not logged in, the server refused a query, …
             self.sink.error(f"{type(cmd).__name__.lower()}: {textfmt.rtm_error(exc)}")
         return True
+
+    async def _await_connection(self, cmd: c.Command) -> bool:
+        """While the client reconnects, say so and wait for the connection: at most the
+        server's resume window and a little (past it the session, and every call in it, is
+        lost anyway). False when it did not come back: the command is not carried out."""
+        if self.client.connection_state is not ConnectionState.RECONNECTING:
+            return True
+        name = type(cmd).__name__.lower()
+        ok = self.client.transport.login_ok
+        bound = (ok.resume_window if ok is not None else 10.0) + 2.0
+        self.sink.notice(
+            f"{name}: waiting for the connection to the server (reconnecting, at most {bound:g} s)"
+        )
+        with trio.move_on_after(bound):
+            while self.client.connection_state is ConnectionState.RECONNECTING:
+                if self.ended is not None:
+                    break
+                await self.wait_change()
+        if self.client.connection_state is ConnectionState.CONNECTED:
+            self.sink.notice(f"{name}: connected again")
+            return True
+        if self.ended is None:  # (an ended session was reported as such)
+            self.sink.error(f"{name}: not done: no connection to the server within {bound:g} s")
+        return False
 
     async def run_line(self, line: str) -> bool:
         """Parse and carry out one command line; False when it asks to quit."""

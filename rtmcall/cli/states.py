@@ -39,7 +39,9 @@ _LOCAL_ERRORS: dict[LocalInvitationError, str] = {
     LocalInvitationError.PEER_OFFLINE: "peer offline",
     LocalInvitationError.PEER_NO_RESPONSE: "no response",
     LocalInvitationError.INVITATION_EXPIRE: "expired",
-    LocalInvitationError.NOT_LOGGEDIN: "not logged in",
+    # Agora's NOT_LOGGEDIN: the session was lost under the call (a server restart, a drop
+    # longer than the resume window) or the call was sent while it was; never a logout.
+    LocalInvitationError.NOT_LOGGEDIN: "connection lost",
 }
 _REMOTE_ERRORS: dict[RemoteInvitationError, str] = {
     RemoteInvitationError.OK: "",

@@ -119,7 +119,7 @@ app = typer.Typer(
         "Or watch every outcome played at once: rtmcall demo\n\n"
         "Environment: RTMCALL_SERVER, RTMCALL_USER, RTMCALL_TOKEN, RTMCALL_SECRET, "
         "RTMCALL_CONFIG_DIR. Exit status: 0 success, 1 outcome not as asked, 2 usage error, "
-        "3 cannot reach or log in to the server."
+        "3 cannot reach or log in to the server, 4 the server cannot serve."
     ),
     rich_markup_mode=None,
     pretty_exceptions_enable=False,

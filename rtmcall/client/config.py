@@ -25,9 +25,16 @@ class ClientConfig:
     heartbeat_timeout: float = 9.0
     #: Reconnect by itself after a dropped connection, resuming the session.
     reconnect: bool = True
-    #: First delay between reconnect attempts; doubles up to ``reconnect_max_delay``.
-    reconnect_delay: float = 0.5
-    reconnect_max_delay: float = 5.0
+    #: The first reconnect attempt comes a random 0 to this many seconds after a drop;
+    #: then ``reconnect_delay`` doubling up to ``reconnect_max_delay``, each delay a random
+    #: 50-100 % of that (jitter), so a server back after an outage of less than
+    #: ``reconnect_patient_after`` s is tried again within ``reconnect_max_delay`` s.
+    #: Longer outages back off up to ``reconnect_patient_max_delay``. See ``backoff``.
+    reconnect_first_delay: float = 0.25
+    reconnect_delay: float = 0.25
+    reconnect_max_delay: float = 1.5
+    reconnect_patient_after: float = 60.0
+    reconnect_patient_max_delay: float = 5.0
     #: Stop reconnecting (ABORTED) this long after a drop. None: keep trying; the session and
     #: its invitations still end when the server's resume window has passed.
     give_up_after: float | None = None

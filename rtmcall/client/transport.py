@@ -12,7 +12,8 @@ Session rules:
   ``standby_heartbeat`` s (30) otherwise (``Ping.standby`` says which; see ``_heartbeat``).
 * A dropped connection (closed, or no answer to a Ping within ``heartbeat_timeout``, or
   silent for longer than the heartbeat allows, or the server's Bye)
-  is RECONNECTING/INTERRUPTED; the transport reconnects with backoff and logs in with
+  is RECONNECTING/INTERRUPTED; the transport reconnects (a quick first retry, then
+  jittered backoff: :mod:`.backoff`) and logs in with
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
   duplicates). The other way, the server numbers peer messages (``Deliver.seq``); we ack
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import ssl
 import urllib.parse
 from collections import deque
@@ -56,10 +58,15 @@ from rtmcall.engine.codes import (
     PeerMessageError,
 )
 
+from .backoff import Backoff
 from .config import ClientConfig
 from .errors import ConnectFailed, LoginFailed
 
 log = logging.getLogger("rtmcall.client")
+
+#: A connection that stayed up this long (s) ends an outage: its next drop starts the
+#: reconnect backoff afresh, with a quick first retry.
+STABLE_CONNECTION = 10.0
 
 CS = ConnectionState
 Why = ConnectionChangeReason
@@ -303,6 +310,12 @@ class Transport:
         #: A Deliver was received / a Send sent since the heartbeat's last tick.
         self._rx_flag = False
         self._tx_flag = False
+        #: The reconnect backoff's jitter (tests may seed it).
+        self._rng = random.Random()
+        #: The backoff of the latest outage, when it began, and when we last logged in.
+        self._backoff: Backoff | None = None
+        self._down_since = 0.0
+        self._up_since = 0.0
 
     # --- requests and the outbox ---------------------------------------------------------
 
@@ -488,7 +501,22 @@ class Transport:
         window = self.login_ok.resume_window if self.login_ok else 0.0
         resume_deadline = now + window
         give_up = now + cfg.give_up_after if cfg.give_up_after is not None else math.inf
-        delay = cfg.reconnect_delay
+        backoff = self._backoff
+        if backoff is None or now - self._up_since >= STABLE_CONNECTION:
+            # A new outage. (A connection that dropped soon after logging in goes on with
+            # the backoff of the outage before it: a server that takes logins and drops
+            # them at once is not hammered with quick retries.)
+            backoff = self._backoff = Backoff(
+                first=cfg.reconnect_first_delay,
+                base=cfg.reconnect_delay,
+                cap=cfg.reconnect_max_delay,
+                patient_after=cfg.reconnect_patient_after,
+                patient_cap=cfg.reconnect_patient_max_delay,
+                rng=self._rng,
+            )
+            self._down_since = now
+        dropped_at = self._down_since
+        delay = backoff.next_delay(now - dropped_at)
         while True:
             now = trio.current_time()
             if self._session is not None and now >= resume_deadline:
@@ -500,7 +528,7 @@ class Transport:
             deadline = min(resume_deadline if self._session is not None else math.inf, give_up)
             with trio.move_on_at(deadline):
                 await trio.sleep(delay)
-            delay = min(delay * 2, cfg.reconnect_max_delay)
+            delay = backoff.next_delay(trio.current_time() - dropped_at)
             if trio.current_time() >= deadline:
                 continue
             # The deadline bounds connecting and logging in only (``_connection`` lifts
@@ -575,6 +603,7 @@ class Transport:
             raise LoginFailed(LoginError.UNKNOWN, f"bad answer from server: {exc}") from None
 
     def _logged_in(self, ok: f.LoginOk) -> None:
+        self._up_since = trio.current_time()
         fresh = not ok.resumed
         if fresh:
             # Whatever the server had for us is gone (or there was nothing): a new session.

@@ -14,9 +14,11 @@ heartbeat, ``frames.STANDBY_PING``) and the reader loop, which
 ``WSConnection.handshake``, to free the opening handshake's state once the connection is
 open; and on wsproto's frame decoder (``_proto._frame_decoder``: no frame partly read), for
 the idle heartbeat's fast path. The reader reads a plain TCP socket itself (wait, then
-``os.read``) rather than through trio's socket layers. ``tests/server/test_hostile.py``
-and ``test_ws_ping.py`` pin the observable behaviour (1007 and 1009 seen by the client;
-pongs byte for byte, pings in every position a frame can be in, resets).
+``os.read``) rather than through trio's socket layers. ``tests/server/test_hostile.py``,
+``test_fragments.py`` and ``test_ws_ping.py`` pin the observable behaviour (1007, 1008
+and 1009 seen by the client; pongs byte for byte, pings in every position a frame can be
+in, resets). The releases it was tested with are pinned, and checked when a server starts
+(:mod:`._ws_check`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.frame_protocol import CloseReason, Frame, MessageDecoder, ParseFailed
 
 log = logging.getLogger("trio-websocket")
 
@@ -50,23 +53,32 @@ log = logging.getLogger("trio-websocket")
 class PingListener(Protocol):
     def ping_received(self, payload: bytes) -> None: ...
 
+    def fragment_received(self) -> None:
+        """A frame of a message that is not complete yet: the client is not silent."""
+
 
 class ServerWebSocket(WebSocketConnection):
-    #: Told of every WebSocket ping from the client, after its pong was sent.
+    #: Told of every WebSocket ping from the client, after its pong was sent, and of
+    #: every part of a message that is not complete yet (a slow drip is not silence).
     ping_listener: PingListener | None = None
     #: The opening handshake's cancel scope while it runs: the reader cancels it when the
     #: stream dies first (e.g. TLS failed), so that nobody waits for a request in vain.
     _handshake: trio.CancelScope | None = None
+    #: What bounds each incoming message, once the connection is open (``_limit_messages``).
+    _limits: MessageLimits | None = None
 
     async def _reader_task(self) -> None:
         """trio-websocket's reader loop (0.12.2) for a server connection, with one handler
         table for every connection instead of a dict of 9 bound methods per connection
-        (~0.9 KiB each, for the connection's lifetime), the ``_handshake`` rule, and a
-        client's lone ping answered without wsproto (``_answer_lone_ping``)."""
+        (~0.9 KiB each, for the connection's lifetime), the ``_handshake`` rule, a
+        client's lone ping answered without wsproto (``_answer_lone_ping``), and a
+        checkpoint every ``_EVENTS_PER_CHECKPOINT`` events: one read of tiny frames (4 KiB,
+        ~580 one-byte frames, ~6 ms of CPU) would otherwise hold the whole server, and
+        every other user's round trip takes several turns of the scheduler."""
         fed = True  # wsproto may have events to give
         async with self._send_channel:
             while self._reader_running:
-                for event in self._wsproto.events() if fed else ():
+                for n, event in enumerate(self._wsproto.events() if fed else (), 1):
                     try:
                         await _EVENT_HANDLERS[type(event)](self, event)
                     except KeyError:
@@ -74,6 +86,8 @@ class ServerWebSocket(WebSocketConnection):
                     except ConnectionClosed:
                         self._reader_running = False
                         break
+                    if not n % _EVENTS_PER_CHECKPOINT:
+                        await trio.lowlevel.checkpoint()
                 try:
                     data = await self._receive_some()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -91,6 +105,8 @@ class ServerWebSocket(WebSocketConnection):
                         break
                     if not fed:
                         continue
+                    if self._limits is None:
+                        self._limit_messages()
                     try:
                         self._wsproto.receive_data(data)
                     except wsproto.utilities.RemoteProtocolError as err:
@@ -184,6 +200,32 @@ class ServerWebSocket(WebSocketConnection):
             await self._abort_web_socket()
         return False
 
+    def _limit_messages(self) -> None:
+        """Put :class:`MessageLimits` in place of wsproto's message decoder as soon as the
+        connection is open (wsproto makes it when the handshake is accepted): before the
+        reader feeds wsproto any byte of a frame, so that every frame is counted."""
+        conn = self._wsproto.connection
+        if conn is None:
+            return
+        proto = conn._proto
+        limits = MessageLimits(self._max_message_size)
+        old = proto._message_decoder
+        limits.opcode, limits.decoder = old.opcode, old.decoder
+        proto._message_decoder = limits
+        self._limits = limits
+
+    async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
+        # trio-websocket keeps one list entry per event until the message ends: a message
+        # dripped a byte a frame would hold 64 Ki entries (~0.5 MiB). Join them now and
+        # then, which keeps the list short and costs a copy of the message per 256 events.
+        await super()._handle_message_event(event)
+        if not event.message_finished and self.ping_listener is not None:
+            self.ping_listener.fragment_received()
+        parts = self._message_parts
+        if len(parts) >= _JOIN_PARTS_AT:
+            joined = "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)  # type: ignore[arg-type]
+            self._message_parts = [joined]
+
     async def _handle_ping_event(self, event: Ping) -> None:
         # RFC 6455 lets the peer send control frames until its own Close; once ours is
         # sent (LOCAL_CLOSING) wsproto refuses to send a pong, and the ping needs none.
@@ -222,6 +264,54 @@ class ServerWebSocket(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
+class MessageLimits(MessageDecoder):
+    """wsproto's message decoder, bounding what one incoming message may cost.
+
+    RFC 6455 §10.4: limit the size of a message *after reassembly from multiple frames*.
+    trio-websocket counts decoded characters only, so a text message left open with
+    empty continuation frames grew forever (a list entry and ~7 µs of CPU per frame),
+    and its size limit counts characters, not bytes. Here, as each frame (or part of a
+    frame) arrives, before it is decoded:
+
+    * payload **bytes** are counted against ``max_bytes``: over it, close 1009;
+    * frames **without payload** are counted: more than :data:`MAX_EMPTY_FRAMES` in one
+      message, close 1008 (policy). Every other frame carries at least a byte, so the
+      byte limit bounds a message's frames too (at most ``max_bytes + 16``): a legal
+      message dripped one byte per frame is still delivered, however slowly.
+
+    A limit is enforced by raising wsproto's ``ParseFailed`` with the close code, which
+    wsproto turns into a ``CloseConnection`` event as for invalid UTF-8 (1007), answered
+    with a close frame of that code by ``ServerWebSocket._handle_close_connection_event``.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        #: Payload bytes and empty frames of the message being received.
+        self.size = 0
+        self.empty = 0
+
+    def process_frame(self, frame: Frame) -> Frame:
+        payload = frame.payload
+        if payload:
+            self.size += len(payload)
+            if self.size > self.max_bytes:
+                raise ParseFailed(
+                    f"message over {self.max_bytes} bytes", CloseReason.MESSAGE_TOO_BIG
+                )
+        else:
+            self.empty += 1
+            if self.empty > MAX_EMPTY_FRAMES:
+                raise ParseFailed(
+                    f"more than {MAX_EMPTY_FRAMES} empty frames in one message",
+                    CloseReason.POLICY_VIOLATION,
+                )
+        frame = super().process_frame(frame)
+        if frame.message_finished:
+            self.size = self.empty = 0
+        return frame
+
+
 class _Handshaken:
     """Stands in for wsproto's H11Handshake once the connection is open: from then on
     ``WSConnection`` only asks it for (no) events; the h11 state, the request and their
@@ -239,6 +329,13 @@ _HANDSHAKEN = _Handshaken()
 _LONE_PING_MAX = 131
 #: Seconds a peer has to take the rest of a pong the socket took only part of.
 PONG_REST_TIMEOUT = 5.0
+#: Frames without payload one message may have (RFC 6455 allows them; a client has no
+#: use for more than one: an empty final frame). See :class:`MessageLimits`.
+MAX_EMPTY_FRAMES = 16
+#: The reader lets other tasks run after this many events of one read (~0.6 ms).
+_EVENTS_PER_CHECKPOINT = 64
+#: trio-websocket's parts of a message being received are joined into one at this many.
+_JOIN_PARTS_AT = 256
 #: Sockets are file descriptors (``os.read``/``os.write`` on them): not on Windows.
 _POSIX = os.name == "posix"
 

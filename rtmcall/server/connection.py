@@ -224,6 +224,10 @@ class Connection:
         if payload.startswith(STANDBY_PING):
             self.silence_limit = self.server.config.standby_timeout
 
+    def fragment_received(self) -> None:
+        """Part of a message (a frame of a fragmented one): alive, however slow the drip."""
+        self.last_rx = trio.current_time()
+
     def who(self) -> str:
         s = self.session
         return f"user {s.user!r} session {s.id[:8]}" if s is not None else "not logged in"

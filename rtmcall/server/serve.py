@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
+from . import _ws_check
 from ._ws import accept_websocket
 from .authority import InvitationLedger
 from .config import ServerConfig
@@ -251,8 +252,11 @@ async def serve(
 
     Raises:
         ValueError: no secret on a non-loopback host without ``config.insecure``.
+        UntestedWebSocketLibrary: trio-websocket or wsproto is not a tested version
+            (see :mod:`._ws_check`).
         OSError: the address could not be bound.
     """
+    _ws_check.check()  # an untested trio-websocket/wsproto: one clear error, not odd bugs
     if not secret and not _is_loopback(host) and not config.insecure:
         raise ValueError(
             f"refusing to serve {host or 'all interfaces'} without a secret: anyone could log "
