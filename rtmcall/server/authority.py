@@ -7,14 +7,18 @@ for each invitation id it routed an Invite for, the caller and the callee, and r
 * Ack / Accept / Refuse / CancelAck unless sent by the callee to the caller,
 * Confirm / Cancel (and a repeated Invite) unless sent by the caller to the callee,
 * End unless sent between the two,
+* Hangup / HangupAck (a call, SPEC §6) unless sent between the two *and* after the
+  caller's Confirm went through here (before that there is no call to hang up),
 
 so a third user who learned an invitation id cannot answer or cancel it. Ids it does not
 know (never seen, or forgotten) pass: the engines ignore frames about invitations they do
 not have, so forgetting only removes this second line, never correctness.
 
 Memory is bounded: at most ``max_entries`` ids, each forgotten after the invitation's
-lifetime plus a margin, or ``margin`` after a frame that ends it. With a distributed hub
-each process only knows the invitations its own users sent.
+lifetime plus a margin, or ``margin`` after a frame that ends it; a call (after its
+Confirm) is kept up to ``call_keep`` (a day), until a hang-up ends it. With a distributed hub
+each process only knows the invitations its own users sent (the caller's node sees the
+Invite and the Confirm; the callee's node lets the callee's frames pass as unknown ids).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from rtmcall.engine.frames import (
     End,
     Invite,
     PeerMsg,
+    Hangup,
+    HangupAck,
     Refuse,
     Text,
 )
@@ -38,7 +44,8 @@ from rtmcall.engine.frames import (
 _FROM_CALLER = (Invite, Confirm, Cancel)
 _FROM_CALLEE = (Ack, Accept, Refuse, CancelAck)
 #: Frames after which the invitation is over (Cancel is not: an accept may still cross it).
-_ENDING = (Confirm, Refuse, CancelAck, End)
+_ENDING = (Refuse, CancelAck, End)
+_CALL = (Hangup, HangupAck)
 
 
 class InvitationLedger:
@@ -49,6 +56,7 @@ class InvitationLedger:
         max_entries: int = 100_000,
         margin: float = 120.0,
         default_lifetime: float = 60.0,
+        call_keep: float = 24 * 3600.0,
     ) -> None:
         self._clock = clock
         self._max = max_entries
@@ -58,6 +66,9 @@ class InvitationLedger:
         self._calls: dict[str, tuple[str, str, float]] = {}
         #: (forget at, id), lazily cleaned: an entry is stale when the dict disagrees.
         self._heap: list[tuple[float, str]] = []
+        #: Ids whose Confirm went through: calls (SPEC §6), which may be hung up.
+        self._connected: set[str] = set()
+        self._call_keep = call_keep
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -78,6 +89,11 @@ class InvitationLedger:
         elif isinstance(msg, _FROM_CALLEE):
             if sender != callee or to != caller:
                 return f"only the callee of invitation {msg.id!r} may send {_kind(msg)}"
+        elif isinstance(msg, _CALL):
+            if {sender, to} != {caller, callee}:
+                return f"only the caller and callee of call {msg.id!r} may hang it up"
+            if msg.id not in self._connected:
+                return f"invitation {msg.id!r} was never accepted: there is no call to hang up"
         elif {sender, to} != {caller, callee}:
             return f"only the caller and callee of invitation {msg.id!r} may end it"
         return None
@@ -93,7 +109,13 @@ class InvitationLedger:
             if inv_id not in self._calls:
                 lifetime = msg.lifetime or self._default_lifetime
                 self._remember(inv_id, sender, to, now + lifetime + self._margin)
-        elif isinstance(msg, _ENDING):
+        elif isinstance(msg, Confirm):
+            # The call is on: keep it (for its hang-up) until it ends, a day at most.
+            entry = self._calls.get(inv_id)
+            if entry is not None and inv_id not in self._connected:
+                self._connected.add(inv_id)
+                self._remember(inv_id, entry[0], entry[1], now + self._call_keep)
+        elif isinstance(msg, (*_ENDING, *_CALL)):
             entry = self._calls.get(inv_id)
             if entry is not None and entry[2] > now + self._margin:
                 self._remember(inv_id, entry[0], entry[1], now + self._margin)
@@ -112,6 +134,7 @@ class InvitationLedger:
             entry = calls.get(inv_id)
             if entry is not None and entry[2] == forget_at:
                 del calls[inv_id]
+                self._connected.discard(inv_id)
         # Stale heap entries (shortened expiries) can pile up; rebuild when they dominate.
         if len(heap) > 2 * len(self._calls) + 1024:
             self._heap = [(e[2], k) for k, e in self._calls.items()]
@@ -124,6 +147,7 @@ class InvitationLedger:
             entry = self._calls.get(inv_id)
             if entry is not None and entry[2] == forget_at:
                 del self._calls[inv_id]
+                self._connected.discard(inv_id)
                 return
 
 
