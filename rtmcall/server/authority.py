@@ -33,10 +33,10 @@ from rtmcall.engine.frames import (
     CancelAck,
     Confirm,
     End,
-    Invite,
-    PeerMsg,
     Hangup,
     HangupAck,
+    Invite,
+    PeerMsg,
     Refuse,
     Text,
 )
