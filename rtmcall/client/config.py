@@ -36,6 +36,12 @@ class ClientConfig:
     #: Events buffered per subscriber of ``client.events()`` before new ones are dropped for
     #: that subscriber (and counted): a subscriber that does not read never blocks the client.
     event_buffer: int = 10_000
+    #: SPEC §6: an invitation that arrives while another rings (either way) or a call is
+    #: on: ``ring`` (default) or ``refuse`` at once with reason ``busy``.
+    when_busy: str = "ring"
+    #: Do not disturb from the start (``client.set_dnd`` changes it): every invitation is
+    #: refused at once with reason ``busy``.
+    dnd: bool = False
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -43,4 +49,6 @@ class ClientConfig:
             lifetime=self.lifetime,
             confirm_timeout=self.confirm_timeout,
             expire_grace=self.expire_grace,
+            when_busy=self.when_busy,
+            dnd=self.dnd,
         )
