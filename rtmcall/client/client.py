@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from rtmcall.engine import frames as f
+from rtmcall.engine.call import Call
 from rtmcall.engine.codes import (
     ConnectionChangeReason,
     ConnectionState,
@@ -32,7 +33,6 @@ from rtmcall.engine.codes import (
     PeerMessageError,
     PeerOnlineState,
 )
-from rtmcall.engine.call import Call
 from rtmcall.engine.engine import CallEngine, LocalInvitation, RemoteInvitation
 
 from .config import ClientConfig
