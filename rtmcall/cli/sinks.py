@@ -18,9 +18,15 @@ from rtmcall.client.events import (
     TokenPrivilegeWillExpire,
 )
 from rtmcall.engine.codes import PeerOnlineState
-from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+from rtmcall.engine.events import (
+    ApiCallError,
+    CallEnded,
+    CallStarted,
+    InvitationEvent,
+    InvitationInfo,
+)
 
-from . import jsonfmt, textfmt
+from . import callfmt, jsonfmt, textfmt
 from .rows import Row
 
 
@@ -90,6 +96,12 @@ class JsonSink:
                 self.emit(jsonfmt.message_from_peer(peer, text))
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.emit(jsonfmt.token_will_expire(seconds))
+            case CallEnded():
+                self.emit(callfmt.call_ended_json(ev))
+            case CallStarted():
+                self.emit(callfmt.call_started_json(ev))
+            case callfmt.MissedCalls():
+                self.emit(callfmt.missed_json(ev))
 
     def sent(self, info: InvitationInfo) -> None:
         self.emit(jsonfmt.local_invitation_sent(info))
@@ -113,6 +125,13 @@ class JsonSink:
 
     def online(self, states: Mapping[str, PeerOnlineState]) -> None:
         self.emit(jsonfmt.peers_online(states))
+
+    def history_rows(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """The answer to ``history``: one ``HistoryEntry`` per call, newest first."""
+        from .history import as_json
+
+        for row in rows:
+            self.emit({"event": "HistoryEntry", **as_json(dict(row))})
 
     def changed(self) -> None:
         pass
@@ -142,6 +161,12 @@ class TextSink:
                 self.write(f"message from {peer}: {text}")
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.write(f"the login token expires in {seconds:.0f} s")
+            case CallEnded():
+                self.write(callfmt.call_ended_text(ev))
+            case CallStarted():
+                self.write(callfmt.call_started_text(ev))
+            case callfmt.MissedCalls():
+                self.write(callfmt.missed_text(ev))
 
     def sent(self, info: InvitationInfo) -> None:
         self.write(textfmt.local_invitation_sent(info))
