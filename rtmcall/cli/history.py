@@ -533,13 +533,13 @@ class HistoryRecorder:
             if self._pending == 0:
                 self._idle.set()
 
-    async def flush(self, timeout: float = 5.0) -> None:
+    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (a bound, not a deadline)
         """Wait (at most ``timeout``) until every queued row is written."""
         with trio.move_on_after(timeout):
             await self._opened.wait()
             await self._idle.wait()
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Flush, note the end of a login session, close the file."""
         await self.flush(timeout)
         store, self.store = self.store, None

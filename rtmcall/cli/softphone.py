@@ -26,7 +26,6 @@ from rtmcall.engine.codes import (
 from rtmcall.engine.events import (
     ApiCallError,
     CallEnded,
-    CallEvent,
     InvitationEvent,
     InvitationInfo,
     LocalInvitationInfo,
