@@ -180,7 +180,8 @@ class ConsoleSink(TextSink):
         self.connection = "connected"
 
     def status(self) -> str:
-        return f"{self.opts.user} @ {self.opts.url} · {self.connection} · type help"
+        dnd = " · dnd on" if self.phone is not None and self.phone.client.dnd else ""
+        return f"{self.opts.user} @ {self.opts.url} · {self.connection}{dnd} · type help"
 
     def _error(self, line: str) -> None:
         self.ui.log(Text(line, style="bold red"))
@@ -223,7 +224,7 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
         async with logged_in(opts) as client:
             if on_login is not None:
                 on_login()
-            phone = Softphone(client, sink)
+            phone = Softphone(client, sink, login_session=True)
             sink.phone = phone
             phone.on_end = ui.stop
             ui.update([], sink.status())

@@ -439,6 +439,12 @@ class Softphone:
                     await self.client.cancel(_info(obj).id)
                 except (ApiCallError, RtmError):
                     pass  # it ended meanwhile, or the session is gone: nothing to cancel
+            # Calls that are on are hung up (the peer sees HANGUP_REMOTE, not an offline).
+            for call in self.client.engine.active_calls():
+                try:
+                    await self.client.hangup(call.id)
+                except (ApiCallError, RtmError):
+                    pass
             in_flight = [
                 o
                 for o in self._invs.values()

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_server
+from . import cmd_bench, cmd_demo, cmd_health, cmd_history, cmd_login, cmd_server
 
 app = typer.Typer(
     name="rtmcall",
@@ -59,6 +59,9 @@ app.command("login", short_help="Log in: interactive softphone, or a command pip
 )
 app.command("call", short_help="Call peers once; exit 0 only when accepted.")(cmd_login.call)
 app.command("answer", short_help="Wait for calls and accept or refuse them.")(cmd_login.answer)
+app.command("history", short_help="Your past calls, newest first; --missed for missed ones.")(
+    cmd_history.history
+)
 app.command("token", short_help="Mint a login token for a user.")(cmd_server.token)
 app.command("demo", short_help="Play every outcome with a server and users in one process.")(
     cmd_demo.demo
