@@ -26,14 +26,15 @@ Options:
   -h, --help  Show this message and exit.
 
 Commands:
-  server  Run the signaling server.
-  login   Log in: interactive softphone, or a command pipe.
-  call    Call peers once; exit 0 only when accepted.
-  answer  Wait for calls and accept or refuse them.
-  token   Mint a login token for a user.
-  demo    Play every outcome with a server and users in one process.
-  bench   Load a server with call setups; report rate and latency.
-  health  Check a server node: exit 0 when healthy.
+  server   Run the signaling server.
+  login    Log in: interactive softphone, or a command pipe.
+  call     Call peers once; exit 0 only when accepted.
+  answer   Wait for calls and accept or refuse them.
+  history  Your past calls, newest first; --missed for missed ones.
+  token    Mint a login token for a user.
+  demo     Play every outcome with a server and users in one process.
+  bench    Load a server with call setups; report rate and latency.
+  health   Check a server node: exit 0 when healthy.
 """
 
 

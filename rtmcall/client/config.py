@@ -42,6 +42,9 @@ class ClientConfig:
     #: Do not disturb from the start (``client.set_dnd`` changes it): every invitation is
     #: refused at once with reason ``busy``.
     dnd: bool = False
+    #: Hold a call after each accept until one side hangs up (SPEC §6; ``client.hangup``).
+    #: False: the accept ends everything, as in Agora 1.x.
+    calls: bool = True
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -51,4 +54,5 @@ class ClientConfig:
             expire_grace=self.expire_grace,
             when_busy=self.when_busy,
             dnd=self.dnd,
+            calls=self.calls,
         )

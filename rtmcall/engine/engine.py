@@ -114,6 +114,9 @@ class EngineConfig:
     #: Do not disturb at the start (``CallEngine.set_dnd`` changes it): every invitation is
     #: refused at once with reason busy.
     dnd: bool = False
+    #: Hold a call after each accept (SPEC §6) until a hang-up. False: Agora 1.x's
+    #: behaviour, the accept ends everything (a load generator that never hangs up).
+    calls: bool = True
 
 
 #: The refuse reasons (frames.RefuseReason).
@@ -680,7 +683,7 @@ class CallEngine:
         if new is CallerPhase.FAILED:
             inv.error = error
         call = None
-        if new is CallerPhase.ACCEPTED:
+        if new is CallerPhase.ACCEPTED and self.config.calls:
             call = self._open_call(inv, "out")  # before _ended: the peer stays watched
         if old is CallerPhase.IDLE:
             self._became_live("L", inv)
@@ -807,7 +810,8 @@ class CallEngine:
         rinv.phase = new
         if new is CalleePhase.FAILED:
             rinv.error = error
-        call = self._open_call(rinv, "in") if new is CalleePhase.ACCEPTED else None
+        accepted = new is CalleePhase.ACCEPTED and self.config.calls
+        call = self._open_call(rinv, "in") if accepted else None
         if new in CALLEE_TERMINAL:
             self._ended("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS.get(new, ()))

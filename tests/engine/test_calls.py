@@ -326,3 +326,18 @@ def test_delivery_failure_of_a_hangup_ends_the_waiting(net: Network) -> None:
     assert any(isinstance(o, SendPeer) for o in out)
     assert net.nodes["alice"].engine.calls[cid].phase is CallPhase.ENDED
     assert not net.nodes["alice"].timers
+
+
+def test_calls_off_is_agora_1x() -> None:
+    net = make(EngineConfig(calls=False))
+    inv = net.nodes["alice"].engine.create_local_invitation("bob")
+    net.call("alice", "send", inv)
+    net.pump()
+    net.call("bob", "accept", inv.id)
+    net.pump()
+    assert inv.state is LS.ACCEPTED_BY_REMOTE
+    assert not net.nodes["alice"].call_events and not net.nodes["alice"].engine.calls
+    assert not net.nodes["alice"].engine.busy and not net.nodes["bob"].engine.busy
+    with pytest.raises(ApiCallError) as exc:
+        net.call("alice", "hangup", inv.id)
+    assert exc.value.code is API.ALREADY_END  # accepted, and over
