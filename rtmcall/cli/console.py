@@ -189,7 +189,7 @@ class ConsoleSink(TextSink):
     def event(self, ev: object) -> None:
         if isinstance(ev, ConnectionStateChanged):
             self.connection = ev.state.name.lower()
-        if isinstance(ev, RemoteInvitationReceived):
+        if isinstance(ev, RemoteInvitationReceived) and ev.invitation.reason != "busy":
             self.ui.bell()  # an incoming call must be impossible to miss
             self.ui.log(Text("☎  ", style="bold yellow") + Text(_describe(ev), style="bold"))
             return

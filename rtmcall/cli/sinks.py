@@ -24,6 +24,9 @@ from rtmcall.engine.events import (
     CallStarted,
     InvitationEvent,
     InvitationInfo,
+    LocalInvitationRefused,
+    RemoteInvitationReceived,
+    RemoteInvitationRefused,
 )
 
 from . import callfmt, jsonfmt, textfmt
@@ -152,7 +155,13 @@ class TextSink:
     def event(self, ev: object) -> None:
         match ev:
             case InvitationEvent():
-                self.write(textfmt.invitation_event(ev))
+                busy = ev.invitation.reason == "busy"
+                if busy and isinstance(ev, RemoteInvitationReceived):
+                    return  # refused at once as busy (SPEC §6): the next line says so
+                line = textfmt.invitation_event(ev)
+                if busy and isinstance(ev, LocalInvitationRefused | RemoteInvitationRefused):
+                    line += " (busy)"
+                self.write(line)
             case ConnectionStateChanged(state=state, reason=reason):
                 self.write(f"connection {state.name} ({reason.name})")
             case PeersOnlineStatusChanged(states=states):

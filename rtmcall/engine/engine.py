@@ -756,13 +756,14 @@ class CallEngine:
             channel_id=msg.channel,
             lifetime=msg.lifetime,
         )
+        if refuse_busy:
+            rinv.reason = "busy"  # (so that the Received event already tells: no ringing)
         self.remote[rinv.id] = rinv
         self._became_live("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS[CalleePhase.RINGING])
         out.append(RemoteInvitationReceived(rinv.info()))
         self._send(out, "R", rinv, f.Ack(id=rinv.id), "ack")
         if refuse_busy:
-            rinv.reason = "busy"
             self._callee_step(rinv, "refuse", out)
 
     def _on_caller_msg(

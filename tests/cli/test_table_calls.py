@@ -49,3 +49,23 @@ def test_clock() -> None:
     assert [clock(s) for s in (0, 59.9, 60, 3599, 3600, -3)] == [
         "00:00", "00:59", "01:00", "59:59", "1:00:00", "00:00",
     ]  # fmt: skip
+
+
+def test_text_lines_of_a_busy_refusal() -> None:
+    from rtmcall.cli.sinks import TextSink
+    from rtmcall.engine import events as ev
+    from rtmcall.engine.codes import RemoteInvitationError
+
+    lines: list[str] = []
+    sink = TextSink(write=lines.append, write_error=lines.append)
+
+    def info(state: RS) -> ev.RemoteInvitationInfo:
+        return ev.RemoteInvitationInfo(
+            id="b1" * 8, caller="carol", callee="bob", content="", channel_id="", response="",
+            state=state, error=RemoteInvitationError.OK, lifetime=None, reason="busy",
+        )  # fmt: skip
+
+    sink.event(ev.RemoteInvitationReceived(info(RS.INVITATION_RECEIVED)))
+    sink.event(ev.RemoteInvitationRefused(info(RS.REFUSED)))
+    # No "RINGING, type accept" for a call that never rang: one line, saying busy.
+    assert len(lines) == 1 and lines[0].endswith("(busy)") and "RINGING" not in lines[0]
