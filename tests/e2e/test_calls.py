@@ -174,3 +174,20 @@ async def test_dnd_refuses_as_busy(server: Server, autojump_clock: MockClock) ->
         bob.client.set_dnd(False)
         again = await alice.client.call("bob")
         await bob.wait("RemoteInvitationReceived", again.id, within=5)
+
+
+async def test_a_hangup_lost_in_a_cut_longer_than_the_resume_window(
+    server: Server, proxy: Proxy, autojump_clock: MockClock
+) -> None:
+    async with phone(proxy.url, "alice") as alice, phone(server.url, "bob") as bob:
+        cid = await connect_call(alice, bob)
+        proxy.blocked = True
+        proxy.cut()
+        await alice.client.hangup(cid)  # queued, never delivered: the session expires
+        a = await ended(alice, cid)
+        assert a.reason is R.HANGUP_LOCAL  # at once, on our side
+        b = await ended(bob, cid, within=60)
+        assert b.reason is R.PEER_OFFLINE  # bob learns it from presence
+        await trio.sleep(60)
+        assert not alice.client.engine.live_calls() and not bob.client.engine.live_calls()
+        assert len(call_events(alice, "CallEnded", cid)) == 1
