@@ -4,7 +4,8 @@
 (:class:`LocalInvitation`) and incoming (:class:`RemoteInvitation`). It takes inputs —
 
 * API calls: :meth:`~CallEngine.create_local_invitation`, :meth:`~CallEngine.send`,
-  :meth:`~CallEngine.cancel`, :meth:`~CallEngine.accept`, :meth:`~CallEngine.refuse`;
+  :meth:`~CallEngine.cancel`, :meth:`~CallEngine.accept`, :meth:`~CallEngine.refuse`,
+  and for calls (SPEC §6) :meth:`~CallEngine.hangup` and :meth:`~CallEngine.set_dnd`;
 * a peer message that arrived: :meth:`~CallEngine.receive`;
 * the server's delivery result for one we sent: :meth:`~CallEngine.delivery_result`;
 * a timer that fired: :meth:`~CallEngine.timer_fired`;
@@ -16,8 +17,11 @@ and returns a list of outputs (``events.py``): events for the application, and e
 the driver — send this peer message, arm or disarm this timer, watch this peer's presence.
 It never blocks, never reads a clock, never touches a socket.
 
-Which input moves which invitation where is in ``invitation.py``'s tables; this module only
-translates inputs and performs the effects of each transition.
+Which input moves which invitation where is in ``invitation.py``'s tables, and which moves
+a call (an accepted invitation, until its hang-up) in ``call.py``'s; this module only
+translates inputs and performs the effects of each transition. The busy policy
+(``EngineConfig.when_busy``) and do-not-disturb refuse a new invitation at once, with the
+refuse reason ``busy``.
 """
 
 from __future__ import annotations
