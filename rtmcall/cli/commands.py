@@ -59,6 +59,13 @@ class Dnd:
 
 
 @dataclass(frozen=True, slots=True)
+class WhenBusy:
+    """The busy policy from now on (``ring``/``refuse``); None: say which it is."""
+
+    policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """Show the call history (SPEC §6), newest first."""
 
@@ -109,6 +116,7 @@ Command = (
     | Refuse
     | Hangup
     | Dnd
+    | WhenBusy
     | History
     | List
     | Online
@@ -132,6 +140,10 @@ USAGE: dict[str, tuple[str, str]] = {
     ),
     "hangup": ("hangup [ID]", "end a call (default: the newest call that is on)"),
     "dnd": ("dnd on|off", "do not disturb: refuse every call as busy while on"),
+    "when-busy": (
+        "when-busy ring|refuse",
+        "a call that comes while another rings or a call is on: ring, or refuse as busy",
+    ),
     "history": (
         "history [--missed] [--peer P] [--limit N]",
         "your past calls, newest first (also: rtmcall history)",
@@ -146,7 +158,7 @@ USAGE: dict[str, tuple[str, str]] = {
     "help": ("help [COMMAND]", "show the commands"),
     "quit": ("quit", "cancel your ringing calls, log out and exit"),
 }
-ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit"}
+ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit", "when_busy": "when-busy"}
 
 
 def _number(cmd: str, opt: str, text: str) -> float:
@@ -251,6 +263,11 @@ def parse(line: str) -> Command | None:
         if len(pos) > 1 or (pos and pos[0].lower() not in ("on", "off")):
             raise CommandError("dnd: say dnd on or dnd off")
         return Dnd(None if not pos else pos[0].lower() == "on")
+    if name == "when-busy":
+        pos, _ = _split_options(name, args, {})
+        if len(pos) > 1 or (pos and pos[0].lower() not in ("ring", "refuse")):
+            raise CommandError("when-busy: say when-busy ring or when-busy refuse")
+        return WhenBusy(pos[0].lower() if pos else None)
     if name == "history":
         pos, opts = _split_options(
             name, args, {"--missed": "flag:missed", "--peer": "peer", "--limit": "limit"}

@@ -180,7 +180,10 @@ class ConsoleSink(TextSink):
         self.connection = "connected"
 
     def status(self) -> str:
-        dnd = " · dnd on" if self.phone is not None and self.phone.client.dnd else ""
+        client = self.phone.client if self.phone is not None else None
+        dnd = " · dnd on" if client is not None and client.dnd else ""
+        if client is not None and client.when_busy == "refuse":
+            dnd += " · busy: refuse"
         return f"{self.opts.user} @ {self.opts.url} · {self.connection}{dnd} · type help"
 
     def _error(self, line: str) -> None:

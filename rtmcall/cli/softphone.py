@@ -246,6 +246,13 @@ class Softphone:
                         self._notify()
                     state = "on: every call is refused as busy" if self.client.dnd else "off"
                     self.sink.lines([f"do not disturb is {state}"])
+                case c.WhenBusy(policy=policy):
+                    if policy is not None:
+                        self.client.set_when_busy(policy)
+                        self._notify()
+                    words = {"ring": "ring beside it", "refuse": "be refused as busy"}
+                    what = words[self.client.when_busy]
+                    self.sink.lines([f"a call that comes while you are busy will {what}"])
                 case c.History():
                     await self._history(cmd)
                 case c.List():

@@ -320,6 +320,19 @@ class RtmClient:
         """Turn do-not-disturb on or off (it starts as ``config.dnd``)."""
         self.engine.set_dnd(on)
 
+    @property
+    def when_busy(self) -> str:
+        """The busy policy: ``ring`` or ``refuse`` (it starts as ``config.when_busy``)."""
+        return self.engine.when_busy
+
+    def set_when_busy(self, policy: str) -> None:
+        """Change the busy policy (``ring`` or ``refuse``).
+
+        Raises:
+          ApiCallError: INVALID_ARGUMENT for another word.
+        """
+        self.engine.set_when_busy(policy)
+
     # --- presence, messages, token -------------------------------------------------------
 
     async def _request(self, frame: f.ClientFrame) -> AnswerFrame:

@@ -283,6 +283,8 @@ class CallEngine:
             raise ValueError(f"when_busy must be ring or refuse, not {self.config.when_busy!r}")
         #: Do not disturb: every new invitation is refused with reason busy.
         self.dnd = self.config.dnd
+        #: The busy policy now (``set_when_busy`` changes it): ``ring`` or ``refuse``.
+        self.when_busy = self.config.when_busy
         #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
         self.logged_in = False
         self._next_ref = 0
@@ -431,6 +433,16 @@ class CallEngine:
     def set_dnd(self, on: bool) -> None:
         """Do not disturb: while on, every new invitation is refused at once (reason busy)."""
         self.dnd = bool(on)
+
+    def set_when_busy(self, policy: str) -> None:
+        """The busy policy from now on: ``ring``, or ``refuse`` (reason busy) an invitation
+        that arrives while another rings or a call is on. Raises ApiCallError
+        (INVALID_ARGUMENT) for another word."""
+        if policy not in WHEN_BUSY:
+            raise ApiCallError(
+                API.INVALID_ARGUMENT, f"when_busy must be ring or refuse, not {policy!r}"
+            )
+        self.when_busy = policy
 
     # --- inputs from the network, the clock, presence --------------------------------
 
@@ -751,7 +763,7 @@ class CallEngine:
                 self._callee_reply_after_end(rinv, out)
             return
         # SPEC §6: busy (another invitation rings, or a call is on) or do-not-disturb.
-        refuse_busy = self.dnd or (self.config.when_busy == "refuse" and self.in_progress())
+        refuse_busy = self.dnd or (self.when_busy == "refuse" and self.in_progress())
         rinv = RemoteInvitation(
             id=msg.id,
             caller=sender,

@@ -212,3 +212,20 @@ def test_corrupt_history_is_one_warning_and_the_softphone_goes_on(login, config_
         [*RTMCALL, "history"], capture_output=True, text=True, env=cli_env(config_dir), cwd=REPO
     )
     assert out.returncode == 1 and "call history" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_when_busy_at_run_time(login) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = user("alice"), user("bob"), user("carol")
+    bob, alice, carol = login(b), login(a), login(c)
+    bob.send("when-busy refuse")
+    assert bob.expect("Help")["lines"] == [
+        "a call that comes while you are busy will be refused as busy"
+    ]
+    alice.send(f"call {b}")
+    first = alice.expect("LocalInvitationSent")["id"]
+    bob.expect("RemoteInvitationReceived", id=first)
+    carol.send(f"call {b}")
+    second = carol.expect("LocalInvitationSent")["id"]
+    assert carol.expect("LocalInvitationRefused", id=second)["reason"] == "busy"
+    for p in (alice, bob, carol):
+        assert p.finish() == 0

@@ -16,6 +16,9 @@ from rtmcall.cli import commands as c
         ("dnd on", c.Dnd(True)),
         ("dnd OFF", c.Dnd(False)),
         ("dnd", c.Dnd(None)),
+        ("when-busy refuse", c.WhenBusy("refuse")),
+        ("when_busy RING", c.WhenBusy("ring")),
+        ("when-busy", c.WhenBusy(None)),
         ("history", c.History()),
         ("history --missed --peer bob --limit 5", c.History(True, "bob", 5)),
         ("history --limit=3", c.History(limit=3)),
@@ -34,6 +37,7 @@ def test_parses(line: str, cmd: c.Command) -> None:
         ("hangup --now", "unknown option --now"),
         ("dnd maybe", "dnd on or dnd off"),
         ("dnd on off", "dnd on or dnd off"),
+        ("when-busy always", "when-busy ring or when-busy refuse"),
         ("history --limit 0", "whole number above 0"),
         ("history --limit x", "whole number above 0"),
         ("history bob", "takes only"),
@@ -47,6 +51,12 @@ def test_bad_lines_say_why(line: str, message: str) -> None:
 
 def test_help_lists_the_call_commands() -> None:
     text = "\n".join(c.help_lines())
-    for usage in ("hangup [ID]", "dnd on|off", "history [--missed]", "--reason busy|declined"):
+    for usage in (
+        "hangup [ID]",
+        "dnd on|off",
+        "when-busy ring|refuse",
+        "history [--missed]",
+        "--reason busy|declined",
+    ):
         assert usage in text
     assert c.parse("help hangup") == c.Help("hangup")

@@ -341,3 +341,16 @@ def test_calls_off_is_agora_1x() -> None:
     with pytest.raises(ApiCallError) as exc:
         net.call("alice", "hangup", inv.id)
     assert exc.value.code is API.ALREADY_END  # accepted, and over
+
+
+def test_the_busy_policy_can_change_at_run_time() -> None:
+    net = busy_net("ring")
+    connect(net, "alice", "bob")
+    with pytest.raises(ApiCallError) as exc:
+        net.nodes["bob"].engine.set_when_busy("sometimes")
+    assert exc.value.code is API.INVALID_ARGUMENT
+    net.nodes["bob"].engine.set_when_busy("refuse")
+    inv = net.nodes["carol"].engine.create_local_invitation("bob")
+    net.call("carol", "send", inv)
+    net.pump()
+    assert (inv.state, inv.reason) == (LS.REFUSED_BY_REMOTE, "busy")
