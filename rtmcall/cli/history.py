@@ -4,8 +4,9 @@ One file per OS user, ``calls.sqlite3`` in the config directory (``RTMCALL_CONFI
 the platform's, e.g. ``~/.config/rtmcall``), with a ``user`` column: ``rtmcall history
 --user U`` shows one rtmcall user's. Several rtmcall processes may write at once: the file
 is in WAL mode (readers never block the writer), every write is one short ``BEGIN
-IMMEDIATE`` transaction, SQLite waits up to ``busy_timeout`` for the write lock, and a
-"database is locked" that still comes is retried a few times with a growing pause.
+IMMEDIATE`` transaction, SQLite waits up to ``busy_timeout`` (3 s) for the write lock, and
+a "database is locked" that still comes is retried twice more after a pause (so a file
+locked for good is given up on within about 10 s, with one warning).
 
 Writes never run on the trio event loop: :class:`HistoryRecorder` queues rows and one task
 hands them, in batches, to a worker thread (``trio.to_thread.run_sync``), so a slow disk never
@@ -169,7 +170,7 @@ class HistoryStore:
       retries: how often a "database is locked" that still comes is tried again.
     """
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, retries: int = 5) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 3.0, retries: int = 2) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.retries = retries
@@ -454,6 +455,7 @@ class HistoryRecorder:
         login_session: bool = False,
         on_missed: Callable[[list[str]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = 3.0,
     ) -> None:
         self.user = user
         self.path = path or history_path()
@@ -461,6 +463,7 @@ class HistoryRecorder:
         self._warn = warn
         self._on_missed = on_missed
         self._clock = clock
+        self._busy_timeout = busy_timeout
         self._send, self._recv = trio.open_memory_channel[Upsert](math.inf)
         self.store: HistoryStore | None = None
         #: False once the file failed: rows are dropped from then on.
@@ -496,7 +499,7 @@ class HistoryRecorder:
             self._warn(f"warning: {exc}; going on without call history")
 
     def _open(self) -> tuple[HistoryStore, list[str] | None]:
-        store = HistoryStore(self.path).open()
+        store = HistoryStore(self.path, busy_timeout=self._busy_timeout).open()
         missed = None
         if self.login_session:
             key = f"last_seen:{self.user}"
@@ -508,7 +511,8 @@ class HistoryRecorder:
     async def run(self) -> None:
         """Open the file, then write queued rows as they come, until cancelled."""
         try:
-            self.store, missed = await trio.to_thread.run_sync(self._open)
+            # abandon_on_cancel: a file locked for long must not hold up the exit.
+            self.store, missed = await trio.to_thread.run_sync(self._open, abandon_on_cancel=True)
         except HistoryError as exc:
             self._fail(exc)
         else:
@@ -525,7 +529,7 @@ class HistoryRecorder:
                     break
             if self.enabled and self.store is not None:
                 try:
-                    await trio.to_thread.run_sync(self.store.write, batch)
+                    await trio.to_thread.run_sync(self.store.write, batch, abandon_on_cancel=True)
                     self.written += len(batch)
                 except HistoryError as exc:
                     self._fail(exc)
@@ -539,12 +543,14 @@ class HistoryRecorder:
             await self._opened.wait()
             await self._idle.wait()
 
-    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Flush, note the end of a login session, close the file."""
+    async def close(self, timeout: float = 3.0) -> None:  # noqa: ASYNC109
+        """Flush, note the end of a login session, close the file: each step at most
+        ``timeout`` (a file locked by another process never holds up the exit long)."""
         await self.flush(timeout)
-        store, self.store = self.store, None
-        if store is None:
-            return
+        store = self.store
+        if store is None or not self._idle.is_set():
+            return  # never opened, or a write still waits for a lock: leave it be
+        self.store = None
 
         def finish() -> None:
             try:
@@ -556,7 +562,7 @@ class HistoryRecorder:
                 store.close()
 
         with trio.move_on_after(timeout):
-            await trio.to_thread.run_sync(finish)
+            await trio.to_thread.run_sync(finish, abandon_on_cancel=True)
 
     async def query(self, **kw: Any) -> list[dict[str, Any]]:
         """Rows of this file (see :meth:`HistoryStore.query`), read in a worker thread.

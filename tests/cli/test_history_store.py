@@ -240,3 +240,30 @@ async def test_the_recorder_warns_once_and_drops_rows_when_the_file_is_bad(
         nursery.cancel_scope.cancel()
     assert len(warnings) == 1 and "going on without call history" in warnings[0]
     assert not rec.enabled
+
+
+async def test_a_file_locked_for_good_is_one_warning_and_no_wait_at_the_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "calls.sqlite3"
+    HistoryStore(path).open().close()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # another process sits on the write lock
+    warnings: list[str] = []
+    try:
+        rec = HistoryRecorder("bob", warnings.append, path=path, busy_timeout=0.1)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(rec.run)
+                rec.event(
+                    RemoteInvitationReceived(
+                        _remote("x", RemoteInvitationState.INVITATION_RECEIVED)
+                    )
+                )
+                await rec.close()  # waits for the open to give up, not much longer
+                assert not rec.enabled
+                nursery.cancel_scope.cancel()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert len(warnings) == 1 and "locked" in warnings[0]
