@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
@@ -195,10 +196,15 @@ class TextSink:
     def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
         if not infos:
             self.write("no invitations")
+        calls = {r.id: r for r in rows if r.call_since is not None or r.call_reason is not None}
+        now = time.monotonic()  # the rows' time base
         for info in infos:
+            call = calls.get(info.id)
             self.write(
                 f"{info.id}  {info.direction}  {info.peer}  {info.state.name}"
                 + (f" {info.error.name}" if info.error else "")
+                + (f" {info.reason}" if info.reason else "")
+                + (f"  ({callfmt.row_state(call, now)[0]})" if call is not None else "")
             )
 
     def online(self, states: Mapping[str, PeerOnlineState]) -> None:

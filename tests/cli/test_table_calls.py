@@ -69,3 +69,22 @@ def test_text_lines_of_a_busy_refusal() -> None:
     sink.event(ev.RemoteInvitationRefused(info(RS.REFUSED)))
     # No "RINGING, type accept" for a call that never rang: one line, saying busy.
     assert len(lines) == 1 and lines[0].endswith("(busy)") and "RINGING" not in lines[0]
+
+
+def test_list_lines_show_the_call() -> None:
+    import time
+
+    from rtmcall.cli.rows import Row
+    from rtmcall.cli.sinks import TextSink
+    from rtmcall.engine import events as ev
+    from rtmcall.engine.codes import LocalInvitationError
+
+    info = ev.LocalInvitationInfo(
+        id="a1" * 8, caller="alice", callee="bob", content="", channel_id="", response="",
+        state=LS.ACCEPTED_BY_REMOTE, error=LocalInvitationError.OK, lifetime=None,
+    )  # fmt: skip
+    lines: list[str] = []
+    TextSink(write=lines.append).listing(
+        [info], [Row.from_info(info, live=False, call_since=time.monotonic() - 65)]
+    )
+    assert lines == [f"{'a1' * 8}  out  bob  ACCEPTED_BY_REMOTE  (in call 01:05)"]
