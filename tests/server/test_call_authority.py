@@ -85,3 +85,14 @@ def test_ledger_keeps_a_call_until_its_hangup() -> None:
     assert ledger.check("m", "a", Hangup(id="x")) is None  # forgotten: unknown ids pass
     # Unknown ids (another node's invitation) pass: the engines ignore strangers.
     assert ledger.check("m", "a", Hangup(id="never-seen")) is None
+
+
+def test_calls_that_never_end_push_out_older_calls_not_ringing_invitations() -> None:
+    ledger = InvitationLedger(lambda: 0.0, max_entries=1000, max_calls=10)
+    for i in range(50):  # Agora 1.x clients: accepted, never hung up
+        ledger.note("a", "b", Invite(id=f"c{i}"))
+        ledger.note("a", "b", Confirm(id=f"c{i}"))
+    ledger.note("a", "b", Invite(id="ringing"))
+    assert ledger.check("m", "a", Accept(id="ringing")) is not None
+    assert ledger.check("m", "a", Hangup(id="c49")) is not None  # the newest calls: kept
+    assert len(ledger._on) == 10
