@@ -11,7 +11,8 @@ schedules and checks, after every step and once everything has settled:
   on both sides is terminal and no timer is left armed.
 
 Calls (SPEC §6) ride along: either side hangs up any call at any moment (hang-up racing
-hang-up), and a callee's session may drop for longer than its resume window (its frames in
+hang-up), callees flip do-not-disturb and the busy policy (busy refusals are refusals like
+any other, so agreement covers them), and a callee's session may drop for longer than its resume window (its frames in
 flight are lost, the caller learns it from presence) and come back. Checked:
 
 * every call ends on both live sides: once someone hangs up each call that is still on and
@@ -126,6 +127,13 @@ class Invitations(RuleBasedStateMachine):
                 self.net.call(user, "hangup", call_id)
             except ApiCallError:
                 pass
+
+    @rule(callee=st.sampled_from(CALLEES), dnd=st.booleans(), refuse=st.booleans())
+    def busy_settings(self, callee: str, dnd: bool, refuse: bool) -> None:
+        """Do-not-disturb and the busy policy flip: new invitations are refused as busy."""
+        engine = self.net.nodes[callee].engine
+        engine.set_dnd(dnd)
+        engine.set_when_busy("refuse" if refuse else "ring")
 
     @rule(callee=st.sampled_from(CALLEES))
     def session_drops(self, callee: str) -> None:
