@@ -12,8 +12,9 @@ schedules and checks, after every step and once everything has settled:
 
 Calls (SPEC §6) ride along: either side hangs up any call at any moment (hang-up racing
 hang-up), callees flip do-not-disturb and the busy policy (busy refusals are refusals like
-any other, so agreement covers them), and a callee's session may drop for longer than its resume window (its frames in
-flight are lost, the caller learns it from presence) and come back. Checked:
+any other, so agreement covers them), and a callee's session may drop for longer than its
+resume window (its frames in flight are lost, the caller learns it from presence) and come
+back. Checked:
 
 * every call ends on both live sides: once someone hangs up each call that is still on and
   the network drains, no call is left live on any online node;
