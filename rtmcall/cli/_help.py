@@ -30,6 +30,7 @@ Commands:
   login     Log in: interactive softphone, or a command pipe.
   call      Call peers once; exit 0 only when accepted.
   answer    Wait for calls and accept or refuse them.
+  history   Your past calls, newest first; --missed for missed ones.
   token     Mint a login token for a user.
   demo      Play every outcome with a server and users in one process.
   scenario  Play scenario files: multi-user flows with expectations.

@@ -25,6 +25,31 @@ from .options import (
     usage_error,
 )
 
+WhenBusyOpt = Annotated[
+    str,
+    typer.Option(
+        "--when-busy",
+        metavar="ring|refuse",
+        help="A call that comes while another rings or a call is on: ring, or refuse it "
+        "at once as busy.",
+    ),
+]
+HangupAfterOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--hangup-after",
+        metavar="S",
+        min=0,
+        help="Hold each accepted call S seconds, then hang up (exit 0 only if it was held).",
+    ),
+]
+
+
+def _when_busy(value: str) -> str:
+    if value not in ("ring", "refuse"):
+        raise usage_error(f"is ring or refuse, not {value!r}", "--when-busy")
+    return value
+
 
 def login(
     user: Annotated[str, typer.Argument(metavar="USER", help="Your user id.", show_default=False)],
@@ -36,13 +61,15 @@ def login(
     lifetime: LifetimeOpt = None,
     ca: CaOpt = None,
     connect_timeout: ConnectTimeoutOpt = 5.0,
+    when_busy: WhenBusyOpt = "ring",
 ) -> None:
     """Log in as USER: an interactive softphone on a terminal, a command pipe otherwise.
 
     On a terminal you get a live table of invitations above a prompt. Commands:
     call PEER… [--content T] [--channel C] [--lifetime S], cancel [ID],
-    accept [ID] [--response T], refuse [ID] [--response T], list, online PEER…,
-    wait [ID] [--incoming] [--timeout S], sleep S, help, quit.
+    accept [ID] [--response T], refuse [ID] [--response T] [--reason busy|declined],
+    hangup [ID], dnd on|off, history [--missed] [--peer P] [--limit N], list,
+    online PEER…, wait [ID] [--incoming] [--timeout S], sleep S, help, quit.
     IDs may be shortened to a unique prefix; without one, the newest invitation is meant.
 
     When stdin is not a terminal (or with --json), the same commands are read one per
@@ -72,6 +99,7 @@ def login(
         confirm_timeout=confirm_timeout,
         lifetime=lifetime,
         connect_timeout=connect_timeout,
+        when_busy=_when_busy(when_busy),
     )
 
     def remember() -> None:
@@ -108,6 +136,7 @@ def call(
     confirm_timeout: ConfirmOpt = None,
     ca: CaOpt = None,
     connect_timeout: ConnectTimeoutOpt = 5.0,
+    hangup_after: HangupAfterOpt = None,
 ) -> None:
     """Call PEER (or several at once), wait for the outcome, and exit with it.
 
@@ -153,6 +182,7 @@ def call(
         channel=channel,
         lifetime=lifetime,
         as_json=json_output,
+        hangup_after=hangup_after,
     )
     raise typer.Exit(code)
 
@@ -179,6 +209,8 @@ def answer(
     confirm_timeout: ConfirmOpt = None,
     ca: CaOpt = None,
     connect_timeout: ConnectTimeoutOpt = 5.0,
+    when_busy: WhenBusyOpt = "ring",
+    hangup_after: HangupAfterOpt = None,
 ) -> None:
     """Wait for incoming calls and answer them: a softphone's auto-answer.
 
@@ -203,6 +235,7 @@ def answer(
         confirm_timeout=confirm_timeout,
         connect_timeout=connect_timeout,
         give_up_after=30.0,
+        when_busy=_when_busy(when_busy),
     )
     code = run_trio(
         run_answer,
@@ -213,5 +246,6 @@ def answer(
         delay=delay,
         give_up_after=timeout,
         as_json=json_output,
+        hangup_after=hangup_after,
     )
     raise typer.Exit(code)

@@ -42,6 +42,38 @@ class Accept:
 class Refuse:
     id: str | None = None
     response: str = ""
+    #: SPEC §6: ``declined`` (a person said no) or ``busy``.
+    reason: str = "declined"
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End a call (SPEC §6); without an ID the newest call that is on."""
+
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dnd:
+    """Do not disturb on or off; None: say whether it is on."""
+
+    on: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WhenBusy:
+    """The busy policy from now on (``ring``/``refuse``); None: say which it is."""
+
+    policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Show the call history (SPEC §6), newest first."""
+
+    missed: bool = False
+    peer: str | None = None
+    limit: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +156,10 @@ Command = (
     | Cancel
     | Accept
     | Refuse
+    | Hangup
+    | Dnd
+    | WhenBusy
+    | History
     | List
     | Online
     | Help
@@ -145,7 +181,20 @@ USAGE: dict[str, tuple[str, str]] = {
     ),
     "cancel": ("cancel [ID]", "cancel your outgoing invitation (default: the newest)"),
     "accept": ("accept [ID] [--response TEXT]", "accept an incoming invitation"),
-    "refuse": ("refuse [ID] [--response TEXT]", "refuse an incoming invitation"),
+    "refuse": (
+        "refuse [ID] [--response TEXT] [--reason busy|declined]",
+        "refuse an incoming invitation",
+    ),
+    "hangup": ("hangup [ID]", "end a call (default: the newest call that is on)"),
+    "dnd": ("dnd on|off", "do not disturb: refuse every call as busy while on"),
+    "when-busy": (
+        "when-busy ring|refuse",
+        "a call that comes while another rings or a call is on: ring, or refuse as busy",
+    ),
+    "history": (
+        "history [--missed] [--peer P] [--limit N]",
+        "your past calls, newest first (also: rtmcall history)",
+    ),
     "list": ("list", "print every invitation of this session"),
     "online": ("online PEER…", "ask whether peers are online"),
     "wait": (
@@ -156,7 +205,7 @@ USAGE: dict[str, tuple[str, str]] = {
     "help": ("help [COMMAND]", "show the commands"),
     "quit": ("quit", "cancel your ringing calls, log out and exit"),
 }
-ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit"}
+ALIASES = {"exit": "quit", "ls": "list", "?": "help", "q": "quit", "when_busy": "when-busy"}
 
 #: Commands of scenario files only (``rtmcall scenario``, SPEC §5): name -> (usage, text).
 SCENARIO_USAGE: dict[str, tuple[str, str]] = {
@@ -332,10 +381,40 @@ def parse(line: str, *, scenario: bool = False) -> Command | None:
     if name == "cancel":
         pos, _ = _split_options(name, args, {})
         return Cancel(_at_most_one_id(name, pos))
-    if name in ("accept", "refuse"):
+    if name == "accept":
         pos, opts = _split_options(name, args, {"--response": "response"})
-        kind = Accept if name == "accept" else Refuse
-        return kind(_at_most_one_id(name, pos), opts.get("response", ""))
+        return Accept(_at_most_one_id(name, pos), opts.get("response", ""))
+    if name == "refuse":
+        pos, opts = _split_options(name, args, {"--response": "response", "--reason": "reason"})
+        reason = opts.get("reason", "declined")
+        if reason not in ("busy", "declined"):
+            raise CommandError(f"refuse: --reason is busy or declined, not {reason!r}")
+        return Refuse(_at_most_one_id(name, pos), opts.get("response", ""), reason)
+    if name == "hangup":
+        pos, _ = _split_options(name, args, {})
+        if len(pos) > 1:
+            raise CommandError(f"hangup: takes at most one call ID, got {len(pos)}")
+        return Hangup(pos[0] if pos else None)
+    if name == "dnd":
+        pos, _ = _split_options(name, args, {})
+        if len(pos) > 1 or (pos and pos[0].lower() not in ("on", "off")):
+            raise CommandError("dnd: say dnd on or dnd off")
+        return Dnd(None if not pos else pos[0].lower() == "on")
+    if name == "when-busy":
+        pos, _ = _split_options(name, args, {})
+        if len(pos) > 1 or (pos and pos[0].lower() not in ("ring", "refuse")):
+            raise CommandError("when-busy: say when-busy ring or when-busy refuse")
+        return WhenBusy(pos[0].lower() if pos else None)
+    if name == "history":
+        pos, opts = _split_options(
+            name, args, {"--missed": "flag:missed", "--peer": "peer", "--limit": "limit"}
+        )
+        if pos:
+            raise CommandError("history: takes only --missed, --peer P and --limit N")
+        limit = opts.get("limit", "20")
+        if not limit.isdigit() or int(limit) < 1:
+            raise CommandError(f"history: --limit needs a whole number above 0, not {limit!r}")
+        return History("missed" in opts, opts.get("peer"), int(limit))
     if name == "online":
         pos, _ = _split_options(name, args, {})
         if not pos:

@@ -180,7 +180,11 @@ class ConsoleSink(TextSink):
         self.connection = "connected"
 
     def status(self) -> str:
-        return f"{self.opts.user} @ {self.opts.url} · {self.connection} · type help"
+        client = self.phone.client if self.phone is not None else None
+        dnd = " · dnd on" if client is not None and client.dnd else ""
+        if client is not None and client.when_busy == "refuse":
+            dnd += " · busy: refuse"
+        return f"{self.opts.user} @ {self.opts.url} · {self.connection}{dnd} · type help"
 
     def _error(self, line: str) -> None:
         self.ui.log(Text(line, style="bold red"))
@@ -188,7 +192,7 @@ class ConsoleSink(TextSink):
     def event(self, ev: object) -> None:
         if isinstance(ev, ConnectionStateChanged):
             self.connection = ev.state.name.lower()
-        if isinstance(ev, RemoteInvitationReceived):
+        if isinstance(ev, RemoteInvitationReceived) and ev.invitation.reason != "busy":
             self.ui.bell()  # an incoming call must be impossible to miss
             self.ui.log(Text("☎  ", style="bold yellow") + Text(_describe(ev), style="bold"))
             return
@@ -223,7 +227,7 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
         async with logged_in(opts) as client:
             if on_login is not None:
                 on_login()
-            phone = Softphone(client, sink)
+            phone = Softphone(client, sink, login_session=True)
             sink.phone = phone
             phone.on_end = ui.stop
             ui.update([], sink.status())

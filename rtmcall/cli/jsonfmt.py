@@ -18,7 +18,9 @@ from rtmcall.engine.events import (
     InvitationEvent,
     InvitationInfo,
     LocalInvitationFailure,
+    LocalInvitationRefused,
     RemoteInvitationFailure,
+    RemoteInvitationRefused,
 )
 
 JsonObject = dict[str, Any]
@@ -47,6 +49,9 @@ def invitation_event(ev: InvitationEvent) -> JsonObject:
     obj = invitation(ev.name, ev.invitation)
     if isinstance(ev, LocalInvitationFailure | RemoteInvitationFailure):
         _enum(obj, "error", ev.error)  # the event's own error wins over the snapshot's
+    elif isinstance(ev, LocalInvitationRefused | RemoteInvitationRefused):
+        # SPEC §6: why it was refused, ``declined`` (a person) or ``busy``.
+        obj["reason"] = ev.invitation.reason or getattr(ev, "reason", "") or "declined"
     return obj
 
 

@@ -51,9 +51,12 @@ async def run_call(
     channel: str = "",
     lifetime: float | None = None,
     as_json: bool = False,
+    hangup_after: float | None = None,
 ) -> int:
-    """Ring ``peers`` and wait for every outcome; 0 only when all accepted."""
+    """Ring ``peers`` and wait for every outcome; 0 only when all accepted (and, with
+    ``hangup_after``, every call was held that long and then hung up by us)."""
     sink: Sink = JsonSink() if as_json else TextSink()
+    held = False
     try:
         async with logged_in(opts) as client:
             phone = Softphone(client, sink)
@@ -66,6 +69,11 @@ async def run_call(
                     await phone.execute(c.Call(tuple(peers), content, channel, lifetime))
                     while phone.pending_outgoing():
                         await phone.wait_change()
+                    if hangup_after is not None:
+                        from .hold import hold_and_hang_up
+
+                        ids = [i.id for i in phone.infos() if i.direction == "out"]
+                        held = await hold_and_hang_up(phone, ids, hangup_after)
                 interrupted = waiting.cancelled_caught
                 await phone.shutdown()  # cancels what still rings (after Ctrl-C)
                 nursery.cancel_scope.cancel()
@@ -77,7 +85,8 @@ async def run_call(
     outgoing = [i for i in phone.infos() if i.direction == "out"]
     accepted = [i for i in outgoing if i.state == LocalInvitationState.ACCEPTED_BY_REMOTE]
     if not interrupted and outgoing and len(accepted) == len(peers):
-        return OK
+        if hangup_after is None or held:
+            return OK
     return NOT_AS_ASKED
 
 
@@ -105,11 +114,14 @@ async def run_answer(
     delay: float = 0.0,
     give_up_after: float | None = None,
     as_json: bool = False,
+    hangup_after: float | None = None,
 ) -> int:
-    """Answer ``count`` incoming calls (0: until interrupted); 0 when each ended as asked."""
+    """Answer ``count`` incoming calls (0: until interrupted); 0 when each ended as asked
+    (with ``hangup_after``: each accepted call held that long, then hung up by us)."""
     sink: Sink = JsonSink() if as_json else TextSink()
     want = RemoteInvitationState.ACCEPTED if accept else RemoteInvitationState.REFUSED
     answered: list[str] = []
+    not_held: list[str] = []
     enough = (lambda: False) if count == 0 else (lambda: len(answered) >= count)
     try:
         async with logged_in(opts) as client:
@@ -120,6 +132,13 @@ async def run_answer(
                 await trio.sleep(delay)  # let it ring a while, if asked to
                 cmd = c.Accept(inv_id, response) if accept else c.Refuse(inv_id, response)
                 await phone.execute(cmd)
+                if hangup_after is not None and accept:
+                    from .hold import hold_and_hang_up
+
+                    while not _all_ended(phone, [inv_id]):
+                        await phone.wait_change()
+                    if not await hold_and_hang_up(phone, [inv_id], hangup_after):
+                        not_held.append(inv_id)
 
             async def answer_all() -> None:
                 # One task per call, so several ringing at once are answered at once.
@@ -150,6 +169,6 @@ async def run_answer(
         sink.error(phone.ended)
         return UNREACHABLE
     done = {i.id: i.state for i in phone.infos() if i.direction == "in"}
-    if count and enough() and all(done.get(k) == want for k in answered):
+    if count and enough() and all(done.get(k) == want for k in answered) and not not_held:
         return OK
     return NOT_AS_ASKED

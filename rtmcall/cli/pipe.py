@@ -96,7 +96,7 @@ async def run_pipe(
                 sink.lines([f"logged in to {opts.url} as {opts.user}"])
             if on_login is not None:
                 on_login()
-            phone = Softphone(client, sink)
+            phone = Softphone(client, sink, login_session=True)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
                 with trio.CancelScope() as reading:

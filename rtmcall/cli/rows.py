@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtmcall.engine.codes import (
+    CallEndReason,
     LocalInvitationError,
     LocalInvitationState,
     RemoteInvitationError,
@@ -35,10 +36,24 @@ class Row:
     #: When the running timer fires, in the caller's time base; None when none runs.
     deadline: float | None = None
     live: bool = True
+    #: Why it was refused (``busy``, ``declined``), when refused.
+    reason: str = ""
+    #: SPEC §6: when its call started, in the deadline's time base, while the call is on.
+    call_since: float | None = None
+    #: Once its call ended: why, and how long it lasted.
+    call_reason: CallEndReason | None = None
+    call_duration: float = 0.0
 
     @classmethod
     def from_info(
-        cls, info: InvitationInfo, *, deadline: float | None = None, live: bool = True
+        cls,
+        info: InvitationInfo,
+        *,
+        deadline: float | None = None,
+        live: bool = True,
+        call_since: float | None = None,
+        call_reason: CallEndReason | None = None,
+        call_duration: float = 0.0,
     ) -> Row:
         return cls(
             id=info.id,
@@ -50,5 +65,9 @@ class Row:
             channel_id=info.channel_id,
             response=info.response,
             deadline=deadline if live else None,
-            live=live,
+            live=live or call_since is not None,
+            reason=info.reason,
+            call_since=call_since,
+            call_reason=call_reason,
+            call_duration=call_duration,
         )

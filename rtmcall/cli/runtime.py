@@ -50,6 +50,9 @@ class LoginOptions:
     connect_timeout: float = 5.0
     #: Stop reconnecting after this long without the server (None: keep trying).
     give_up_after: float | None = None
+    #: SPEC §6: ``ring`` or ``refuse`` (busy) an invitation that comes while another rings
+    #: or a call is on.
+    when_busy: str = "ring"
 
 
 def client_config(opts: LoginOptions) -> Any:
@@ -64,6 +67,7 @@ def client_config(opts: LoginOptions) -> Any:
         values["lifetime"] = opts.lifetime
     if opts.give_up_after is not None:
         values["give_up_after"] = opts.give_up_after
+    values["when_busy"] = opts.when_busy
     return ClientConfig(**values)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TextIO
 
@@ -18,9 +19,18 @@ from rtmcall.client.events import (
     TokenPrivilegeWillExpire,
 )
 from rtmcall.engine.codes import PeerOnlineState
-from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+from rtmcall.engine.events import (
+    ApiCallError,
+    CallEnded,
+    CallStarted,
+    InvitationEvent,
+    InvitationInfo,
+    LocalInvitationRefused,
+    RemoteInvitationReceived,
+    RemoteInvitationRefused,
+)
 
-from . import jsonfmt, textfmt
+from . import callfmt, jsonfmt, textfmt
 from .rows import Row
 
 
@@ -93,6 +103,12 @@ class JsonSink:
                 self.emit(jsonfmt.message_from_peer(peer, text))
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.emit(jsonfmt.token_will_expire(seconds))
+            case CallEnded():
+                self.emit(callfmt.call_ended_json(ev))
+            case CallStarted():
+                self.emit(callfmt.call_started_json(ev))
+            case callfmt.MissedCalls():
+                self.emit(callfmt.missed_json(ev))
 
     def sent(self, info: InvitationInfo) -> None:
         self.emit(jsonfmt.local_invitation_sent(info))
@@ -120,6 +136,13 @@ class JsonSink:
     def online(self, states: Mapping[str, PeerOnlineState]) -> None:
         self.emit(jsonfmt.peers_online(states))
 
+    def history_rows(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """The answer to ``history``: one ``HistoryEntry`` per call, newest first."""
+        from .history import as_json
+
+        for row in rows:
+            self.emit({"event": "HistoryEntry", **as_json(dict(row))})
+
     def changed(self) -> None:
         pass
 
@@ -139,7 +162,13 @@ class TextSink:
     def event(self, ev: object) -> None:
         match ev:
             case InvitationEvent():
-                self.write(textfmt.invitation_event(ev))
+                busy = ev.invitation.reason == "busy"
+                if busy and isinstance(ev, RemoteInvitationReceived):
+                    return  # refused at once as busy (SPEC §6): the next line says so
+                line = textfmt.invitation_event(ev)
+                if busy and isinstance(ev, LocalInvitationRefused | RemoteInvitationRefused):
+                    line += " (busy)"
+                self.write(line)
             case ConnectionStateChanged(state=state, reason=reason):
                 self.write(textfmt.connection_state(state, reason))
             case PeersOnlineStatusChanged(states=states):
@@ -148,6 +177,12 @@ class TextSink:
                 self.write(f"message from {peer}: {text}")
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.write(f"the login token expires in {seconds:.0f} s")
+            case CallEnded():
+                self.write(callfmt.call_ended_text(ev))
+            case CallStarted():
+                self.write(callfmt.call_started_text(ev))
+            case callfmt.MissedCalls():
+                self.write(callfmt.missed_text(ev))
 
     def sent(self, info: InvitationInfo) -> None:
         self.write(textfmt.local_invitation_sent(info))
@@ -170,8 +205,15 @@ class TextSink:
     def listing(self, infos: Sequence[InvitationInfo], rows: Sequence[Row]) -> None:
         if not infos:
             self.write("no invitations")
+        calls = {r.id: r for r in rows if r.call_since is not None or r.call_reason is not None}
+        now = time.monotonic()  # the rows' time base
         for info in infos:
-            self.write(textfmt.invitation_line(info))
+            call = calls.get(info.id)
+            self.write(
+                textfmt.invitation_line(info)
+                + (f" ({info.reason})" if info.reason else "")
+                + (f"  ({callfmt.row_state(call, now)[0]})" if call is not None else "")
+            )
 
     def online(self, states: Mapping[str, PeerOnlineState]) -> None:
         self.write(textfmt.peers_online(states))

@@ -25,6 +25,7 @@ from rtmcall.engine.codes import (
 )
 from rtmcall.engine.events import (
     ApiCallError,
+    CallEnded,
     InvitationEvent,
     InvitationInfo,
     LocalInvitationInfo,
@@ -33,9 +34,11 @@ from rtmcall.engine.events import (
 
 from . import commands as c
 from . import textfmt
+from .callfmt import MissedCalls
 from .commands import help_lines
+from .history import HistoryError, HistoryRecorder, warn_to_stderr
 from .rows import Row, short_id
-from .sinks import Sink
+from .sinks import JsonSink, Sink
 
 if TYPE_CHECKING:
     from rtmcall.client import RtmClient
@@ -79,11 +82,33 @@ class Softphone:
     Args:
       client: a logged-in :class:`rtmcall.client.RtmClient`.
       sink: where every result and event is reported.
+      history: record every invitation and call in the call history (SPEC §6).
+      login_session: a ``login`` session: say how many calls were missed since the last.
     """
 
-    def __init__(self, client: RtmClient, sink: Sink) -> None:
+    def __init__(
+        self,
+        client: RtmClient,
+        sink: Sink,
+        *,
+        history: bool = True,
+        login_session: bool = False,
+    ) -> None:
         self.client = client
         self.sink = sink
+        #: The call history's writer (None: not kept).
+        self.history: HistoryRecorder | None = (
+            HistoryRecorder(
+                client.user,
+                self._warn,
+                login_session=login_session,
+                on_missed=self._missed,
+            )
+            if history
+            else None
+        )
+        #: Calls that ended: id -> their CallEnded (the table shows how and how long).
+        self._calls_ended: dict[str, CallEnded] = {}
         #: id -> invitation, in the order first seen (the table's order).
         self._invs: dict[str, Tracked] = {}
         self._changed = trio.Event()
@@ -116,8 +141,8 @@ class Softphone:
         return [_info(obj) for obj in self._invs.values()]
 
     def rows(self) -> list[Row]:
-        """A snapshot for the table. Countdown deadlines are moved from trio's clock to
-        :func:`time.monotonic`, so another thread can render the countdown."""
+        """A snapshot for the table. Countdown deadlines (and call start times) are moved
+        from trio's clock to :func:`time.monotonic`, so another thread can render them."""
         mono, trio_now = time.monotonic(), trio.current_time()
         rows = []
         for obj in self._invs.values():
@@ -128,7 +153,22 @@ class Softphone:
                 at = self.client.timer_deadline(obj)
                 if at is not None and math.isfinite(at):
                     deadline = mono + (at - trio_now)
-            rows.append(Row.from_info(info, deadline=deadline, live=live))
+            since = None
+            call = self.client.calls.get(info.id)
+            if call is not None and call.active:
+                started = self.client.call_started_at(call)
+                since = mono + ((started if started is not None else trio_now) - trio_now)
+            ended = self._calls_ended.get(info.id)
+            rows.append(
+                Row.from_info(
+                    info,
+                    deadline=deadline,
+                    live=live,
+                    call_since=since,
+                    call_reason=ended.reason if ended is not None and since is None else None,
+                    call_duration=ended.duration if ended is not None else 0.0,
+                )
+            )
         return rows
 
     def _lookup(self, info: InvitationInfo) -> Tracked:
@@ -141,12 +181,16 @@ class Softphone:
 
     def handle_event(self, ev: object) -> None:
         """Record one client event and report it."""
+        if self.history is not None:
+            self.history.event(ev)
         if isinstance(ev, InvitationEvent):
             info = ev.invitation
             if info.id in self._announcing:
                 self._held.append(ev)
                 return
             self._invs[info.id] = self._lookup(info)
+        if isinstance(ev, CallEnded):
+            self._calls_ended[ev.call.id] = ev
         self.sink.event(ev)
         if isinstance(ev, ConnectionStateChanged) and ev.state == ConnectionState.ABORTED:
             why = _ABORT_WORDS.get(ev.reason.name, "the session ended")
@@ -155,10 +199,33 @@ class Softphone:
         self._notify()
 
     async def pump(self) -> None:
-        """Run forever: take the client's events and report them."""
-        async with self._stream:
-            async for ev in self._stream:
-                self.handle_event(ev)
+        """Run forever: take the client's events and report them (and keep the call
+        history written, off the event loop)."""
+        async with trio.open_nursery() as nursery:
+            if self.history is not None:
+                nursery.start_soon(self.history.run)
+            async with self._stream:
+                async for ev in self._stream:
+                    self.handle_event(ev)
+
+    def _drain(self) -> None:
+        """Handle the events already published (e.g. by the logout) without waiting."""
+        while True:
+            try:
+                ev = self._stream.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            self.handle_event(ev)
+
+    def _warn(self, line: str) -> None:
+        """One warning line (the history cannot be used): never on stdout in JSON mode."""
+        if isinstance(self.sink, JsonSink):
+            warn_to_stderr(line)
+        else:
+            self.sink.error(line)
+
+    def _missed(self, peers: list[str]) -> None:
+        self.sink.event(MissedCalls(len(peers), tuple(dict.fromkeys(peers))))
 
     # --- commands -----------------------------------------------------------------------
 
@@ -176,8 +243,25 @@ class Softphone:
                     await self._answer("cancel", inv_id)
                 case c.Accept(id=inv_id, response=response):
                     await self._answer("accept", inv_id, response)
-                case c.Refuse(id=inv_id, response=response):
-                    await self._answer("refuse", inv_id, response)
+                case c.Refuse(id=inv_id, response=response, reason=reason):
+                    await self._answer("refuse", inv_id, response, reason)
+                case c.Hangup(id=inv_id):
+                    await self._hangup(inv_id)
+                case c.Dnd(on=on):
+                    if on is not None:
+                        self.client.set_dnd(on)
+                        self._notify()
+                    state = "on: every call is refused as busy" if self.client.dnd else "off"
+                    self.sink.lines([f"do not disturb is {state}"])
+                case c.WhenBusy(policy=policy):
+                    if policy is not None:
+                        self.client.set_when_busy(policy)
+                        self._notify()
+                    words = {"ring": "ring beside it", "refuse": "be refused as busy"}
+                    what = words[self.client.when_busy]
+                    self.sink.lines([f"a call that comes while you are busy will {what}"])
+                case c.History():
+                    await self._history(cmd)
                 case c.List():
                     self.sink.listing(self.infos(), self.rows())
                 case c.Online(peers=peers):
@@ -249,6 +333,8 @@ class Softphone:
             held = [ev for ev in self._held if ev.invitation.id == inv.id]
             self._held = [ev for ev in self._held if ev.invitation.id != inv.id]
         self.sink.sent(inv.info())
+        if self.history is not None:
+            self.history.sent(inv.info())
         for ev in held:
             self.sink.event(ev)
         self._notify()
@@ -284,7 +370,9 @@ class Softphone:
         self.sink.error(f"{command}: there is no {what}")
         return None
 
-    async def _answer(self, command: str, inv_id: str | None, response: str = "") -> None:
+    async def _answer(
+        self, command: str, inv_id: str | None, response: str = "", reason: str = "declined"
+    ) -> None:
         target = self.pick(command, inv_id)
         if target is None:
             return
@@ -295,12 +383,55 @@ class Softphone:
             elif command == "accept":
                 await self.client.accept(arg, response=response)
             else:
-                await self.client.refuse(arg, response=response)
+                await self.client.refuse(arg, response=response, reason=reason)
         except ApiCallError as exc:
             info = None if isinstance(target, str) else _info(target)
             self.sink.api_error(exc, command, info, None)
             return
         self._notify()
+
+    async def _hangup(self, inv_id: str | None) -> None:
+        """``hangup [ID]``: the call with that id (prefix), else the newest call that is
+        on (else the newest call, so the engine says it ended)."""
+        if inv_id is None:
+            calls = [k for k in self._invs if k in self.client.calls]
+            on = [k for k in calls if self.client.calls[k].active]
+            if not calls:
+                self.sink.error("hangup: there is no call to hang up")
+                return
+            target: Tracked | str = self._invs[(on or calls)[-1]]
+        else:
+            picked = self.pick("hangup", inv_id)
+            if picked is None:
+                return
+            target = picked
+        arg = target if isinstance(target, str) else _info(target).id
+        try:
+            await self.client.hangup(arg)
+        except ApiCallError as exc:
+            info = None if isinstance(target, str) else _info(target)
+            self.sink.api_error(exc, "hangup", info, None)
+            return
+        self._notify()
+
+    async def _history(self, cmd: c.History) -> None:
+        if self.history is None:
+            self.sink.error("history: this session keeps no call history")
+            return
+        try:
+            rows = await self.history.query(
+                user=self.client.user, missed=cmd.missed, peer=cmd.peer, limit=cmd.limit
+            )
+        except HistoryError as exc:
+            self.sink.error(f"history: {exc}")
+            return
+        show = getattr(self.sink, "history_rows", None)
+        if show is not None:
+            show(rows)
+        else:
+            from .history import text_line
+
+            self.sink.lines([text_line(r) for r in rows] or ["no calls in the history"])
 
     def _ringing_incoming(self) -> bool:
         return any(
@@ -350,6 +481,12 @@ class Softphone:
                     await self.client.cancel(_info(obj).id)
                 except (ApiCallError, RtmError):
                     pass  # it ended meanwhile, or the session is gone: nothing to cancel
+            # Calls that are on are hung up (the peer sees HANGUP_REMOTE, not an offline).
+            for call in self.client.engine.active_calls():
+                try:
+                    await self.client.hangup(call.id)
+                except (ApiCallError, RtmError):
+                    pass
             in_flight = [
                 o
                 for o in self._invs.values()
@@ -365,3 +502,6 @@ class Softphone:
                 await self.client.logout()
             except RtmError:
                 pass
+        self._drain()  # what the logout ended (calls: SESSION_LOST) goes into the history
+        if self.history is not None:
+            await self.history.close()

@@ -13,8 +13,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .callfmt import row_state
 from .rows import SHORT_ID, Row, short_id
-from .states import describe, is_ringing_here
+from .states import is_ringing_here
 
 __all__ = ["Row", "build_table", "short_id"]
 
@@ -33,7 +34,7 @@ _TEXT_COLUMNS = (("content", 24), ("channel", 16), ("response", 20))
 _FIXED = SHORT_ID + 5 + 4 + 7 * 2
 
 
-def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
+def _text_widths(rows: Sequence[Row], width: int | None, now: float = 0.0) -> list[int]:
     """Widths for content, channel and response so the table fits in ``width``: each as
     wide as its longest text (without a width: up to its cap); when that is too wide, the
     widest gives way first, down to 4 (a header then ends in an ellipsis). So a wide
@@ -46,7 +47,7 @@ def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
     if width is None:
         return [min(cap, want) for (_, cap), want in zip(_TEXT_COLUMNS, wants, strict=True)]
     peer = min(16, max([4, *(len(r.peer) for r in rows)]))
-    state = max([5, *(len(describe(r.state, r.error)[0]) for r in rows)])
+    state = max([5, *(len(row_state(r, now)[0]) for r in rows)])
     free = width - _FIXED - peer - state
     wants = [min(want, max(4, free)) for want in wants]  # a text of 8 KB: no long loop
     while sum(wants) > free and max(wants) > 4:
@@ -87,7 +88,7 @@ def build_table(
     table.add_column("dir", no_wrap=True, min_width=5)
     table.add_column("peer", no_wrap=True, max_width=16, overflow="ellipsis")
     table.add_column("state", no_wrap=True)
-    for (header, _), text_width in zip(_TEXT_COLUMNS, _text_widths(rows, width), strict=True):
+    for (header, _), text_width in zip(_TEXT_COLUMNS, _text_widths(rows, width, now), strict=True):
         table.add_column(header, max_width=text_width, no_wrap=True, overflow="ellipsis")
     table.add_column("left", justify="right", no_wrap=True, min_width=4)
     shown = list(rows)
@@ -98,7 +99,7 @@ def build_table(
     if not shown:
         table.caption = table.caption or "no invitations yet: call PEER"
     for row in shown:
-        words, style = describe(row.state, row.error)
+        words, style = row_state(row, now)
         ringing = is_ringing_here(row.state)
         table.add_row(
             short_id(row.id),

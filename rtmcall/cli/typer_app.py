@@ -13,7 +13,15 @@ from typing import Annotated, Any, get_args, get_origin
 import typer
 from typer.core import TyperCommand
 
-from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_scenario, cmd_server
+from . import (
+    cmd_bench,
+    cmd_demo,
+    cmd_health,
+    cmd_history,
+    cmd_login,
+    cmd_scenario,
+    cmd_server,
+)
 
 #: The metavar of an option that names none, by its value's type.
 _METAVARS: dict[Any, str] = {str: "TEXT", int: "N", float: "NUMBER", Path: "FILE"}
@@ -159,6 +167,11 @@ app.command("call", cls=PlainHelpCommand, short_help="Call peers once; exit 0 on
 app.command("answer", cls=PlainHelpCommand, short_help="Wait for calls and accept or refuse them.")(
     cmd_login.answer
 )
+app.command(
+    "history",
+    cls=PlainHelpCommand,
+    short_help="Your past calls, newest first; --missed for missed ones.",
+)(cmd_history.history)
 app.command("token", cls=PlainHelpCommand, short_help="Mint a login token for a user.")(
     cmd_server.token
 )

@@ -9,7 +9,8 @@
                 print(event.name)
 """
 
-from rtmcall.engine.events import ApiCallError
+from rtmcall.engine.codes import CallEndReason
+from rtmcall.engine.events import ApiCallError, CallEnded, CallStarted
 
 from .client import RtmClient, connect
 from .config import ClientConfig
@@ -31,6 +32,9 @@ from .events import (
 
 __all__ = [
     "ApiCallError",
+    "CallEndReason",
+    "CallEnded",
+    "CallStarted",
     "ClientConfig",
     "ClientEvent",
     "ConnectFailed",

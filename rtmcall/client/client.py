@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from rtmcall.engine import frames as f
+from rtmcall.engine.call import Call
 from rtmcall.engine.codes import (
     ConnectionChangeReason,
     ConnectionState,
@@ -277,15 +278,63 @@ class RtmClient:
         self._driver.apply(self.engine.accept(invitation, response))
         await trio.lowlevel.checkpoint()
 
-    async def refuse(self, invitation: RemoteInvitation | str, response: str = "") -> None:
-        """Refuse a ringing invitation (REFUSED).
+    async def refuse(
+        self, invitation: RemoteInvitation | str, response: str = "", reason: str = "declined"
+    ) -> None:
+        """Refuse a ringing invitation (REFUSED). ``reason`` (SPEC §6): ``declined`` (a
+        person said no; the default) or ``busy``; the caller's LocalInvitationRefused has it.
 
         Raises:
           ApiCallError: ALREADY_ACCEPT (accepted, not yet confirmed), ALREADY_END (ended,
-            ACCEPTED included), INVALID_ARGUMENT.
+            ACCEPTED included), INVALID_ARGUMENT (also a bad reason).
         """
-        self._driver.apply(self.engine.refuse(invitation, response))
+        self._driver.apply(self.engine.refuse(invitation, response, reason))
         await trio.lowlevel.checkpoint()
+
+    # --- calls (SPEC §6) ---------------------------------------------------------------
+
+    async def hangup(self, call: Call | LocalInvitation | RemoteInvitation | str) -> None:
+        """End a call (an accepted invitation): ``CallEnded`` with HANGUP_LOCAL here at once,
+        HANGUP_REMOTE at the peer.
+
+        Raises:
+          ApiCallError: ALREADY_END (the call ended), NOT_STARTED (the invitation never
+            became a call: it rings, waits for the confirm, or ended without an accept),
+            INVALID_ARGUMENT (unknown id).
+        """
+        self._driver.apply(self.engine.hangup(call))
+        await trio.lowlevel.checkpoint()
+
+    @property
+    def calls(self) -> dict[str, Call]:
+        """Calls by id (the invitation's), on or ended (the engine's own dict: read only)."""
+        return self.engine.calls
+
+    def call_started_at(self, call: Call | str) -> float | None:
+        """The ``trio.current_time()`` at which a call that is on started, else None."""
+        return self._driver.call_started.get(call if isinstance(call, str) else call.id)
+
+    @property
+    def dnd(self) -> bool:
+        """Do not disturb: every new invitation is refused at once with reason busy."""
+        return self.engine.dnd
+
+    def set_dnd(self, on: bool) -> None:
+        """Turn do-not-disturb on or off (it starts as ``config.dnd``)."""
+        self.engine.set_dnd(on)
+
+    @property
+    def when_busy(self) -> str:
+        """The busy policy: ``ring`` or ``refuse`` (it starts as ``config.when_busy``)."""
+        return self.engine.when_busy
+
+    def set_when_busy(self, policy: str) -> None:
+        """Change the busy policy (``ring`` or ``refuse``).
+
+        Raises:
+          ApiCallError: INVALID_ARGUMENT for another word.
+        """
+        self.engine.set_when_busy(policy)
 
     # --- presence, messages, token -------------------------------------------------------
 

@@ -45,6 +45,15 @@ class ClientConfig:
     event_buffer: int = 10_000
     #: Answer arriving invitations with the automatic ACK (False: an app that never answers).
     auto_ack: bool = True
+    #: SPEC §6: an invitation that arrives while another rings (either way) or a call is
+    #: on: ``ring`` (default) or ``refuse`` at once with reason ``busy``.
+    when_busy: str = "ring"
+    #: Do not disturb from the start (``client.set_dnd`` changes it): every invitation is
+    #: refused at once with reason ``busy``.
+    dnd: bool = False
+    #: Hold a call after each accept until one side hangs up (SPEC §6; ``client.hangup``).
+    #: False: the accept ends everything, as in Agora 1.x.
+    calls: bool = True
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -53,4 +62,7 @@ class ClientConfig:
             confirm_timeout=self.confirm_timeout,
             expire_grace=self.expire_grace,
             auto_ack=self.auto_ack,
+            when_busy=self.when_busy,
+            dnd=self.dnd,
+            calls=self.calls,
         )

@@ -18,6 +18,7 @@ outputs applied without a checkpoint in between, so nothing interleaves.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 
@@ -27,6 +28,9 @@ from rtmcall.engine import frames as f
 from rtmcall.engine.codes import PeerMessageError, PeerOnlineState
 from rtmcall.engine.engine import CallEngine, LocalInvitation, RemoteInvitation
 from rtmcall.engine.events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
     CancelTimer,
     InvitationEvent,
     Output,
@@ -137,6 +141,8 @@ class Driver:
         self.user_watch: set[str] = set()
         #: Last known online state of every subscribed peer.
         self.presence: dict[str, PeerOnlineState] = {}
+        #: When each call that is on started (trio time): CallEnded's duration.
+        self.call_started: dict[str, float] = {}
 
     # --- engine outputs ------------------------------------------------------------------
 
@@ -144,6 +150,15 @@ class Driver:
         for out in outputs:
             match out:
                 case InvitationEvent():
+                    self.publish(out)
+                case CallStarted(call=call):
+                    self.call_started[call.id] = trio.current_time()
+                    self.publish(out)
+                case CallEnded(call=call):
+                    now = trio.current_time()
+                    started = self.call_started.pop(call.id, now)
+                    self.publish(dataclasses.replace(out, duration=max(0.0, now - started)))
+                case CallEvent():
                     self.publish(out)
                 case SendPeer(to=to, msg=msg, ref=ref):
                     rid = self.transport.next_rid()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from rtmcall.engine.codes import ConnectionChangeReason, ConnectionState, PeerOnlineState
-from rtmcall.engine.events import InvitationEvent
+from rtmcall.engine.events import CallEvent, InvitationEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ class TokenPrivilegeWillExpire(_ClientEvent):
 
 ClientEvent: TypeAlias = (
     InvitationEvent
+    | CallEvent
     | ConnectionStateChanged
     | PeersOnlineStatusChanged
     | MessageFromPeer

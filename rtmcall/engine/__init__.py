@@ -1,6 +1,8 @@
 """Sans-IO core: codes, wire frames, invitation state machines. Never imports trio."""
 
+from .call import Call, CallPhase
 from .codes import (
+    CallEndReason,
     ConnectionChangeReason,
     ConnectionState,
     InvitationApiCallError,
@@ -17,7 +19,10 @@ from .events import *  # noqa: F403
 from .events import __all__ as _events_all
 
 __all__ = [
+    "Call",
+    "CallEndReason",
     "CallEngine",
+    "CallPhase",
     "ConnectionChangeReason",
     "ConnectionState",
     "EngineConfig",

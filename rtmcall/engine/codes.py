@@ -69,6 +69,19 @@ class InvitationApiCallError(IntEnum):
     ALREADY_SENT = 5
 
 
+class CallEndReason(IntEnum):
+    """Why a call ended (SPEC §6, an extension: Agora 1.x stops at the accept)."""
+
+    #: We hung up.
+    HANGUP_LOCAL = 1
+    #: The peer hung up.
+    HANGUP_REMOTE = 2
+    #: The peer went offline (beyond its resume window) or its side of the call failed.
+    PEER_OFFLINE = 3
+    #: Our own session ended (logout, kicked, gave up reconnecting).
+    SESSION_LOST = 4
+
+
 class ConnectionState(IntEnum):
     DISCONNECTED = 1
     CONNECTING = 2

@@ -1,4 +1,4 @@
-"""Draw the invitation state machines from their transition tables (Mermaid).
+"""Draw the invitation and call state machines from their transition tables (Mermaid).
 
 The README's diagrams are this module's output, and a test checks they match, so the docs
 cannot drift from the code (as h11 does for its own state machine).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .call import CALL_TERMINAL, CALL_TRANSITIONS, CallPhase
 from .invitation import (
     CALLEE_STATE,
     CALLEE_TERMINAL,
@@ -66,9 +67,21 @@ def callee_diagram() -> str:
     )
 
 
+def call_diagram() -> str:
+    return _mermaid(
+        "call (both sides, SPEC §6)",
+        CallPhase.ACTIVE,
+        CALL_TRANSITIONS,
+        CALL_TERMINAL,
+        {phase: phase for phase in CallPhase},
+    )
+
+
 if __name__ == "__main__":
     print("```mermaid")
     print(caller_diagram())
     print("```\n\n```mermaid")
     print(callee_diagram())
+    print("```\n\n```mermaid")
+    print(call_diagram())
     print("```")

@@ -4,7 +4,8 @@
 (:class:`LocalInvitation`) and incoming (:class:`RemoteInvitation`). It takes inputs —
 
 * API calls: :meth:`~CallEngine.create_local_invitation`, :meth:`~CallEngine.send`,
-  :meth:`~CallEngine.cancel`, :meth:`~CallEngine.accept`, :meth:`~CallEngine.refuse`;
+  :meth:`~CallEngine.cancel`, :meth:`~CallEngine.accept`, :meth:`~CallEngine.refuse`,
+  and for calls (SPEC §6) :meth:`~CallEngine.hangup` and :meth:`~CallEngine.set_dnd`;
 * a peer message that arrived: :meth:`~CallEngine.receive`;
 * the server's delivery result for one we sent: :meth:`~CallEngine.delivery_result`;
 * a timer that fired: :meth:`~CallEngine.timer_fired`;
@@ -16,8 +17,11 @@ and returns a list of outputs (``events.py``): events for the application, and e
 the driver — send this peer message, arm or disarm this timer, watch this peer's presence.
 It never blocks, never reads a clock, never touches a socket.
 
-Which input moves which invitation where is in ``invitation.py``'s tables; this module only
-translates inputs and performs the effects of each transition.
+Which input moves which invitation where is in ``invitation.py``'s tables, and which moves
+a call (an accepted invitation, until its hang-up) in ``call.py``'s; this module only
+translates inputs and performs the effects of each transition. The busy policy
+(``EngineConfig.when_busy``) and do-not-disturb refuse a new invitation at once, with the
+refuse reason ``busy``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import frames as f
+from .call import (
+    CALL_END_REASON,
+    CALL_TIMERS,
+    CALL_TRANSITIONS,
+    HANGUP_TRIES,
+    Call,
+    CallPhase,
+)
 from .codes import (
     InvitationApiCallError,
     LocalInvitationError,
@@ -39,6 +51,8 @@ from .codes import (
 )
 from .events import (
     ApiCallError,
+    CallEnded,
+    CallStarted,
     CancelTimer,
     LocalInvitationAccepted,
     LocalInvitationCanceled,
@@ -103,6 +117,20 @@ class EngineConfig:
     #: is online but never answers (scenario actors with ``ack: false``): invitations are
     #: ignored altogether, no event, no ACK, so the caller ends PEER_NO_RESPONSE.
     auto_ack: bool = True
+    #: What an invitation that arrives while another is in progress (ringing, either way,
+    #: or a call) does (SPEC §6): ``ring`` as usual, or ``refuse`` at once with reason busy.
+    when_busy: str = "ring"
+    #: Do not disturb at the start (``CallEngine.set_dnd`` changes it): every invitation is
+    #: refused at once with reason busy.
+    dnd: bool = False
+    #: Hold a call after each accept (SPEC §6) until a hang-up. False: Agora 1.x's
+    #: behaviour, the accept ends everything (a load generator that never hangs up).
+    calls: bool = True
+
+
+#: The refuse reasons (frames.RefuseReason).
+REFUSE_REASONS = ("declined", "busy")
+WHEN_BUSY = ("ring", "refuse")
 
 
 # Failure reasons on the wire (frames.End.reason) and their meaning on each side.
@@ -144,6 +172,8 @@ class _Invitation:
     #: The caller's own lifetime for this invitation (None: the default).
     lifetime: float | None = None
     response: str = ""
+    #: Why it was refused (``declined``, ``busy``), once refused.
+    reason: str = ""
     #: Kinds of the timers armed for it now (see ``invitation.py``'s *_TIMERS tables).
     timers: set[str] = field(default_factory=set)
 
@@ -158,6 +188,7 @@ class _Invitation:
             state=state,
             error=error,
             lifetime=self.lifetime,
+            reason=self.reason,
         )
 
 
@@ -229,6 +260,10 @@ def _caller_ended(phase: CallerPhase) -> bool:
     return phase in CALLER_TERMINAL or phase in CALLER_CANCELING
 
 
+#: What the engine tracks per peer: invitations both ways, and calls.
+_Tracked = LocalInvitation | RemoteInvitation | Call
+
+
 def _new_uuid() -> str:
     return uuid.uuid4().hex
 
@@ -254,6 +289,14 @@ class CallEngine:
         self._new_id = new_id
         self.local: dict[str, LocalInvitation] = {}
         self.remote: dict[str, RemoteInvitation] = {}
+        #: Calls (accepted invitations) by the invitation's id (SPEC §6).
+        self.calls: dict[str, Call] = {}
+        if self.config.when_busy not in WHEN_BUSY:
+            raise ValueError(f"when_busy must be ring or refuse, not {self.config.when_busy!r}")
+        #: Do not disturb: every new invitation is refused with reason busy.
+        self.dnd = self.config.dnd
+        #: The busy policy now (``set_when_busy`` changes it): ``ring`` or ``refuse``.
+        self.when_busy = self.config.when_busy
         #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
         self.logged_in = False
         self._next_ref = 0
@@ -263,7 +306,7 @@ class CallEngine:
         #: Last presence of every watched peer (for a new invitation to a watched peer).
         self._presence: dict[str, PeerOnlineState] = {}
         #: Live invitations by peer: who must be watched, and what a presence change hits.
-        self._live: dict[str, dict[tuple[str, str], LocalInvitation | RemoteInvitation]] = {}
+        self._live: dict[str, dict[tuple[str, str], _Tracked]] = {}
         #: Peers watched although no invitation with them is live, least recent first.
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._watched: set[str] = set()
@@ -353,16 +396,83 @@ class CallEngine:
         self._callee_step(inv, "accept", out)
         return self._done(out)
 
-    def refuse(self, invitation: RemoteInvitation | str, response: str = "") -> list[Output]:
-        """Refuse a ringing invitation. ALREADY_ACCEPT if accepted and not yet confirmed,
-        ALREADY_END once it ended (ACCEPTED included)."""
+    def refuse(
+        self, invitation: RemoteInvitation | str, response: str = "", reason: str = "declined"
+    ) -> list[Output]:
+        """Refuse a ringing invitation; ``reason`` is ``declined`` (a person said no, the
+        default) or ``busy``. ALREADY_ACCEPT if accepted and not yet confirmed, ALREADY_END
+        once it ended (ACCEPTED included)."""
         inv = self._remote_for("refuse", invitation)
         self._check_response("refuse", inv, response)
+        if reason not in REFUSE_REASONS:
+            raise ApiCallError(
+                API.INVALID_ARGUMENT,
+                f"refuse: reason must be declined or busy, not {reason!r}",
+                call="refuse",
+                invitation_id=inv.id,
+                state=inv.state,
+                problem="the reason must be declined or busy",
+            )
         self._check_answerable("refuse", inv)
         inv.response = response
+        inv.reason = reason
         out: list[Output] = []
         self._callee_step(inv, "refuse", out)
         return self._done(out)
+
+    def hangup(self, target: Call | LocalInvitation | RemoteInvitation | str) -> list[Output]:
+        """End the call ``target`` (a call, its invitation, or their id): CallEnded with
+        HANGUP_LOCAL here, HANGUP_REMOTE at the peer.
+
+        Raises:
+          ApiCallError: INVALID_ARGUMENT (no such call or invitation), NOT_STARTED (the
+            invitation never became a call: it rings, waits for the confirm, or ended
+            without an accept — cancel or refuse it instead), ALREADY_END (the call ended).
+        """
+        inv_id = target if isinstance(target, str) else getattr(target, "id", None)
+        if not isinstance(inv_id, str):
+            raise ApiCallError(API.INVALID_ARGUMENT, f"hangup: no call {target!r}")
+        call = self.calls.get(inv_id)
+        if call is None:
+            inv = self.local.get(inv_id) or self.remote.get(inv_id)
+            if inv is None:
+                raise ApiCallError(API.INVALID_ARGUMENT, f"hangup: no call {inv_id!r}")
+            # (by identity: the two IntEnums share numbers)
+            state = inv.state
+            if (
+                state is LocalInvitationState.ACCEPTED_BY_REMOTE
+                or state is RemoteInvitationState.ACCEPTED
+            ):
+                # (its call was forgotten, long ended)
+                raise self._call_ended(inv_id, state)
+            raise ApiCallError(
+                API.NOT_STARTED,
+                f"hangup cannot be done on invitation {inv_id} in state {inv.state.name}: "
+                "it is not a call (it was never accepted)",
+                call="hangup",
+                invitation_id=inv_id,
+                state=state,
+            )
+        if not call.active:
+            inv = self.local.get(inv_id) or self.remote.get(inv_id)
+            raise self._call_ended(inv_id, inv.state if inv is not None else None)
+        out: list[Output] = []
+        self._call_step(call, "hangup", out)
+        return self._done(out)
+
+    def set_dnd(self, on: bool) -> None:
+        """Do not disturb: while on, every new invitation is refused at once (reason busy)."""
+        self.dnd = bool(on)
+
+    def set_when_busy(self, policy: str) -> None:
+        """The busy policy from now on: ``ring``, or ``refuse`` (reason busy) an invitation
+        that arrives while another rings or a call is on. Raises ApiCallError
+        (INVALID_ARGUMENT) for another word."""
+        if policy not in WHEN_BUSY:
+            raise ApiCallError(
+                API.INVALID_ARGUMENT, f"when_busy must be ring or refuse, not {policy!r}"
+            )
+        self.when_busy = policy
 
     # --- inputs from the network, the clock, presence --------------------------------
 
@@ -380,6 +490,8 @@ class CallEngine:
                 self._on_callee_msg(sender, msg, out)
             case f.Confirm() | f.Cancel():
                 self._on_caller_msg(sender, msg, out)
+            case f.Hangup() | f.HangupAck():
+                self._on_call_msg(sender, msg, out)
             case f.End():
                 # Both sides send End: it is about our outgoing invitation if we have one by
                 # that id with that peer, else about an incoming one.
@@ -401,6 +513,11 @@ class CallEngine:
         side, inv_id, kind = entry
         delivered = code in (PeerMessageError.OK, PeerMessageError.CACHED_BY_SERVER)
         offline = code == PeerMessageError.PEER_UNREACHABLE
+        if side == "C":
+            call = self.calls.get(inv_id)
+            if call is not None and offline:
+                self._call_step(call, "peer_offline", out)  # nobody to wait for
+            return self._done(out)
         if side == "L":
             inv = self.local.get(inv_id)
             if inv is None:
@@ -438,6 +555,14 @@ class CallEngine:
                 self._caller_step(inv, "lifetime_timeout", out, error)
             elif kind == "cancel":
                 self._caller_step(inv, "cancel_timeout", out)
+        elif side == "C":
+            call = self.calls.get(inv_id)
+            if call is None or kind not in call.timers:
+                return out
+            call.timers.discard(kind)
+            if kind == "hangup":
+                give_up = call.tries >= HANGUP_TRIES
+                self._call_step(call, "hangup_give_up" if give_up else "hangup_timeout", out)
         elif side == "R":
             rinv = self.remote.get(inv_id)
             if rinv is None or kind not in rinv.timers:
@@ -458,6 +583,10 @@ class CallEngine:
         if peer in self._watched:
             self._presence[peer] = state
         live = list(self._live.get(peer, {}).values())
+        if state is PeerOnlineState.OFFLINE:
+            for call in live:
+                if isinstance(call, Call) and call.live:
+                    self._call_step(call, "peer_offline", out)
         for inv in live:
             if not isinstance(inv, LocalInvitation) or not inv.live:
                 continue
@@ -489,6 +618,8 @@ class CallEngine:
                 self._caller_step(inv, "session_lost", out, LocalInvitationError.NOT_LOGGEDIN)
             else:
                 self._callee_step(inv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE)
+        for call in self.live_calls():
+            self._call_step(call, "session_lost", out)
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
@@ -497,12 +628,32 @@ class CallEngine:
     # --- queries ----------------------------------------------------------------------
 
     def live_invitations(self) -> list[LocalInvitation | RemoteInvitation]:
-        return [inv for by_id in self._live.values() for inv in by_id.values()]
+        return [
+            inv
+            for by_id in self._live.values()
+            for inv in by_id.values()
+            if not isinstance(inv, Call)
+        ]
+
+    def live_calls(self) -> list[Call]:
+        """Calls the engine still works on: on, or hung up and waiting for the peer's ack."""
+        return [c for by_id in self._live.values() for c in by_id.values() if isinstance(c, Call)]
+
+    def active_calls(self) -> list[Call]:
+        """Calls that are on."""
+        return [c for c in self.live_calls() if c.active]
 
     @property
     def busy(self) -> bool:
-        """An invitation is in progress (sent or received, not yet ended)."""
+        """An invitation or a call is in progress (sent or received, not yet ended)."""
         return bool(self._live)
+
+    def in_progress(self) -> bool:
+        """For the busy policy: an invitation rings (either way) or a call is on."""
+        return any(not isinstance(o, Call) or o.active for o in self._all_live())
+
+    def _all_live(self) -> list[LocalInvitation | RemoteInvitation | Call]:
+        return [o for by_id in self._live.values() for o in by_id.values()]
 
     @property
     def watched_peers(self) -> frozenset[str]:
@@ -518,6 +669,10 @@ class CallEngine:
         if inv is None or inv.callee != sender or inv.phase is CallerPhase.IDLE:
             return  # not ours, or not from its callee: ignore
         if inv.terminal:
+            call = self.calls.get(inv.id)
+            if isinstance(msg, f.End) and call is not None:
+                # The callee never got our Confirm (ACCEPT_FAILURE): no call over there.
+                self._call_step(call, "peer_gone", out)
             self._caller_reply_after_end(inv, msg, out)
             return
         if not isinstance(msg, f.Ack | f.CancelAck) and inv.phase in (
@@ -536,6 +691,7 @@ class CallEngine:
                 self._caller_step(inv, "accept", out)
             case f.Refuse():
                 inv.response = msg.response
+                inv.reason = msg.reason
                 self._caller_step(inv, "refuse", out)
             case f.CancelAck():
                 self._caller_step(inv, "cancel_ack", out)
@@ -572,6 +728,9 @@ class CallEngine:
         inv.phase = new
         if new is CallerPhase.FAILED:
             inv.error = error
+        call = None
+        if new is CallerPhase.ACCEPTED and self.config.calls:
+            call = self._open_call(inv, "out")  # before _ended: the peer stays watched
         if old is CallerPhase.IDLE:
             self._became_live("L", inv)
             # A peer we already watch: its presence is known (no new subscription answer
@@ -602,13 +761,15 @@ class CallEngine:
         elif new is P.ACCEPTED:
             out.append(LocalInvitationAccepted(info, inv.response))
         elif new is P.REFUSED:
-            out.append(LocalInvitationRefused(info, inv.response))
+            out.append(LocalInvitationRefused(info, inv.response, inv.reason or "declined"))
         elif new is P.CANCELED:
             out.append(LocalInvitationCanceled(info))
         elif new is P.FAILED:
             out.append(LocalInvitationFailure(info, inv.error))
         if new in CALLER_TERMINAL:
             self._finish("L", inv.id)
+        if call is not None:
+            out.append(CallStarted(call.info()))
         return True
 
     @staticmethod
@@ -631,6 +792,8 @@ class CallEngine:
             else:
                 self._callee_reply_after_end(rinv, out)
             return
+        # SPEC §6: busy (another invitation rings, or a call is on) or do-not-disturb.
+        refuse_busy = self.dnd or (self.when_busy == "refuse" and self.in_progress())
         rinv = RemoteInvitation(
             id=msg.id,
             caller=sender,
@@ -639,11 +802,15 @@ class CallEngine:
             channel_id=msg.channel,
             lifetime=msg.lifetime,
         )
+        if refuse_busy:
+            rinv.reason = "busy"  # (so that the Received event already tells: no ringing)
         self.remote[rinv.id] = rinv
         self._became_live("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS[CalleePhase.RINGING])
         out.append(RemoteInvitationReceived(rinv.info()))
         self._send(out, "R", rinv, f.Ack(id=rinv.id), "ack")
+        if refuse_busy:
+            self._callee_step(rinv, "refuse", out)
 
     def _on_caller_msg(
         self, sender: str, msg: f.Confirm | f.Cancel | f.End, out: list[Output]
@@ -652,6 +819,9 @@ class CallEngine:
         if rinv is None or rinv.caller != sender:
             return
         if rinv.terminal:
+            call = self.calls.get(rinv.id)
+            if isinstance(msg, f.End) and call is not None:
+                self._call_step(call, "peer_gone", out)
             if isinstance(msg, f.Cancel):
                 self._callee_reply_after_end(rinv, out)
             return
@@ -666,7 +836,7 @@ class CallEngine:
     def _callee_reply_after_end(self, rinv: RemoteInvitation, out: list[Output]) -> None:
         """The caller still thinks it lives: repeat how it ended here."""
         if rinv.phase is CalleePhase.REFUSED:
-            self._send(out, "R", rinv, f.Refuse(id=rinv.id, response=rinv.response), "refuse")
+            self._send(out, "R", rinv, self._refuse_msg(rinv), "refuse")
         elif rinv.phase is CalleePhase.CANCELED:
             self._send(out, "R", rinv, f.CancelAck(id=rinv.id), "cancel_ack")
         elif rinv.phase is CalleePhase.FAILED:
@@ -687,6 +857,8 @@ class CallEngine:
         rinv.phase = new
         if new is CalleePhase.FAILED:
             rinv.error = error
+        accepted = new is CalleePhase.ACCEPTED and self.config.calls
+        call = self._open_call(rinv, "in") if accepted else None
         if new in CALLEE_TERMINAL:
             self._ended("R", rinv)
         self._retime(out, "R", rinv, CALLEE_TIMERS.get(new, ()))
@@ -694,7 +866,7 @@ class CallEngine:
         if what == "accept":
             self._send(out, "R", rinv, f.Accept(id=rinv.id, response=rinv.response), "accept")
         elif what == "refuse":
-            self._send(out, "R", rinv, f.Refuse(id=rinv.id, response=rinv.response), "refuse")
+            self._send(out, "R", rinv, self._refuse_msg(rinv), "refuse")
         elif what == "cancel":
             self._send(out, "R", rinv, f.CancelAck(id=rinv.id), "cancel_ack")
         elif what in ("lifetime_timeout", "confirm_timeout"):
@@ -711,6 +883,64 @@ class CallEngine:
             out.append(RemoteInvitationFailure(info, rinv.error))
         if new in CALLEE_TERMINAL:
             self._finish("R", rinv.id)
+        if call is not None:
+            out.append(CallStarted(call.info()))
+        return True
+
+    @staticmethod
+    def _refuse_msg(rinv: RemoteInvitation) -> f.Refuse:
+        reason = "busy" if rinv.reason == "busy" else "declined"
+        return f.Refuse(id=rinv.id, response=rinv.response, reason=reason)
+
+    # --- calls (SPEC §6; the table is in call.py) --------------------------------------
+
+    def _open_call(self, inv: LocalInvitation | RemoteInvitation, direction: str) -> Call:
+        """The invitation was accepted: its call starts (the event comes after the
+        invitation's own)."""
+        call = Call(id=inv.id, caller=inv.caller, callee=inv.callee, direction=direction)
+        self.calls[call.id] = call
+        self._became_live("C", call)
+        return call
+
+    def _on_call_msg(self, sender: str, msg: f.Hangup | f.HangupAck, out: list[Output]) -> None:
+        call = self.calls.get(msg.id)
+        if call is None and isinstance(msg, f.Hangup):
+            rinv = self.remote.get(msg.id)
+            if rinv is not None and rinv.caller == sender and rinv.phase is CalleePhase.ACCEPTING:
+                # The caller hangs up only calls it confirmed: the Hangup implies the
+                # Confirm (which was lost or overtaken).
+                self._callee_step(rinv, "confirm", out)
+                call = self.calls.get(msg.id)
+        if call is None or call.peer != sender:
+            return  # not a call of ours with the sender
+        if isinstance(msg, f.Hangup):
+            if not self._call_step(call, "hangup_msg", out):
+                # Ended here already: answer so that the peer stops resending.
+                self._send(out, "C", call, f.HangupAck(id=call.id), "hangup_ack")
+        else:
+            self._call_step(call, "hangup_ack", out)
+
+    def _call_step(self, call: Call, what: str, out: list[Output]) -> bool:
+        """Apply input ``what`` to a call. False: ignored (not in the table)."""
+        new = CALL_TRANSITIONS.get(call.phase, {}).get(what)
+        if new is None:
+            return False
+        old = call.phase
+        call.phase = new
+        if old is CallPhase.ACTIVE:
+            call.reason = CALL_END_REASON[what]
+        if new is CallPhase.ENDED:
+            self._ended("C", call)
+        self._retime(out, "C", call, CALL_TIMERS.get(new, ()))
+        if what in ("hangup", "hangup_timeout"):
+            call.tries += 1
+            self._send(out, "C", call, f.Hangup(id=call.id), "hangup")
+        elif what == "hangup_msg":
+            self._send(out, "C", call, f.HangupAck(id=call.id), "hangup_ack")
+        if old is CallPhase.ACTIVE and call.reason is not None:
+            out.append(CallEnded(call.info(), call.reason))
+        if new is CallPhase.ENDED:
+            self._finish("C", call.id)
         return True
 
     # --- helpers ----------------------------------------------------------------------
@@ -719,13 +949,13 @@ class CallEngine:
         self,
         out: list[Output],
         side: str,
-        inv: LocalInvitation | RemoteInvitation,
+        inv: _Tracked,
         msg: f.PeerMsg,
         kind: str,
     ) -> None:
         self._next_ref += 1
         ref = self._next_ref
-        if kind in ("invite", "cancel", "ack", "accept"):
+        if kind in ("invite", "cancel", "ack", "accept", "hangup"):
             refs = self._refs
             refs[ref] = (side, inv.id, kind)
             if len(refs) > _MAX_REFS:
@@ -736,7 +966,7 @@ class CallEngine:
         self,
         out: list[Output],
         side: str,
-        inv: LocalInvitation | RemoteInvitation,
+        inv: _Tracked,
         wanted: tuple[str, ...],
     ) -> None:
         """Disarm the timers of the phase we left, arm those of the phase we entered."""
@@ -748,26 +978,26 @@ class CallEngine:
                 out.append(StartTimer((kind, key), self._duration(side, inv, kind)))
         inv.timers = set(wanted)
 
-    def _duration(self, side: str, inv: LocalInvitation | RemoteInvitation, kind: str) -> float:
+    def _duration(self, side: str, inv: _Tracked, kind: str) -> float:
         cfg = self.config
-        lifetime = inv.lifetime if inv.lifetime is not None else cfg.lifetime
         if kind == "no_ack":
             return cfg.no_response_timeout
         if kind == "lifetime":
+            lifetime = inv.lifetime if inv.lifetime is not None else cfg.lifetime
             return lifetime + cfg.expire_grace if side == "L" else lifetime
-        return cfg.confirm_timeout  # "confirm" and "cancel"
+        return cfg.confirm_timeout  # "confirm", "cancel" and the call's "hangup"
 
     def _finish(self, side: str, inv_id: str) -> None:
         """Remember a finished invitation for a while; forget the oldest beyond the cap."""
         self._finished.append((side, inv_id))
         while len(self._finished) > self.config.keep_finished:
             old_side, old_id = self._finished.popleft()
-            table: dict = self.local if old_side == "L" else self.remote
+            table: dict = {"L": self.local, "R": self.remote, "C": self.calls}[old_side]
             old = table.get(old_id)
             if old is not None and old.terminal:
                 del table[old_id]
 
-    def _became_live(self, side: str, inv: LocalInvitation | RemoteInvitation) -> None:
+    def _became_live(self, side: str, inv: _Tracked) -> None:
         peer = inv.peer
         self._live.setdefault(peer, {})[(side, inv.id)] = inv
         self._recent.pop(peer, None)
@@ -775,7 +1005,7 @@ class CallEngine:
             self._watched.add(peer)
             self._watch_changes.append(WatchPeer(peer))
 
-    def _ended(self, side: str, inv: LocalInvitation | RemoteInvitation) -> None:
+    def _ended(self, side: str, inv: _Tracked) -> None:
         peer = inv.peer
         by_id = self._live.get(peer)
         if by_id is None or by_id.pop((side, inv.id), None) is None or by_id:
@@ -849,6 +1079,18 @@ class CallEngine:
             return
         code = API.ALREADY_END if inv.terminal else API.ALREADY_ACCEPT
         raise self._refused(call, inv, code)
+
+    @staticmethod
+    def _call_ended(
+        inv_id: str, state: LocalInvitationState | RemoteInvitationState | None
+    ) -> ApiCallError:
+        return ApiCallError(
+            API.ALREADY_END,
+            f"hangup cannot be done on invitation {inv_id}: its call ended",
+            call="hangup",
+            invitation_id=inv_id,
+            state=state,
+        )
 
     @staticmethod
     def _refused(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .codes import (
+    CallEndReason,
     InvitationApiCallError,
     LocalInvitationError,
     LocalInvitationState,
@@ -36,6 +37,8 @@ class LocalInvitationInfo:
     error: LocalInvitationError
     #: The caller's own lifetime for this invitation (None: the default).
     lifetime: float | None
+    #: Why it was refused (``declined``, ``busy``); "" unless REFUSED_BY_REMOTE.
+    reason: str = ""
 
     direction = "out"
 
@@ -57,6 +60,8 @@ class RemoteInvitationInfo:
     state: RemoteInvitationState
     error: RemoteInvitationError
     lifetime: float | None
+    #: Why we refused it (``declined``, ``busy``); "" unless REFUSED.
+    reason: str = ""
 
     direction = "in"
 
@@ -94,6 +99,8 @@ class LocalInvitationAccepted(InvitationEvent):
 class LocalInvitationRefused(InvitationEvent):
     invitation: LocalInvitationInfo
     response: str
+    #: ``declined`` (a person refused) or ``busy`` (SPEC §6).
+    reason: str = "declined"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,50 @@ class RemoteInvitationCanceled(InvitationEvent):
 class RemoteInvitationFailure(InvitationEvent):
     invitation: RemoteInvitationInfo
     error: RemoteInvitationError
+
+
+# --- calls (SPEC §6, an extension) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """A call (an accepted invitation, until it is hung up), as it was at the event."""
+
+    #: The invitation's id.
+    id: str
+    caller: str
+    callee: str
+    #: ``out``: we were the caller; ``in``: the callee.
+    direction: str
+    #: Set once it ended.
+    reason: CallEndReason | None = None
+
+    @property
+    def peer(self) -> str:
+        return self.callee if self.direction == "out" else self.caller
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    call: CallInfo
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted(CallEvent):
+    """The invitation was accepted (ACCEPTED_BY_REMOTE / ACCEPTED): the call is on."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(CallEvent):
+    """The call ended, on this side, for ``reason``. ``duration``: seconds since it started
+    (the engine has no clock: the SDK's driver fills it in from trio's clock)."""
+
+    reason: CallEndReason
+    duration: float = 0.0
 
 
 # --- effects ----------------------------------------------------------------------------
@@ -177,7 +228,7 @@ class UnwatchPeer:
 
 
 Effect: TypeAlias = SendPeer | StartTimer | CancelTimer | WatchPeer | UnwatchPeer
-Output: TypeAlias = InvitationEvent | Effect
+Output: TypeAlias = InvitationEvent | CallEvent | Effect
 
 
 class ApiCallError(Exception):
@@ -215,6 +266,10 @@ class ApiCallError(Exception):
 
 __all__ = [
     "ApiCallError",
+    "CallEnded",
+    "CallEvent",
+    "CallInfo",
+    "CallStarted",
     "CancelTimer",
     "Effect",
     "InvitationEvent",

@@ -113,9 +113,15 @@ class Confirm(_Msg, tag="confirm"):
     id: InvitationId
 
 
+#: Why a callee refused (SPEC §6, an extension): a person said no, or the phone was busy
+#: (``--when-busy refuse``, do-not-disturb). Absent on the wire: declined.
+RefuseReason = Literal["declined", "busy"]
+
+
 class Refuse(_Msg, tag="refuse"):
     id: InvitationId
     response: Response = ""
+    reason: RefuseReason = "declined"
 
 
 class Cancel(_Msg, tag="cancel"):
@@ -139,14 +145,36 @@ class End(_Msg, tag="end"):
     reason: EndReason
 
 
+# --- peer messages of a call (SPEC §6, an extension beyond Agora 1.x) ----------------------
+# Once an invitation is accepted both sides hold a call with the invitation's id. Either side
+# ends it with Hangup; the other answers HangupAck (the hanger-up resends its Hangup a few
+# times until then, for a frame lost beyond the server's resume guarantees). See
+# rtmcall/engine/call.py.
+
+
+class Hangup(_Msg, tag="hangup"):
+    """The sender hung up the call ``id``."""
+
+    id: InvitationId
+
+
+class HangupAck(_Msg, tag="hangup_ack"):
+    """The sender took the peer's Hangup: the call is over on both sides."""
+
+    id: InvitationId
+
+
 class Text(_Msg, tag="text"):
     """A plain peer message (Agora's sendMessageToPeer), not part of the invitation protocol."""
 
     text: Annotated[str, msgspec.Meta(max_length=MAX_PEER_MESSAGE_BYTES)]
 
 
-PeerMsg = Invite | Ack | Accept | Confirm | Refuse | Cancel | CancelAck | End | Text
+PeerMsg = (
+    Invite | Ack | Accept | Confirm | Refuse | Cancel | CancelAck | End | Hangup | HangupAck | Text
+)
 INVITATION_MSGS = (Invite, Ack, Accept, Confirm, Refuse, Cancel, CancelAck, End)
+CALL_MSGS = (Hangup, HangupAck)
 
 
 def peer_msg_problem(msg: PeerMsg) -> str | None:

@@ -18,7 +18,7 @@ from rtmcall.cli import commands as c
 #: Keys of a step mapping that are not actor names.
 RESERVED = frozenset({"parallel", "sleep", "server"})
 
-#: The event names an ``expect`` may name: SPEC §4's JSON events and §6's ``CallEnded``.
+#: The event names an ``expect`` may name: pipe mode's JSON events (SPEC §4, §6).
 EVENTS = frozenset(
     {
         "LocalInvitationSent",
@@ -32,7 +32,13 @@ EVENTS = frozenset(
         "RemoteInvitationRefused",
         "RemoteInvitationCanceled",
         "RemoteInvitationFailure",
+        "CallStarted",
         "CallEnded",
+        "MissedCalls",
+        "HistoryEntry",
+        "Invitation",
+        "Help",
+        "Notice",
         "LoginSuccess",
         "LoginFailure",
         "ApiCallError",

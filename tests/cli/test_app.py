@@ -50,7 +50,9 @@ def test_no_arguments_shows_help() -> None:
     assert "Commands:" in result.output and "login" in result.output
 
 
-@pytest.mark.parametrize("command", ["server", "login", "call", "answer", "token", "demo", "bench"])
+@pytest.mark.parametrize(
+    "command", ["server", "login", "call", "answer", "history", "token", "demo", "bench"]
+)
 def test_every_command_has_help_with_examples(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0

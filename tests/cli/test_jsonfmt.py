@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -57,11 +58,37 @@ CASES = [
 @pytest.mark.parametrize(("event", "state", "code"), CASES)
 def test_invitation_events(event: ev.InvitationEvent, state: str, code: int) -> None:
     obj = json.loads(jsonfmt.dumps(jsonfmt.invitation_event(event)))
-    assert list(obj) == INVITATION_KEYS  # exactly these, in this order; no error on success
+    # Exactly these, in this order; no error on success; a refusal says why (SPEC §6).
+    refused = "Refused" in type(event).__name__
+    assert list(obj) == INVITATION_KEYS + (["reason"] if refused else [])
+    if refused:
+        assert obj["reason"] == "declined"
     assert obj["event"] == type(event).__name__
     assert (obj["id"], obj["caller"], obj["callee"]) == ("inv1", "alice", "bob")
     assert (obj["state"], obj["state_code"]) == (state, code)
     assert (obj["content"], obj["channel_id"]) == ("hi", "c1")
+
+
+def test_a_busy_refusal_says_busy() -> None:
+    info = dataclasses.replace(local(L.REFUSED_BY_REMOTE), reason="busy")
+    obj = jsonfmt.invitation_event(ev.LocalInvitationRefused(info, "", "busy"))
+    assert obj["reason"] == "busy"
+
+
+def test_call_ended_line() -> None:
+    from rtmcall.cli import callfmt
+    from rtmcall.engine.codes import CallEndReason
+
+    call = ev.CallInfo(id="inv1", caller="alice", callee="bob", direction="out")
+    obj = callfmt.call_ended_json(ev.CallEnded(call, CallEndReason.HANGUP_REMOTE, 83.25))
+    assert obj == {
+        "event": "CallEnded",
+        "id": "inv1",
+        "caller": "alice",
+        "callee": "bob",
+        "reason": "HANGUP_REMOTE",
+        "duration": 83.25,
+    }
 
 
 def test_accepted_carries_the_response() -> None:

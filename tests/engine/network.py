@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from rtmcall.engine import CallEngine, EngineConfig, PeerMessageError, PeerOnlineState
 from rtmcall.engine.events import (
+    CallEvent,
     CancelTimer,
     InvitationEvent,
     Output,
@@ -27,6 +28,8 @@ class Node:
     engine: CallEngine
     online: bool = True
     events: list[InvitationEvent] = field(default_factory=list)
+    #: Call events (SPEC §6), apart so the invitation tests see only theirs.
+    call_events: list[CallEvent] = field(default_factory=list)
     timers: dict[TimerKey, float] = field(default_factory=dict)
     watching: set[str] = field(default_factory=set)
 
@@ -63,6 +66,8 @@ class Network:
             match o:
                 case InvitationEvent():
                     node.events.append(o)
+                case CallEvent():
+                    node.call_events.append(o)
                 case SendPeer(to=to, msg=msg, ref=ref):
                     peer = self.nodes.get(to)
                     if peer is None or not peer.online:

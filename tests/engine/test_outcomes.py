@@ -334,6 +334,10 @@ def test_only_the_most_recent_idle_peers_stay_watched() -> None:
     net0.pump()
     net0.call("bob", "accept", inv.id)
     net0.pump()
+    # The call (SPEC §6) keeps the peer watched (PEER_OFFLINE), until it ends.
+    assert net0.nodes["alice"].watching == {"bob"} and net0.nodes["bob"].watching == {"alice"}
+    net0.call("bob", "hangup", inv.id)
+    net0.pump()
     assert not net0.nodes["alice"].watching and not net0.nodes["bob"].watching
 
 

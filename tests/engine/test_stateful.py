@@ -10,6 +10,18 @@ schedules and checks, after every step and once everything has settled:
 * liveness: once the network is drained and every armed timer has fired, every invitation
   on both sides is terminal and no timer is left armed.
 
+Calls (SPEC §6) ride along: either side hangs up any call at any moment (hang-up racing
+hang-up), callees flip do-not-disturb and the busy policy (busy refusals are refusals like
+any other, so agreement covers them), and a callee's session may drop for longer than its
+resume window (its frames in flight are lost, the caller learns it from presence) and come
+back. Checked:
+
+* every call ends on both live sides: once someone hangs up each call that is still on and
+  the network drains, no call is left live on any online node;
+* a hang-up is never lost while no frame was: for a call none of whose frames was dropped,
+  the two ends' reasons match — (HANGUP_LOCAL, HANGUP_REMOTE) either way round,
+  (HANGUP_LOCAL, HANGUP_LOCAL) for a race, (PEER_OFFLINE, SESSION_LOST) for a drop.
+
 The network model is the real server's contract: per-pair FIFO while connected. Timers model
 time: the callee's lifetime timer (the authority on expiry) may fire at any moment; the
 *backstop* timers (the caller's no-ACK, lifetime and cancel windows and the callee's confirm
@@ -27,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
-from rtmcall.engine.codes import AGREEING_STATES
+from rtmcall.engine.codes import AGREEING_STATES, CallEndReason
 from rtmcall.engine.events import ApiCallError
 
 from .network import Network
@@ -37,7 +49,14 @@ RS = RemoteInvitationState
 AGREE = AGREEING_STATES
 CALLEES = ("bob", "carol")
 LINKS = [("alice", c) for c in CALLEES] + [(c, "alice") for c in CALLEES]
-BACKSTOPS = {"no_ack", "cancel", "confirm"}
+BACKSTOPS = {"no_ack", "cancel", "confirm", "hangup"}
+CR = CallEndReason
+CALL_AGREE = {
+    (CR.HANGUP_LOCAL, CR.HANGUP_REMOTE),
+    (CR.HANGUP_REMOTE, CR.HANGUP_LOCAL),
+    (CR.HANGUP_LOCAL, CR.HANGUP_LOCAL),
+    (CR.PEER_OFFLINE, CR.SESSION_LOST),
+}
 
 
 class Invitations(RuleBasedStateMachine):
@@ -60,6 +79,26 @@ class Invitations(RuleBasedStateMachine):
         self.net.call("alice", "send", inv)
         self.sent += 1
 
+    @precondition(lambda self: self.sent < 6)
+    @rule(callee=st.sampled_from(CALLEES), settle=st.booleans())
+    def call_and_accept(self, callee: str, settle: bool) -> None:
+        """An invitation that rings and is accepted at once (the accept, and with
+        ``settle`` the confirm, delivered): so that calls are common."""
+        if not self.net.nodes[callee].online:
+            return
+        inv = self.net.nodes["alice"].engine.create_local_invitation(callee, content="x")
+        self.net.call("alice", "send", inv)
+        self.sent += 1
+        while self.net.deliver_one("alice", callee) or self.net.deliver_one(callee, "alice"):
+            pass
+        try:
+            self.net.call(callee, "accept", inv.id, "r")
+        except ApiCallError:
+            return
+        self.net.deliver_one(callee, "alice")
+        if settle:
+            self.net.deliver_one("alice", callee)
+
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         local = list(self.net.nodes["alice"].engine.local)
@@ -73,12 +112,46 @@ class Invitations(RuleBasedStateMachine):
     @rule(callee=st.sampled_from(CALLEES), accept=st.booleans(), data=st.data())
     def answer(self, callee: str, accept: bool, data: st.DataObject) -> None:
         remote = list(self.net.nodes[callee].engine.remote)
-        if remote:
+        if remote and self.net.nodes[callee].online:
             inv_id = data.draw(st.sampled_from(remote))
             try:
                 self.net.call(callee, "accept" if accept else "refuse", inv_id, "r")
             except ApiCallError:
                 pass
+
+    @rule(user=st.sampled_from(("alice", *CALLEES)), data=st.data())
+    def hangup(self, user: str, data: st.DataObject) -> None:
+        calls = sorted(self.net.nodes[user].engine.calls)
+        if calls and self.net.nodes[user].online:
+            call_id = data.draw(st.sampled_from(calls))
+            try:
+                self.net.call(user, "hangup", call_id)
+            except ApiCallError:
+                pass
+
+    @rule(callee=st.sampled_from(CALLEES), dnd=st.booleans(), refuse=st.booleans())
+    def busy_settings(self, callee: str, dnd: bool, refuse: bool) -> None:
+        """Do-not-disturb and the busy policy flip: new invitations are refused as busy."""
+        engine = self.net.nodes[callee].engine
+        engine.set_dnd(dnd)
+        engine.set_when_busy("refuse" if refuse else "ring")
+
+    @rule(callee=st.sampled_from(CALLEES))
+    def session_drops(self, callee: str) -> None:
+        """The callee's connection is cut for longer than its resume window: what was in
+        flight to or from it is lost, its session ends, the caller sees it offline."""
+        node = self.net.nodes[callee]
+        if not node.online:
+            return
+        for link, q in self.net.wire.items():
+            if callee in link:
+                self.tainted.update(m.id for m in q)
+        self.net.set_online(callee, False)
+
+    @rule(callee=st.sampled_from(CALLEES))
+    def logs_in_again(self, callee: str) -> None:
+        if not self.net.nodes[callee].online:
+            self.net.set_online(callee, True)
 
     # --- the network ----------------------------------------------------------------
 
@@ -88,6 +161,11 @@ class Invitations(RuleBasedStateMachine):
     @rule(link=st.sampled_from(LINKS))
     def deliver(self, link: tuple[str, str]) -> None:
         self.net.deliver_one(*link)
+
+    @rule()
+    def deliver_all(self) -> None:
+        """Everything in flight arrives (a quiet moment): makes accepted calls common."""
+        self.net.pump()
 
     @rule(link=st.sampled_from(LINKS))
     def duplicate(self, link: tuple[str, str]) -> None:
@@ -115,7 +193,8 @@ class Invitations(RuleBasedStateMachine):
             kind, inv_key = key
             side, _, inv_id = inv_key.partition(":")
             eng = node.engine
-            inv = eng.local.get(inv_id) if side == "L" else eng.remote.get(inv_id)
+            tables = {"L": eng.local, "R": eng.remote, "C": eng.calls}
+            inv = tables[side].get(inv_id)
             backstop = kind in BACKSTOPS or (side == "L" and kind == "lifetime")
             if backstop and (inv is None or not self._quiet(user, inv.peer)):
                 continue
@@ -156,8 +235,17 @@ class Invitations(RuleBasedStateMachine):
             if inv.id not in self.tainted:
                 assert pair in AGREE, (inv.id, pair)
 
-    def teardown(self) -> None:
-        # Let the network drain and time run out: everything must end, in agreement.
+    @invariant()
+    def calls_end_alike(self) -> None:
+        for call in self.net.nodes["alice"].engine.calls.values():
+            other = self.net.nodes[call.callee].engine.calls.get(call.id)
+            if other is None or call.id in self.tainted:
+                continue
+            if call.reason is not None and other.reason is not None and call.terminal:
+                if other.terminal:
+                    assert (call.reason, other.reason) in CALL_AGREE, (call.id, call, other)
+
+    def _settle(self) -> None:
         for _ in range(200):
             self.net.pump()
             fired = False
@@ -169,9 +257,26 @@ class Invitations(RuleBasedStateMachine):
                     fired = True
             if not fired and not any(self.net.wire.values()):
                 break
+
+    def teardown(self) -> None:
+        # Let the network drain and time run out: everything must end, in agreement.
+        self._settle()
+        # Calls stay on until someone hangs up: alice hangs up what is still on (either
+        # side would do), and then every call must have ended on both live sides.
+        for call in list(self.net.nodes["alice"].engine.active_calls()):
+            self.net.call("alice", "hangup", call.id)
+        self._settle()
+        for user, node in self.net.nodes.items():
+            if node.online:
+                assert not node.engine.live_calls(), (user, node.engine.live_calls())
+        for call in self.net.nodes["alice"].engine.calls.values():
+            other = self.net.nodes[call.callee]
+            if other.online and call.id in other.engine.calls:
+                assert other.engine.calls[call.id].terminal, call
         for user, node in self.net.nodes.items():
             assert not node.timers, (user, node.timers)
             assert not node.engine.live_invitations(), user
+        self.calls_end_alike()
         self.no_contradiction_and_agreement()
 
 

@@ -1,0 +1,33 @@
+"""``--hangup-after S`` of the one-shot ``rtmcall call`` and ``rtmcall answer`` (SPEC §6): hold
+accepted calls for S seconds, then hang them up; the exit status says whether that went as
+asked (every call was still on until then, and ended with our hang-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+from rtmcall.engine.codes import CallEndReason
+
+from . import commands as c
+from .softphone import Softphone
+
+
+async def hold_and_hang_up(phone: Softphone, ids: Sequence[str], seconds: float) -> bool:
+    """Hold the calls ``ids`` for ``seconds``, then hang up those still on. True when every
+    one was on (a call) until then and ended with HANGUP_LOCAL."""
+    calls = phone.client.calls
+
+    def all_on() -> bool:
+        return all(i in calls and calls[i].active for i in ids)
+
+    if not ids or not all_on():
+        return False
+    with trio.move_on_after(seconds):
+        while all_on():
+            await phone.wait_change()
+    for i in ids:
+        if calls[i].active:
+            await phone.execute(c.Hangup(i))
+    return all(calls[i].reason is CallEndReason.HANGUP_LOCAL for i in ids)
