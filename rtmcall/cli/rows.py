@@ -35,6 +35,8 @@ class Row:
     #: When the running timer fires, in the caller's time base; None when none runs.
     deadline: float | None = None
     live: bool = True
+    #: Sent to a callee who is offline: it rings if the callee logs in before the deadline.
+    waiting_for_peer: bool = False
 
     @classmethod
     def from_info(

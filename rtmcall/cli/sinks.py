@@ -28,8 +28,11 @@ class Sink(Protocol):
     def event(self, ev: object) -> None:
         """A client event arrived (invitation, connection, presence, message, token)."""
 
-    def sent(self, info: InvitationInfo) -> None:
-        """``call`` sent a new invitation."""
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        """``call`` sent a new invitation; ``peer_online`` says whether the callee was
+        online (None: unknown), ``within`` is the no-ACK window in seconds."""
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
@@ -91,8 +94,10 @@ class JsonSink:
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.emit(jsonfmt.token_will_expire(seconds))
 
-    def sent(self, info: InvitationInfo) -> None:
-        self.emit(jsonfmt.local_invitation_sent(info))
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        self.emit(jsonfmt.local_invitation_sent(info, peer_online))
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
@@ -143,8 +148,10 @@ class TextSink:
             case TokenPrivilegeWillExpire(seconds=seconds):
                 self.write(f"the login token expires in {seconds:.0f} s")
 
-    def sent(self, info: InvitationInfo) -> None:
-        self.write(textfmt.local_invitation_sent(info))
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        self.write(textfmt.local_invitation_sent(info, peer_online, within))
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None

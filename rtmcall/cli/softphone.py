@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeAlias
 
 import trio
@@ -21,6 +22,7 @@ from rtmcall.engine.codes import (
     REMOTE_TERMINAL,
     ConnectionState,
     LocalInvitationState,
+    PeerOnlineState,
     RemoteInvitationState,
 )
 from rtmcall.engine.events import (
@@ -90,6 +92,9 @@ class Softphone:
         # LocalInvitationSent line is out, so scripts always see that line first.
         self._announcing: set[str] = set()
         self._held: list[InvitationEvent] = []
+        #: Outgoing invitations whose callee was offline when sent (the table says
+        #: "waiting for PEER" until it rings).
+        self._offline_at_send: set[str] = set()
         # Subscribe now, before any checkpoint: the client promises every event to a
         # subscription made right after login (an invitation may be waiting for us).
         self._stream = client.events()
@@ -123,8 +128,32 @@ class Softphone:
                 at = self.client.timer_deadline(obj)
                 if at is not None and math.isfinite(at):
                     deadline = mono + (at - trio_now)
-            rows.append(Row.from_info(info, deadline=deadline, live=live))
+            row = Row.from_info(info, deadline=deadline, live=live)
+            if live and info.id in self._offline_at_send and self._still_waiting(obj):
+                row = replace(row, waiting_for_peer=True)
+            rows.append(row)
         return rows
+
+    @staticmethod
+    def _still_waiting(obj: Tracked) -> bool:
+        # Sent, not acknowledged, and the callee not seen online since (the engine tracks
+        # it from presence and delivery results).
+        return _info(obj).state == LocalInvitationState.SENT_TO_REMOTE and not getattr(
+            obj, "seen_online", False
+        )
+
+    async def _peer_online(self, peer: str) -> bool | None:
+        """Whether ``peer`` is online now (None when the server cannot tell us quickly)."""
+        # Shielded and bounded: a Ctrl-C during the query must not skip the `sent` line
+        # of an invitation that is already on its way.
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            try:
+                states = await self.client.query_peers_online_status([peer])
+            except RtmError:
+                return None
+            state = states.get(peer)
+            return None if state is None else state == PeerOnlineState.ONLINE
+        return None
 
     def _lookup(self, info: InvitationInfo) -> Tracked:
         table = (
@@ -208,8 +237,12 @@ class Softphone:
             return
         self._invs[inv.id] = inv
         self._announcing.add(inv.id)
+        peer_online: bool | None = None
         try:
             await self.client.send_invitation(inv)
+            if inv.state == LocalInvitationState.SENT_TO_REMOTE:
+                # Presence is known at once: say it now rather than after 30 s of silence.
+                peer_online = await self._peer_online(peer)
         except ApiCallError as exc:
             self.sink.api_error(exc, "call", inv.info(), peer)
             return
@@ -217,7 +250,10 @@ class Softphone:
             self._announcing.discard(inv.id)
             held = [ev for ev in self._held if ev.invitation.id == inv.id]
             self._held = [ev for ev in self._held if ev.invitation.id != inv.id]
-        self.sink.sent(inv.info())
+        if peer_online is False:
+            self._offline_at_send.add(inv.id)
+        within = self.client.config.no_response_timeout
+        self.sink.sent(inv.info(), peer_online=peer_online, within=within)
         for ev in held:
             self.sink.event(ev)
         self._notify()

@@ -26,13 +26,22 @@ def _left(deadline: float | None, now: float) -> str:
     return f"{left:.0f}s" if left >= 10 else f"{left:.1f}s"
 
 
+def _state(row: Row, now: float) -> tuple[str, str]:
+    """The state column's words and style. A call to an offline callee says so, with the
+    time it still has to log in (it rings if it does)."""
+    if row.waiting_for_peer and row.live:
+        left = _left(row.deadline, now)
+        return f"waiting for {row.peer}" + (f" {left}" if left else ""), "yellow"
+    return describe(row.state, row.error)
+
+
 #: The free-text columns: (header, widest it ever gets). They give way on narrow terminals.
 _TEXT_COLUMNS = (("content", 24), ("channel", 16), ("response", 20))
 #: Room the other columns and the gaps between all eight take, besides peer and state.
 _FIXED = SHORT_ID + 5 + 4 + 7 * 2
 
 
-def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
+def _text_widths(rows: Sequence[Row], width: int | None, now: float = 0.0) -> list[int]:
     """Widths for content, channel and response so the table fits in ``width``: each as
     wide as its longest text (up to its cap); when that is too wide, the widest gives way
     first, down to 4 (a header then ends in an ellipsis)."""
@@ -44,7 +53,7 @@ def _text_widths(rows: Sequence[Row], width: int | None) -> list[int]:
     if width is None:
         return wants
     peer = min(16, max([4, *(len(r.peer) for r in rows)]))
-    state = max([5, *(len(describe(r.state, r.error)[0]) for r in rows)])
+    state = max([5, *(len(_state(r, now)[0]) for r in rows)])
     free = width - _FIXED - peer - state
     while sum(wants) > free and max(wants) > 4:
         wants[wants.index(max(wants))] -= 1
@@ -84,7 +93,7 @@ def build_table(
     table.add_column("dir", no_wrap=True, min_width=5)
     table.add_column("peer", no_wrap=True, max_width=16, overflow="ellipsis")
     table.add_column("state", no_wrap=True)
-    for (header, _), text_width in zip(_TEXT_COLUMNS, _text_widths(rows, width), strict=True):
+    for (header, _), text_width in zip(_TEXT_COLUMNS, _text_widths(rows, width, now), strict=True):
         table.add_column(header, max_width=text_width, no_wrap=True, overflow="ellipsis")
     table.add_column("left", justify="right", no_wrap=True, min_width=4)
     shown = list(rows)
@@ -95,7 +104,7 @@ def build_table(
     if not shown:
         table.caption = table.caption or "no invitations yet: call PEER"
     for row in shown:
-        words, style = describe(row.state, row.error)
+        words, style = _state(row, now)
         ringing = is_ringing_here(row.state)
         table.add_row(
             short_id(row.id),
@@ -105,7 +114,7 @@ def build_table(
             row.content,
             row.channel_id,
             row.response,
-            _left(row.deadline, now) if row.live else "",
+            _left(row.deadline, now) if row.live and not row.waiting_for_peer else "",
             # The row that waits for us must be impossible to miss.
             style="bold black on yellow" if ringing else ("dim" if not row.live else None),
         )

@@ -37,7 +37,8 @@ def _extras(info: InvitationInfo, *, response: bool = False) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def invitation_event(ev: InvitationEvent) -> str:
+def invitation_event(ev: InvitationEvent, *, hints: bool = False) -> str:
+    """One line for ``ev``; ``hints`` adds what to type (only where someone types)."""
     info = ev.invitation
     sid = short_id(info.id)
     out = f"call {sid} to {info.callee}"
@@ -54,7 +55,8 @@ def invitation_event(ev: InvitationEvent) -> str:
         case LocalInvitationFailure(error=err):
             return f"{out}: FAILED, {error_words(err)} ({err.name})"
         case RemoteInvitationReceived():
-            return f"{inc}{_extras(info)}: RINGING, type accept or refuse"
+            hint = ", type accept or refuse" if hints else ""
+            return f"{inc}{_extras(info)}: RINGING{hint}"
         case RemoteInvitationAccepted():
             return f"{inc}: accepted, the call is on{_extras(info, response=True)}"
         case RemoteInvitationRefused():
@@ -66,8 +68,14 @@ def invitation_event(ev: InvitationEvent) -> str:
     return f"{ev.name} {sid}"
 
 
-def local_invitation_sent(info: InvitationInfo) -> str:
-    return f"call {short_id(info.id)} to {info.callee}: sent{_extras(info)}"
+def local_invitation_sent(
+    info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+) -> str:
+    line = f"call {short_id(info.id)} to {info.callee}: sent{_extras(info)}"
+    if peer_online is False:
+        window = f" within {within:g} s" if within is not None else ""
+        line += f"; {info.callee} is offline — it rings if {info.callee} logs in{window}"
+    return line
 
 
 def api_call_error(message: str, code_name: str, command: str) -> str:
