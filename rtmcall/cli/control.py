@@ -189,17 +189,22 @@ def command_line(cmd: c.Command) -> str:
                 words += ["--channel", channel]
             if lifetime is not None:
                 words += ["--lifetime", repr(lifetime)]
-            words += ["--", *peers]
+            words += _positional(peers)
         case c.Cancel(id=inv_id):
-            words = ["cancel", *(["--", inv_id] if inv_id else [])]
+            words = ["cancel", *_positional([inv_id] if inv_id else [])]
         case c.Accept(id=inv_id, response=response) | c.Refuse(id=inv_id, response=response):
             words = ["accept" if isinstance(cmd, c.Accept) else "refuse"]
             if response:
                 words += ["--response", response]
-            words += ["--", inv_id] if inv_id else []
+            words += _positional([inv_id] if inv_id else [])
         case _:
             raise ValueError(f"not sent over the control socket: {cmd!r}")
     return shlex.join(words)
+
+
+def _positional(words: Sequence[str]) -> list[str]:
+    # "--" only when needed: a peer named "--x" must not read as an option.
+    return ["--", *words] if any(w.startswith("-") for w in words) else list(words)
 
 
 class _Lines:

@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,34 @@ def test_events_cross_the_socket_unchanged() -> None:
     wire = json.loads(json.dumps(event_json(ev)))
     assert event_from_json(wire) == ev
     assert event_from_json({"name": "SomethingNewer", "invitation": {}}) is None
+
+
+def test_interactive_softphone_shows_a_one_shot(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    pexpect = pytest.importorskip("pexpect")
+    a, b = user("alice"), user("bob")
+    env = cli_env(config_dir, NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    args = ["-m", "rtmcall.cli", "login", a, "--server", server_url, "--no-response-timeout", "2"]
+    alice = pexpect.spawn(
+        sys.executable, args, env=env, cwd=str(REPO), dimensions=(40, 150), encoding="utf-8",
+        timeout=8,
+    )  # fmt: skip
+    try:
+        alice.expect_exact(f"{a}>")
+        deadline = time.monotonic() + 5
+        while not listens(sock_path(a, server_url)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        call = one_shot(procs, config_dir, "call", b, "--user", a, "--server", server_url,
+                        "--no-response-timeout", "9")  # fmt: skip
+        alice.expect_exact(f"rtmcall call (another terminal): call {b}")  # its log says so
+        alice.expect(f"waiting for {b}")  # and its table shows the call
+        alice.expect("failed: peer offline")  # after the softphone's own 2 s window
+        out, err = call.communicate(timeout=15)
+        assert call.returncode == 1, (out, err)
+        assert "through the softphone" in out and "PEER_OFFLINE" in out
+        assert "--no-response-timeout is ignored" in err  # the softphone's window applies
+        alice.send("quit\r")
+        alice.expect("logged out")
+        alice.expect(pexpect.EOF)
+    finally:
+        alice.close(force=True)
