@@ -84,6 +84,9 @@ class PromptUI:
         self._cache: tuple[Any, str] = ((), "")
         self._session: PromptSession[str] | None = None
         self._stopping = False
+        #: A command line is being carried out (no prompt runs); a Ctrl-C came meanwhile.
+        self.busy = False
+        self.interrupted = False
         self.proxy = StdoutProxy(raw=True, sleep_between_writes=0.05)
         self.log_console = Console(
             file=self.proxy, force_terminal=True, color_system=_color_system(), highlight=False
@@ -178,7 +181,12 @@ class PromptUI:
         self._session = session
         while not self._stopping:
             try:
+                # Between prompts (a command runs) the terminal is cooked, so Ctrl-C is a
+                # SIGINT for the trio side; at the prompt it is a key (_key_bindings).
+                self.busy = False
+                self.interrupted = False
                 line = session.prompt(self._message, pre_run=self._check_stop)
+                self.busy = True
             except KeyboardInterrupt:
                 return "interrupt"
             except EOFError:
@@ -259,6 +267,8 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
                 # While a command runs (e.g. `wait`) the terminal is not in raw mode, so
                 # Ctrl-C is a signal: it stops that command, and the prompt comes back.
                 with trio.CancelScope() as command:
+                    if ui.interrupted:  # Ctrl-C right after Enter, before we got here
+                        command.cancel()
                     return await phone.run_line(line)
                 if quitting:
                     return False
@@ -269,6 +279,8 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
                 nonlocal quitting
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for signum in signals:
+                        if signum == signal.SIGINT and ui.busy:
+                            ui.interrupted = True
                         command.cancel()  # a finished command's scope: harmless
                         if signum == signal.SIGTERM:
                             quitting = True
