@@ -18,10 +18,11 @@ The protocol is JSON lines, one object per line, each with an ``op``:
   connection state change), ``api_error``, ``error``, ``lines`` — ``done`` (``seq``) when a
   ``run`` was carried out, and ``bye`` when the softphone quits.
 
-The one-shot side (:class:`RemotePhone`) keeps a mirror of its invitations from those
-messages and renders them with its own sink, so its lines and exit codes are those of the
-standalone command by construction. The softphone side (:class:`ControlServer`) tees its
-sink (:class:`ControlSink`): the invitations appear in its own table and log as well.
+The one-shot side (:class:`.control_client.RemotePhone`) keeps a mirror of its invitations
+from those messages and renders them with its own sink, so its lines and exit codes are
+those of the standalone command by construction (:mod:`.control_wire` has the format).
+The softphone side (:class:`ControlServer`, here) tees its sink (:class:`ControlSink`): the
+invitations appear in its own table and log as well.
 
 A socket file left behind by a softphone that was killed is *stale*: connecting to it
 fails. The one-shot then logs in by itself; the next softphone replaces the file.
@@ -29,222 +30,42 @@ fails. The one-shot then logs in by itself; the next softphone replaces the file
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import socket
-import stat
 import struct
-import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import fields
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from rtmcall.client.events import ConnectionStateChanged
-from rtmcall.engine.codes import (
-    ConnectionChangeReason,
-    ConnectionState,
-    InvitationApiCallError,
-    LocalInvitationError,
-    LocalInvitationState,
-    RemoteInvitationError,
-    RemoteInvitationState,
-)
+from rtmcall.engine.codes import RemoteInvitationState
 from rtmcall.engine.events import (
     ApiCallError,
     InvitationEvent,
     InvitationInfo,
-    LocalInvitationInfo,
-    RemoteInvitationInfo,
     RemoteInvitationReceived,
 )
 
-from . import commands as c
-from .local_files import (
-    MAX_SOCKET_PATH,
-    control_dirs,
-    make_private_dir,
-    private_dir_problem,
-    socket_name,
+from .control_wire import (
+    HELLO_TIMEOUT,
+    MAX_QUEUED,
+    VERSION,
+    JsonObj,
+    Lines,
+    encode,
+    event_json,
+    info_json,
 )
+from .local_files import MAX_SOCKET_PATH, control_dirs, make_private_dir, socket_name
 from .sinks import Sink
-
-VERSION = 1
-#: A line longer than this ends the connection (a call line is at most ~9 KB).
-MAX_LINE = 256 * 1024
-#: Lines queued for a client that does not read; beyond, it is disconnected.
-MAX_QUEUED = 10_000
-_HELLO_TIMEOUT = 5.0
-
-JsonObj = dict[str, Any]
 
 
 class ControlUnavailable(Exception):
     """No control endpoint could be set up (why, in words)."""
 
-
-# --- the wire: invitations and events as JSON -----------------------------------------
-
-
-def info_json(info: InvitationInfo) -> JsonObj:
-    return {
-        "direction": info.direction,
-        "id": info.id,
-        "caller": info.caller,
-        "callee": info.callee,
-        "content": info.content,
-        "channel_id": info.channel_id,
-        "response": info.response,
-        "state": int(info.state),
-        "error": int(info.error),
-        "lifetime": info.lifetime,
-    }
-
-
-def info_from_json(obj: JsonObj) -> InvitationInfo:
-    common = {k: str(obj[k]) for k in ("id", "caller", "callee", "content", "channel_id")}
-    common["response"] = str(obj.get("response", ""))
-    lifetime = obj.get("lifetime")
-    life = float(lifetime) if isinstance(lifetime, int | float) else None
-    if obj["direction"] == "out":
-        return LocalInvitationInfo(
-            **common,
-            state=LocalInvitationState(obj["state"]),
-            error=LocalInvitationError(obj["error"]),
-            lifetime=life,
-        )
-    return RemoteInvitationInfo(
-        **common,
-        state=RemoteInvitationState(obj["state"]),
-        error=RemoteInvitationError(obj["error"]),
-        lifetime=life,
-    )
-
-
-def _event_classes() -> dict[str, type[InvitationEvent]]:
-    found: dict[str, type[InvitationEvent]] = {}
-    todo: list[type[InvitationEvent]] = [InvitationEvent]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            found[sub.__name__] = sub
-            todo.append(sub)
-    return found
-
-
-def event_json(ev: object) -> JsonObj | None:
-    """An event the one-shot can rebuild, or None for one it has no use for."""
-    if isinstance(ev, InvitationEvent):
-        obj: JsonObj = {"name": ev.name, "invitation": info_json(ev.invitation)}
-        for field in fields(ev):  # type: ignore[arg-type]
-            if field.name != "invitation":
-                value = getattr(ev, field.name)
-                obj[field.name] = int(value) if isinstance(value, IntEnum) else value
-        return obj
-    if isinstance(ev, ConnectionStateChanged):
-        return {"name": ev.name, "state": int(ev.state), "reason": int(ev.reason)}
-    return None
-
-
-def event_from_json(obj: JsonObj) -> object | None:
-    """The event again; None for one this version does not know (a newer softphone)."""
-    name = obj.get("name")
-    if name == "ConnectionStateChanged":
-        return ConnectionStateChanged(
-            ConnectionState(obj["state"]), ConnectionChangeReason(obj["reason"])
-        )
-    cls = _event_classes().get(str(name))
-    if cls is None:
-        return None
-    info = info_from_json(obj["invitation"])
-    kwargs: dict[str, Any] = {"invitation": info}
-    for field in fields(cls):  # type: ignore[arg-type]
-        if field.name == "invitation" or field.name not in obj:
-            continue
-        value = obj[field.name]
-        if field.name == "error":
-            errors = LocalInvitationError if info.direction == "out" else RemoteInvitationError
-            value = errors(value)
-        kwargs[field.name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError:
-        return None
-
-
-def command_line(cmd: c.Command) -> str:
-    """A command as a line of the command language (what :func:`commands.parse` reads)."""
-    words: list[str]
-    match cmd:
-        case c.Call(peers=peers, content=content, channel=channel, lifetime=lifetime):
-            words = ["call"]
-            if content:
-                words += ["--content", content]
-            if channel:
-                words += ["--channel", channel]
-            if lifetime is not None:
-                words += ["--lifetime", repr(lifetime)]
-            words += _positional(peers)
-        case c.Cancel(id=inv_id):
-            words = ["cancel", *_positional([inv_id] if inv_id else [])]
-        case c.Accept(id=inv_id, response=response) | c.Refuse(id=inv_id, response=response):
-            words = ["accept" if isinstance(cmd, c.Accept) else "refuse"]
-            if response:
-                words += ["--response", response]
-            words += _positional([inv_id] if inv_id else [])
-        case _:
-            raise ValueError(f"not sent over the control socket: {cmd!r}")
-    return shlex.join(words)
-
-
-def _positional(words: Sequence[str]) -> list[str]:
-    # "--" only when needed: a peer named "--x" must not read as an option.
-    return ["--", *words] if any(w.startswith("-") for w in words) else list(words)
-
-
-class _Lines:
-    """JSON objects, one per line, from a stream; ends at EOF (or a broken stream)."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buf = b""
-
-    async def next(self) -> JsonObj | None:
-        while b"\n" not in self._buf:
-            if len(self._buf) > MAX_LINE:
-                return None
-            try:
-                chunk = await self._stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return None
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            return {"op": "invalid"}
-        return obj if isinstance(obj, dict) else {"op": "invalid"}
-
-    def __aiter__(self) -> AsyncIterator[JsonObj]:
-        return self._iter()
-
-    async def _iter(self) -> AsyncIterator[JsonObj]:
-        while (obj := await self.next()) is not None:
-            yield obj
-
-
-def _encode(obj: JsonObj) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-# --- the softphone side ---------------------------------------------------------------
 
 #: The control client whose command the current task carries out (None: the softphone's
 #: own user). trio gives each task its own context, so concurrent commands never mix.
@@ -264,7 +85,7 @@ class _Client:
 
     def put(self, obj: JsonObj) -> None:
         try:
-            self._send.send_nowait(_encode(obj))
+            self._send.send_nowait(encode(obj))
         except trio.WouldBlock:  # it stopped reading: let it go rather than grow forever
             self._send.close()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -522,14 +343,14 @@ class ControlServer:
             uid = _peer_uid(stream.socket)
             if uid is not None and hasattr(os, "getuid") and uid != os.getuid():
                 return  # the socket's mode keeps others out; this is a second lock
-            lines = _Lines(stream)
+            lines = Lines(stream)
             hello = None
-            with trio.move_on_after(_HELLO_TIMEOUT):
+            with trio.move_on_after(HELLO_TIMEOUT):
                 hello = await lines.next()
             problem = self._hello_problem(hello)
             if problem is not None:
                 with trio.move_on_after(1):
-                    await stream.send_all(_encode({"op": "hello", "ok": False, "message": problem}))
+                    await stream.send_all(encode({"op": "hello", "ok": False, "message": problem}))
                 return
             assert hello is not None
             client = _Client(stream, str(hello.get("what") or "client"))
@@ -557,7 +378,7 @@ class ControlServer:
             return f"this softphone is {self.user} on {self.url}"
         return None
 
-    async def _serve_client(self, client: _Client, lines: _Lines) -> None:
+    async def _serve_client(self, client: _Client, lines: Lines) -> None:
         async for obj in lines:
             op = obj.get("op")
             if op == "run" and isinstance(obj.get("line"), str):
@@ -621,195 +442,3 @@ async def start_control(
     phone.sink = server.tee
     nursery.start_soon(server.serve)
     return server
-
-
-# --- the one-shot side ----------------------------------------------------------------
-
-
-def _socket_problem(path: Path) -> str | None:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return "none"
-    if not stat.S_ISSOCK(st.st_mode):
-        return "not a socket"
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return "another user's"
-    return None
-
-
-async def connect(user: str, url: str, what: str) -> tuple[trio.SocketStream, _Lines] | None:
-    """The running softphone of ``user`` on ``url``, connected and greeted; None when none
-    runs (no socket, a stale one, one that is not ours)."""
-    for folder in control_dirs():
-        path = folder / socket_name(user, url)
-        if private_dir_problem(folder) is not None or _socket_problem(path) is not None:
-            continue
-        try:
-            with trio.fail_after(2):
-                stream = await trio.open_unix_socket(str(path))
-        except (OSError, trio.TooSlowError):
-            continue  # stale: its softphone is gone
-        lines = _Lines(stream)
-        hello = {"op": "hello", "version": VERSION, "user": user, "server": url}
-        hello.update(pid=os.getpid(), what=what)
-        answer = None
-        try:
-            with trio.move_on_after(_HELLO_TIMEOUT):
-                await stream.send_all(_encode(hello))
-                answer = await lines.next()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            answer = None
-        if answer is not None and answer.get("op") == "hello" and answer.get("ok"):
-            return stream, lines
-        if answer is not None and answer.get("message"):
-            print(f"rtmcall: the softphone said: {answer['message']}", file=sys.stderr)
-        await stream.aclose()
-    return None
-
-
-class RemotePhone:
-    """What a one-shot needs of a :class:`~.softphone.Softphone`, carried out by the
-    running softphone over its control socket: ``execute``, ``pump``, ``infos``,
-    ``pending_outgoing``, ``wait_change``, ``shutdown``, ``ended``, ``on_end``."""
-
-    def __init__(self, stream: trio.SocketStream, lines: _Lines, sink: Sink) -> None:
-        self._stream = stream
-        self._lines = lines
-        self.sink = sink
-        self._invs: dict[str, InvitationInfo] = {}
-        self._changed = trio.Event()
-        self._seq = 0
-        self._waiting: dict[int, trio.Event] = {}
-        self._send_lock = trio.Lock()
-        self._closing = False
-        self._lost = False
-        self._watching = False
-        self.ended: str | None = None
-        self.on_end: Callable[[], None] = lambda: None
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_change(self) -> None:
-        await self._changed.wait()
-
-    def infos(self) -> list[InvitationInfo]:
-        return list(self._invs.values())
-
-    def pending_outgoing(self) -> list[InvitationInfo]:
-        from .softphone import _terminal
-
-        return [i for i in self._invs.values() if i.direction == "out" and not _terminal(i)]
-
-    async def _send(self, obj: JsonObj) -> None:
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(_encode(obj))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._gone()
-
-    async def execute(self, cmd: c.Command) -> bool:
-        """Have the softphone carry out ``cmd``; False for ``quit``."""
-        if isinstance(cmd, c.Quit):
-            return False
-        if self._lost:
-            return True
-        self._seq += 1
-        done = self._waiting[self._seq] = trio.Event()
-        # Shielded (and bounded): a Ctrl-C now must not lose the answer, or the call it
-        # sent would ring on unseen; the one-shot cancels it right after.
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await self._send({"op": "run", "seq": self._seq, "line": command_line(cmd)})
-            await done.wait()
-        return True
-
-    async def watch_incoming(self) -> None:
-        """Ask for incoming invitations: those ringing now, then every new one."""
-        self._watching = True
-        await self._send({"op": "incoming"})
-
-    async def pump(self) -> None:
-        """Run until the softphone closes the connection: report what it sends."""
-        async for obj in self._lines:
-            self._dispatch(obj)
-        self._gone()
-
-    def _gone(self) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        for done in self._waiting.values():
-            done.set()
-        if not self._closing and self.ended is None and self._still_needed():
-            self.ended = "the softphone ended before the outcome"
-            self.on_end()
-        self._notify()
-
-    def _still_needed(self) -> bool:
-        """Whether losing the softphone now loses an outcome (an invitation still live, or
-        calls still awaited)."""
-        from .softphone import _terminal
-
-        return self._watching or any(not _terminal(i) for i in self._invs.values())
-
-    def _dispatch(self, obj: JsonObj) -> None:
-        from .softphone import _ABORT_WORDS
-
-        op = obj.get("op")
-        if op == "sent":
-            info = info_from_json(obj["info"])
-            self._invs[info.id] = info
-            self.sink.sent(info, peer_online=obj.get("peer_online"), within=obj.get("within"))
-        elif op == "event":
-            ev = event_from_json(obj["event"])
-            if ev is None:
-                return
-            if isinstance(ev, InvitationEvent):
-                self._invs[ev.invitation.id] = ev.invitation
-            self.sink.event(ev)
-            if isinstance(ev, ConnectionStateChanged) and ev.state == ConnectionState.ABORTED:
-                why = _ABORT_WORDS.get(ev.reason.name, "the session ended")
-                self.ended = f"logged out: {why} ({ev.reason.name})"
-                self.on_end()
-        elif op == "api_error":
-            info = None if obj.get("info") is None else info_from_json(obj["info"])
-            exc = ApiCallError(InvitationApiCallError(obj["code"]), str(obj.get("message", "")))
-            self.sink.api_error(exc, str(obj.get("command", "")), info, obj.get("peer"))
-        elif op == "error":
-            self.sink.error(str(obj.get("message", "")))
-        elif op == "lines":
-            self.sink.lines([str(line) for line in obj.get("lines", [])])
-        elif op == "done":
-            done = self._waiting.pop(obj.get("seq"), None)  # type: ignore[arg-type]
-            if done is not None:
-                done.set()
-        elif op == "bye" and self._still_needed() and self.ended is None:
-            self.ended = "the softphone quit before the outcome"
-            self.on_end()
-        self._notify()
-
-    async def shutdown(self, settle_timeout: float = 3.0, logout_timeout: float = 3.0) -> None:
-        """Cancel our pending outgoing calls, let them settle (bounded), and hang up the
-        control connection. The softphone stays logged in."""
-        from .softphone import _terminal
-
-        del logout_timeout  # nothing to log out of: the session is the softphone's
-        if self.ended is None and not self._lost:
-            for info in self.pending_outgoing():
-                await self.execute(c.Cancel(info.id))
-
-            accepting = RemoteInvitationState.ACCEPT_SENT_TO_LOCAL
-
-            def unsettled() -> bool:
-                return any(
-                    not _terminal(i) and (i.direction == "out" or i.state == accepting)
-                    for i in self._invs.values()
-                )
-
-            with trio.move_on_after(settle_timeout):
-                while unsettled() and not self._lost:
-                    await self.wait_change()
-        self._closing = True
-        await self._stream.aclose()

@@ -37,7 +37,7 @@ THROUGH = " (through the softphone logged in in another terminal)"
 
 
 def _logged_in(sink: Sink, opts: LoginOptions, banner: str | None, phone: Any = None) -> None:
-    from .control import RemotePhone
+    from .control_client import RemotePhone
 
     through = isinstance(phone, RemotePhone)
     if isinstance(sink, JsonSink):
@@ -55,7 +55,7 @@ async def _session(
 ) -> AsyncIterator[Any]:
     """A phone for the job: the running softphone's (over its control socket) when there
     is one, else our own login. ``ignored`` names flags only our own login can honour."""
-    from .control import RemotePhone, connect
+    from .control_client import RemotePhone, connect
 
     link = await connect(opts.user, opts.url, what)
     if link is not None:
