@@ -293,3 +293,24 @@ def test_interactive_softphone_shows_a_one_shot(procs, server_url: str, config_d
         alice.expect(pexpect.EOF)
     finally:
         alice.close(force=True)
+
+
+def test_a_second_softphone_takes_over(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    # Two `rtmcall login alice`: the second kicks the first (SPEC §3) and serves the socket;
+    # the first, on its way out, must not remove the second's.
+    a, b = user("alice"), user("bob")
+    first = softphone(procs, server_url, config_dir, a)
+    second = softphone(procs, server_url, config_dir, a)
+    first.expect("ConnectionStateChanged", state="ABORTED")
+    assert first.finish() == 3
+    assert listens(sock_path(a, server_url))
+    call = one_shot(procs, config_dir, "call", b, "--user", a, "--server", server_url,
+                    "--json")  # fmt: skip
+    second.expect("LocalInvitationSent", callee=b)  # it went through the second one
+    call.send_signal(signal.SIGINT)
+    out, _ = call.communicate(timeout=10)
+    assert call.returncode == 1
+    assert '"via":"softphone"' in out.splitlines()[0]
+    second.expect("LocalInvitationCanceled")
+    assert second.finish() == 0
+    assert not sock_path(a, server_url).exists()
