@@ -94,6 +94,10 @@ class PromptUI:
 
     # --- trio side ----------------------------------------------------------------------
 
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return self._rows
+
     def update(self, rows: Sequence[Row], status: str) -> None:
         self._rows = tuple(rows)  # one assignment: the prompt thread sees old or new, whole
         self._status = status
@@ -292,9 +296,18 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
                 finally:  # if the event stream ever fails, do not leave the prompt hanging
                     ui.stop()
 
+            async def recheck_waiting() -> None:
+                # "waiting for dave" ends silently when dave logs in (his app may not ACK):
+                # take a fresh snapshot while such a row is shown.
+                while True:
+                    await trio.sleep(0.5)
+                    if any(row.waiting_for_peer for row in ui.rows):
+                        sink.changed()
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump)
                 nursery.start_soon(on_signals)
+                nursery.start_soon(recheck_waiting)
                 control = await start_control(
                     nursery,
                     phone,

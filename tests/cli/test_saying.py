@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from rtmcall.cli.table import Row, build_table
@@ -109,3 +111,28 @@ def test_no_typing_hint_where_nobody_types(server_url: str, config_dir: Path) ->
         bob.kill()
         if call:
             kill(call)
+
+
+def test_table_waits_for_the_offline_callee_then_rings(server_url: str, config_dir: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    env = cli_env(config_dir, NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    alice = pexpect.spawn(
+        sys.executable, ["-m", "rtmcall.cli", "login", "say-alice6", "--server", server_url],
+        env=env, cwd=str(REPO), dimensions=(40, 150), encoding="utf-8", timeout=8,
+    )  # fmt: skip
+    dave = None
+    try:
+        alice.expect_exact("say-alice6>")
+        alice.send("call say-dave6\r")
+        alice.expect("say-dave6 is offline — it rings if say-dave6 logs in within 30 s")
+        alice.expect(r"waiting for say-dave6 (29|30)s")  # the table row, counting down
+        dave = Pipe(["login", "say-dave6", "--server", server_url, "--json"], config_dir)
+        dave.expect("RemoteInvitationReceived", caller="say-alice6")  # it rang after all
+        alice.expect("ringing at say-dave6")
+        alice.send("quit\r")
+        alice.expect("logged out")
+        dave.expect("RemoteInvitationCanceled")
+    finally:
+        alice.close(force=True)
+        if dave:
+            dave.kill()
