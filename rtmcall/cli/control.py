@@ -394,6 +394,8 @@ class ControlServer:
                 client.put({"op": "done", "seq": obj.get("seq")})
             elif op == "incoming":
                 client.incoming = True
+                if self.notice is not None:
+                    self.notice(f"rtmcall {client.what} (another terminal) answers calls here")
                 for info in self.phone.infos():
                     if info.direction == "in" and info.state == (
                         RemoteInvitationState.INVITATION_RECEIVED

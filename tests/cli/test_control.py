@@ -291,6 +291,7 @@ def test_interactive_softphone_shows_a_one_shot(procs, server_url: str, config_d
         alice.send("quit\r")
         alice.expect("logged out")
         alice.expect(pexpect.EOF)
+        assert not sock_path(a, server_url).exists()  # removed on exit
     finally:
         alice.close(force=True)
 
