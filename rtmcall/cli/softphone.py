@@ -152,7 +152,8 @@ class Softphone:
             except RtmError:
                 return None
             state = states.get(peer)
-            return None if state is None else state == PeerOnlineState.ONLINE
+            # UNREACHABLE is still logged in (its connection is resuming): as the engine.
+            return None if state is None else state != PeerOnlineState.OFFLINE
         return None
 
     def _lookup(self, info: InvitationInfo) -> Tracked:
