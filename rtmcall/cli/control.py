@@ -59,7 +59,13 @@ from .control_wire import (
     event_json,
     info_json,
 )
-from .local_files import MAX_SOCKET_PATH, control_dirs, make_private_dir, socket_name
+from .local_files import (
+    MAX_SOCKET_PATH,
+    control_dirs,
+    make_private_dir,
+    same_server,
+    socket_name,
+)
 from .sinks import Sink
 
 
@@ -374,7 +380,12 @@ class ControlServer:
             return "expected a hello line"
         if hello.get("version") != VERSION:
             return f"protocol version {hello.get('version')!r}, this softphone speaks {VERSION}"
-        if hello.get("user") != self.user or hello.get("server") != self.url:
+        server = hello.get("server")
+        if (
+            hello.get("user") != self.user
+            or not isinstance(server, str)
+            or (same_server(server) != same_server(self.url))
+        ):
             return f"this softphone is {self.user} on {self.url}"
         return None
 

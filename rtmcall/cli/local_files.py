@@ -15,6 +15,7 @@ import re
 import stat
 import sys
 import tempfile
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -26,10 +27,26 @@ RUNTIME_DIR_ENV = "RTMCALL_RUNTIME_DIR"
 MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
 
 
+def same_server(url: str) -> str:
+    """``url`` in one spelling per server: ``WS://Host:80/`` and ``ws://host`` are one."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "wss" else 80)
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    path = parts.path.rstrip("/")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{host}:{port}{path}{query}"
+
+
 def slug(user: str, url: str) -> str:
     """A file-name-safe name for the pair: ``alice-3f9c1a2b7d4e``."""
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", user)[:24]
-    digest = hashlib.sha256(f"{user}\0{url.rstrip('/')}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{user}\0{same_server(url)}".encode()).hexdigest()[:12]
     return f"{readable}-{digest}"
 
 

@@ -148,3 +148,12 @@ async def test_no_softphone_means_no_link() -> None:
         stale.close()
         assert await control_connect("proto-alice4", server.url, "test") is None
         nursery.cancel_scope.cancel()
+
+
+async def test_another_spelling_of_the_same_server_finds_the_softphone() -> None:
+    async with softphone_serving("proto-alice5") as (_, url, _lines):
+        spelling = url.replace("ws://", "WS://") + "/"  # ws://127.0.0.1:PORT → WS://…:PORT/
+        link = await control_connect("proto-alice5", spelling, "test")
+        assert link is not None
+        await link[0].aclose()
+        assert await control_connect("proto-alice5", url + "/other", "test") is None
