@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,10 +65,16 @@ async def connect(user: str, url: str, what: str) -> tuple[trio.SocketStream, Li
             answer = None
         if answer is not None and answer.get("op") == "hello" and answer.get("ok"):
             return stream, lines
-        if answer is not None and answer.get("message"):
-            print(f"rtmcall: the softphone said: {answer['message']}", file=sys.stderr)
         await stream.aclose()
+        if answer is not None and answer.get("op") == "hello":
+            # A live softphone that will not take us (another rtmcall version): logging in
+            # ourselves would kick it, so stop here and say why.
+            raise SoftphoneRefused(str(answer.get("message") or "it refused the connection"))
     return None
+
+
+class SoftphoneRefused(Exception):
+    """A softphone of our user and server runs but refused the one-shot (why, in words)."""
 
 
 class RemotePhone:

@@ -55,9 +55,15 @@ async def _session(
 ) -> AsyncIterator[Any]:
     """A phone for the job: the running softphone's (over its control socket) when there
     is one, else our own login. ``ignored`` names flags only our own login can honour."""
-    from .control_client import RemotePhone, connect
+    from .control_client import RemotePhone, SoftphoneRefused, connect
 
-    link = await connect(opts.user, opts.url, what)
+    try:
+        link = await connect(opts.user, opts.url, what)
+    except SoftphoneRefused as exc:
+        raise CannotLogIn(
+            f"{opts.user}'s softphone on {opts.url} (rtmcall login in another terminal) "
+            f"refused this {what}: {exc}; quit it, or update it to this rtmcall version"
+        ) from None
     if link is not None:
         for flag in ignored:
             print(

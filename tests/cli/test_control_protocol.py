@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 
 from rtmcall.cli.control import start_control
@@ -157,3 +158,15 @@ async def test_another_spelling_of_the_same_server_finds_the_softphone() -> None
         assert link is not None
         await link[0].aclose()
         assert await control_connect("proto-alice5", url + "/other", "test") is None
+
+
+async def test_a_softphone_that_refuses_is_not_kicked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another rtmcall version's one-shot: it must stop with the reason, not log in itself
+    # (which would kick the softphone off the server).
+    from rtmcall.cli import control_client
+
+    async with softphone_serving("proto-alice6") as (phone, url, _lines):
+        monkeypatch.setattr(control_client, "VERSION", 99)
+        with pytest.raises(control_client.SoftphoneRefused, match="protocol version 99"):
+            await control_connect("proto-alice6", url, "test")
+        assert phone.ended is None
