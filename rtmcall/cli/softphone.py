@@ -142,19 +142,23 @@ class Softphone:
             obj, "seen_online", False
         )
 
-    async def _peer_online(self, peer: str) -> bool | None:
-        """Whether ``peer`` is online now (None when the server cannot tell us quickly)."""
-        # Shielded and bounded: a Ctrl-C during the query must not skip the `sent` line
-        # of an invitation that is already on its way.
+    async def _peers_online(self, peers: Iterable[str]) -> dict[str, bool]:
+        """Whether each peer is logged in now; a peer is missing when the server could not
+        tell us quickly (or its id is not valid: the call itself will say why)."""
+        from rtmcall.engine.frames import user_id_problem
+
+        valid = sorted({p for p in peers if user_id_problem(p) is None})
+        if not valid:
+            return {}
+        # Shielded and bounded: a Ctrl-C now must not make `call` skip its `sent` lines.
         with trio.CancelScope(shield=True), trio.move_on_after(2.0):
             try:
-                states = await self.client.query_peers_online_status([peer])
+                states = await self.client.query_peers_online_status(valid)
             except RtmError:
-                return None
-            state = states.get(peer)
+                return {}
             # UNREACHABLE is still logged in (its connection is resuming): as the engine.
-            return None if state is None else state != PeerOnlineState.OFFLINE
-        return None
+            return {peer: state != PeerOnlineState.OFFLINE for peer, state in states.items()}
+        return {}
 
     def _lookup(self, info: InvitationInfo) -> Tracked:
         table = (
@@ -193,8 +197,11 @@ class Softphone:
         try:
             match cmd:
                 case c.Call():
+                    # Presence is known at once: say it with each `sent` rather than leave
+                    # 30 s of silence before "peer offline". One query for every peer.
+                    online = await self._peers_online(cmd.peers)
                     for peer in cmd.peers:
-                        await self._call(peer, cmd)
+                        await self._call(peer, cmd, online.get(peer))
                 case c.Cancel(id=inv_id):
                     await self._answer("cancel", inv_id)
                 case c.Accept(id=inv_id, response=response):
@@ -228,7 +235,7 @@ class Softphone:
             return True
         return await self.execute(cmd)
 
-    async def _call(self, peer: str, cmd: c.Call) -> None:
+    async def _call(self, peer: str, cmd: c.Call, peer_online: bool | None = None) -> None:
         try:
             inv = self.client.create_invitation(
                 peer, content=cmd.content, channel_id=cmd.channel, lifetime=cmd.lifetime
@@ -238,12 +245,8 @@ class Softphone:
             return
         self._invs[inv.id] = inv
         self._announcing.add(inv.id)
-        peer_online: bool | None = None
         try:
             await self.client.send_invitation(inv)
-            if inv.state == LocalInvitationState.SENT_TO_REMOTE:
-                # Presence is known at once: say it now rather than after 30 s of silence.
-                peer_online = await self._peer_online(peer)
         except ApiCallError as exc:
             self.sink.api_error(exc, "call", inv.info(), peer)
             return
@@ -251,6 +254,8 @@ class Softphone:
             self._announcing.discard(inv.id)
             held = [ev for ev in self._held if ev.invitation.id == inv.id]
             self._held = [ev for ev in self._held if ev.invitation.id != inv.id]
+        if inv.state == LocalInvitationState.FAILURE:
+            peer_online = None  # it failed at once (not logged in): presence is beside the point
         if peer_online is False:
             self._offline_at_send.add(inv.id)
         within = self.client.config.no_response_timeout
