@@ -315,3 +315,18 @@ def test_a_second_softphone_takes_over(procs, server_url: str, config_dir: Path)
     second.expect("LocalInvitationCanceled")
     assert second.finish() == 0
     assert not sock_path(a, server_url).exists()
+
+
+def test_kicked_softphone_one_shot_exits_3(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    a = user("alice")
+    first = softphone(procs, server_url, config_dir, a)
+    call = one_shot(procs, config_dir, "call", "ctl-nobody", "--user", a, "--server", server_url)
+    first.expect("LocalInvitationSent", callee="ctl-nobody")
+    second = Pipe(["login", a, "--server", server_url, "--json"], config_dir)  # kicks it
+    procs.append(second)
+    second.expect("LoginSuccess")
+    out, err = call.communicate(timeout=10)
+    assert call.returncode == 3, (out, err)  # as a standalone one-shot that is kicked
+    assert "logged in somewhere else" in err and "REMOTE_LOGIN" in err
+    assert first.finish() == 3
+    assert second.finish() == 0
