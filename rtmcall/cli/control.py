@@ -443,6 +443,8 @@ async def start_control(
     cannot be set up — the softphone works on without it."""
     server = ControlServer(phone, user, url, notice)
     try:
+        if not hasattr(socket, "AF_UNIX"):
+            raise ControlUnavailable("this platform has no Unix sockets")
         await server.bind()
     except ControlUnavailable as exc:
         if warn is not None:

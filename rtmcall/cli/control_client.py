@@ -4,6 +4,7 @@ softphone of our user and server, and carry out ``rtmcall call``/``answer`` thro
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,8 @@ def _socket_problem(path: Path) -> str | None:
 async def connect(user: str, url: str, what: str) -> tuple[trio.SocketStream, Lines] | None:
     """The running softphone of ``user`` on ``url``, connected and greeted; None when none
     runs (no socket, a stale one, one that is not ours)."""
+    if not hasattr(socket, "AF_UNIX"):
+        return None
     for folder in control_dirs():
         path = folder / socket_name(user, url)
         if private_dir_problem(folder) is not None or _socket_problem(path) is not None:
