@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import fields
 from enum import IntEnum
 from typing import Any
@@ -128,33 +128,33 @@ def event_from_json(obj: JsonObj) -> object | None:
 
 
 def command_line(cmd: c.Command) -> str:
-    """A command as a line of the command language (what :func:`commands.parse` reads)."""
-    words: list[str]
+    """A command as a line of the command language (what :func:`commands.parse` reads),
+    written as a person would type it: ``call dave --content 'lunch?'``."""
+    name: str
+    positional: list[str]
+    options: list[str] = []
     match cmd:
         case c.Call(peers=peers, content=content, channel=channel, lifetime=lifetime):
-            words = ["call"]
+            name, positional = "call", list(peers)
             if content:
-                words += ["--content", content]
+                options += ["--content", content]
             if channel:
-                words += ["--channel", channel]
+                options += ["--channel", channel]
             if lifetime is not None:
-                words += ["--lifetime", repr(lifetime)]
-            words += _positional(peers)
+                options += ["--lifetime", repr(lifetime)]
         case c.Cancel(id=inv_id):
-            words = ["cancel", *_positional([inv_id] if inv_id else [])]
+            name, positional = "cancel", [inv_id] if inv_id else []
         case c.Accept(id=inv_id, response=response) | c.Refuse(id=inv_id, response=response):
-            words = ["accept" if isinstance(cmd, c.Accept) else "refuse"]
+            name = "accept" if isinstance(cmd, c.Accept) else "refuse"
+            positional = [inv_id] if inv_id else []
             if response:
-                words += ["--response", response]
-            words += _positional([inv_id] if inv_id else [])
+                options += ["--response", response]
         case _:
             raise ValueError(f"not sent over the control socket: {cmd!r}")
-    return shlex.join(words)
-
-
-def _positional(words: Sequence[str]) -> list[str]:
-    # "--" only when needed: a peer named "--x" must not read as an option.
-    return ["--", *words] if any(w.startswith("-") for w in words) else list(words)
+    if any(word.startswith("-") for word in positional):
+        # A peer named "--x" must not read as an option: after "--", at the end.
+        return shlex.join([name, *options, "--", *positional])
+    return shlex.join([name, *positional, *options])
 
 
 class Lines:
