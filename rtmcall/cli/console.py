@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ import trio
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import StdoutProxy
 from rich.console import Console
 from rich.text import Text
@@ -43,8 +45,9 @@ from rich.text import Text
 from rtmcall.client.events import ConnectionStateChanged
 from rtmcall.engine.events import InvitationEvent, RemoteInvitationReceived
 
-from . import config
-from .runtime import OK, UNREACHABLE, CannotLogIn, LoginOptions, logged_in, stop_on_sigint
+from .control import start_control
+from .local_files import history_path
+from .runtime import OK, UNREACHABLE, CannotLogIn, LoginOptions, logged_in
 from .sinks import TextSink
 from .softphone import Softphone
 from .table import Row, build_table
@@ -81,12 +84,19 @@ class PromptUI:
         self._cache: tuple[Any, str] = ((), "")
         self._session: PromptSession[str] | None = None
         self._stopping = False
+        #: A command line is being carried out (no prompt runs); a Ctrl-C came meanwhile.
+        self.busy = False
+        self.interrupted = False
         self.proxy = StdoutProxy(raw=True, sleep_between_writes=0.05)
         self.log_console = Console(
             file=self.proxy, force_terminal=True, color_system=_color_system(), highlight=False
         )
 
     # --- trio side ----------------------------------------------------------------------
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return self._rows
 
     def update(self, rows: Sequence[Row], status: str) -> None:
         self._rows = tuple(rows)  # one assignment: the prompt thread sees old or new, whole
@@ -148,16 +158,39 @@ class PromptUI:
             self._cache = (key, buf.getvalue())
         return ANSI(self._cache[1] + self._prompt)
 
+    def _key_bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+
+        @bindings.add("c-c")
+        def _interrupt(event: KeyPressEvent) -> None:
+            # Like a shell: Ctrl-C drops the half-typed line, it does not end the session.
+            buffer = event.app.current_buffer
+            if buffer.text:
+                self.log(Text(f"{self._prompt}{buffer.text}^C", style="dim"))
+                buffer.reset()
+            else:
+                self.log(Text("to quit, press Ctrl-D or type quit", style="dim"))
+
+        return bindings
+
     def run(self, handle_line: Callable[[str], Awaitable[bool]]) -> str:
         """The prompt loop (in a worker thread). Returns why it ended: quit, eof, interrupt,
         stopped."""
         session: PromptSession[str] = PromptSession(
-            history=self._history, erase_when_done=True, refresh_interval=0.5
+            history=self._history,
+            erase_when_done=True,
+            refresh_interval=0.5,
+            key_bindings=self._key_bindings(),
         )
         self._session = session
         while not self._stopping:
             try:
+                # Between prompts (a command runs) the terminal is cooked, so Ctrl-C is a
+                # SIGINT for the trio side; at the prompt it is a key (_key_bindings).
+                self.busy = False
+                self.interrupted = False
                 line = session.prompt(self._message, pre_run=self._check_stop)
+                self.busy = True
             except KeyboardInterrupt:
                 return "interrupt"
             except EOFError:
@@ -211,14 +244,16 @@ class ConsoleSink(TextSink):
 def _describe(ev: InvitationEvent) -> str:
     from .textfmt import invitation_event
 
-    return invitation_event(ev)
+    return invitation_event(ev, hints=True)
 
 
 async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | None = None) -> int:
     """The interactive softphone until quit; returns the exit code."""
     try:
-        history: History = FileHistory(str(config.config_dir() / "history"))
-        config.config_dir().mkdir(parents=True, exist_ok=True)
+        # One history per user and server: bob's Up arrow never shows alice's lines.
+        path = history_path(opts.user, opts.url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        history: History = FileHistory(str(path))
     except OSError:
         history = InMemoryHistory()
     ui = PromptUI(f"{opts.user}> ", history)
@@ -233,18 +268,31 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
             ui.update([], sink.status())
             ui.log(f"logged in to {opts.url} as {opts.user}; type help for the commands")
             command = trio.CancelScope()
+            quitting = False
 
             async def run_line(line: str) -> bool:
                 nonlocal command
                 # While a command runs (e.g. `wait`) the terminal is not in raw mode, so
-                # Ctrl-C is a signal: it cancels the command and quits.
+                # Ctrl-C is a signal: it stops that command, and the prompt comes back.
                 with trio.CancelScope() as command:
+                    if ui.interrupted:  # Ctrl-C right after Enter, before we got here
+                        command.cancel()
                     return await phone.run_line(line)
-                return False
+                if quitting:
+                    return False
+                ui.log(Text("interrupted", style="dim"))
+                return True
 
-            def interrupt() -> None:
-                command.cancel()
-                ui.stop()
+            async def on_signals() -> None:
+                nonlocal quitting
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        if signum == signal.SIGINT and ui.busy:
+                            ui.interrupted = True
+                        command.cancel()  # a finished command's scope: harmless
+                        if signum == signal.SIGTERM:
+                            quitting = True
+                            ui.stop()
 
             async def pump() -> None:
                 try:
@@ -252,14 +300,33 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
                 finally:  # if the event stream ever fails, do not leave the prompt hanging
                     ui.stop()
 
+            async def recheck_waiting() -> None:
+                # "waiting for dave" ends silently when dave logs in (his app may not ACK):
+                # take a fresh snapshot while such a row is shown.
+                while True:
+                    await trio.sleep(0.5)
+                    if any(row.waiting_for_peer for row in ui.rows):
+                        sink.changed()
+
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump)
-                nursery.start_soon(stop_on_sigint, interrupt)
+                nursery.start_soon(on_signals)
+                nursery.start_soon(recheck_waiting)
+                control = await start_control(
+                    nursery,
+                    phone,
+                    opts.user,
+                    opts.url,
+                    notice=lambda line: ui.log(Text(line, style="dim")),
+                    warn=sink.error,
+                )
                 why = await trio.to_thread.run_sync(ui.run, run_line)
                 pending = len(phone.pending_outgoing())
                 if pending and phone.ended is None:
                     print(f"canceling {pending} outgoing call(s)…", flush=True)
                 await phone.shutdown()
+                if control is not None:
+                    await control.aclose()
                 nursery.cancel_scope.cancel()
             ui.proxy.close()
             if phone.ended is not None:

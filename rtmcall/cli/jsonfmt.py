@@ -55,9 +55,13 @@ def invitation_event(ev: InvitationEvent) -> JsonObject:
     return obj
 
 
-def local_invitation_sent(info: InvitationInfo) -> JsonObject:
-    """The answer to ``call``: the new invitation's id, at once."""
-    return invitation("LocalInvitationSent", info)
+def local_invitation_sent(info: InvitationInfo, peer_online: bool | None = None) -> JsonObject:
+    """The answer to ``call``: the new invitation's id, at once, and ``peer_online``:
+    whether the callee was online when it was sent (false: it rings only if the callee logs
+    in within the no-ACK window; null: the server could not tell)."""
+    obj = invitation("LocalInvitationSent", info)
+    obj["peer_online"] = peer_online
+    return obj
 
 
 def api_call_error(

@@ -1,14 +1,18 @@
 """One-shot ``rtmcall call`` and ``rtmcall answer``: log in, do one job, exit with its outcome.
 
 Both run on :class:`~.softphone.Softphone`, so their output lines (readable or JSON) are the
-same as pipe mode's.
+same as pipe mode's. When a softphone of the same user and server runs (``rtmcall login``
+in another terminal), they go through it instead (:mod:`.control`, SPEC §7): logging in
+again would kick it off. The job, the lines and the exit codes are the same either way.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -28,12 +32,49 @@ from .runtime import (
 from .sinks import JsonSink, Sink, TextSink
 from .softphone import Softphone
 
+#: Said after the banner when a one-shot works through a running softphone.
+THROUGH = " (through the softphone logged in in another terminal)"
 
-def _logged_in(sink: Sink, opts: LoginOptions, banner: str | None) -> None:
+
+def _logged_in(sink: Sink, opts: LoginOptions, banner: str | None, phone: Any = None) -> None:
+    from .control_client import RemotePhone
+
+    through = isinstance(phone, RemotePhone)
     if isinstance(sink, JsonSink):
-        sink.emit(jsonfmt.login_success(opts.user, opts.url))
+        obj = jsonfmt.login_success(opts.user, opts.url)
+        if through:
+            obj["via"] = "softphone"
+        sink.emit(obj)
     elif banner:
-        sink.lines([banner])
+        sink.lines([banner + (THROUGH if through else "")])
+
+
+@asynccontextmanager
+async def _session(
+    opts: LoginOptions, sink: Sink, what: str, ignored: Sequence[str] = ()
+) -> AsyncIterator[Any]:
+    """A phone for the job: the running softphone's (over its control socket) when there
+    is one, else our own login. ``ignored`` names flags only our own login can honour."""
+    from .control_client import RemotePhone, SoftphoneRefused, connect
+
+    try:
+        link = await connect(opts.user, opts.url, what)
+    except SoftphoneRefused as exc:
+        raise CannotLogIn(
+            f"{opts.user}'s softphone on {opts.url} (rtmcall login in another terminal) "
+            f"refused this {what}: {exc}; quit it, or update it to this rtmcall version"
+        ) from None
+    if link is not None:
+        for flag in ignored:
+            print(
+                f"rtmcall: {flag} is ignored: the softphone's own setting applies",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield RemotePhone(*link, sink)
+        return
+    async with logged_in(opts) as client:
+        yield Softphone(client, sink)
 
 
 def _fail_login(sink: Sink, opts: LoginOptions, exc: CannotLogIn) -> int:
@@ -57,10 +98,11 @@ async def run_call(
     ``hangup_after``, every call was held that long and then hung up by us)."""
     sink: Sink = JsonSink() if as_json else TextSink()
     held = False
+    ignored = [f for f, v in (("--no-response-timeout", opts.no_response_timeout),) if v]
     try:
-        async with logged_in(opts) as client:
-            phone = Softphone(client, sink)
-            _logged_in(sink, opts, None)
+        async with _session(opts, sink, "call", ignored) as phone:
+            # Always say who calls: the user may come from the remembered login.
+            _logged_in(sink, opts, f"{opts.user} → {', '.join(peers)}", phone)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
                 with trio.CancelScope() as waiting:
@@ -88,6 +130,17 @@ async def run_call(
         if hangup_after is None or held:
             return OK
     return NOT_AS_ASKED
+
+
+def _gave_up(after: float | None, answered: int, count: int) -> str:
+    """Why ``answer --timeout`` exits 1, in words."""
+    if answered == 0:
+        return f"no call within {after:g} s"
+    if count and answered >= count:
+        return f"the answered calls had not ended within {after:g} s"
+    wanted = f" of {count}" if count else ""
+    calls = "call" if answered == 1 else "calls"
+    return f"answered {answered}{wanted} {calls} within {after:g} s, then gave up"
 
 
 def _ringing_here(phone: Softphone, skip: list[str]) -> list[str]:
@@ -123,10 +176,12 @@ async def run_answer(
     answered: list[str] = []
     not_held: list[str] = []
     enough = (lambda: False) if count == 0 else (lambda: len(answered) >= count)
+    ignored = [f for f, v in (("--confirm-timeout", opts.confirm_timeout),) if v]
     try:
-        async with logged_in(opts) as client:
-            phone = Softphone(client, sink)
-            _logged_in(sink, opts, f"{opts.user} waits for calls on {opts.url}")
+        async with _session(opts, sink, "answer", ignored) as phone:
+            _logged_in(sink, opts, f"{opts.user} waits for calls on {opts.url}", phone)
+            if hasattr(phone, "watch_incoming"):
+                await phone.watch_incoming()
 
             async def answer_one(inv_id: str) -> None:
                 await trio.sleep(delay)  # let it ring a while, if asked to
@@ -159,8 +214,12 @@ async def run_answer(
                 with trio.CancelScope() as waiting:
                     phone.on_end = waiting.cancel
                     nursery.start_soon(stop_on_sigint, waiting.cancel)
-                    with trio.move_on_after(math.inf if give_up_after is None else give_up_after):
+                    with trio.move_on_after(
+                        math.inf if give_up_after is None else give_up_after
+                    ) as giving_up:
                         await answer_all()
+                    if giving_up.cancelled_caught:
+                        sink.error(_gave_up(give_up_after, len(answered), count))
                 await phone.shutdown()
                 nursery.cancel_scope.cancel()
     except CannotLogIn as exc:

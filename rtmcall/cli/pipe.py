@@ -20,6 +20,7 @@ import trio
 from rtmcall.engine.events import ApiCallError, InvitationInfo
 
 from . import jsonfmt
+from .control import start_control
 from .runtime import (
     NOT_AS_ASKED,
     OK,
@@ -77,6 +78,10 @@ async def _lines(fd: int) -> AsyncIterator[str]:
             yield line.decode("utf-8", errors="replace").rstrip("\r")
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 async def run_pipe(
     opts: LoginOptions,
     *,
@@ -99,6 +104,8 @@ async def run_pipe(
             phone = Softphone(client, sink, login_session=True)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(phone.pump)
+                # SPEC §7: `rtmcall call/answer` as this user go through us, not a new login.
+                control = await start_control(nursery, phone, opts.user, opts.url, warn=_warn)
                 with trio.CancelScope() as reading:
                     phone.on_end = reading.cancel
                     nursery.start_soon(stop_on_sigint, reading.cancel)
@@ -106,6 +113,8 @@ async def run_pipe(
                         if not await phone.run_line(line):
                             break
                 await phone.shutdown()
+                if control is not None:
+                    await control.aclose()
                 nursery.cancel_scope.cancel()
             if phone.ended:
                 sink.error(phone.ended)

@@ -43,6 +43,8 @@ class Row:
     #: Once its call ended: why, and how long it lasted.
     call_reason: CallEndReason | None = None
     call_duration: float = 0.0
+    #: Sent to a callee who is offline: it rings if the callee logs in before the deadline.
+    waiting_for_peer: bool = False
 
     @classmethod
     def from_info(

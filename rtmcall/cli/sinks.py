@@ -38,8 +38,11 @@ class Sink(Protocol):
     def event(self, ev: object) -> None:
         """A client event arrived (invitation, connection, presence, message, token)."""
 
-    def sent(self, info: InvitationInfo) -> None:
-        """``call`` sent a new invitation."""
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        """``call`` sent a new invitation; ``peer_online`` says whether the callee was
+        online (None: unknown), ``within`` is the no-ACK window in seconds."""
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
@@ -110,8 +113,10 @@ class JsonSink:
             case callfmt.MissedCalls():
                 self.emit(callfmt.missed_json(ev))
 
-    def sent(self, info: InvitationInfo) -> None:
-        self.emit(jsonfmt.local_invitation_sent(info))
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        self.emit(jsonfmt.local_invitation_sent(info, peer_online))
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None
@@ -184,8 +189,10 @@ class TextSink:
             case callfmt.MissedCalls():
                 self.write(callfmt.missed_text(ev))
 
-    def sent(self, info: InvitationInfo) -> None:
-        self.write(textfmt.local_invitation_sent(info))
+    def sent(
+        self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+    ) -> None:
+        self.write(textfmt.local_invitation_sent(info, peer_online, within))
 
     def api_error(
         self, exc: ApiCallError, command: str, info: InvitationInfo | None, peer: str | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeAlias
 
 import trio
@@ -21,6 +22,7 @@ from rtmcall.engine.codes import (
     REMOTE_TERMINAL,
     ConnectionState,
     LocalInvitationState,
+    PeerOnlineState,
     RemoteInvitationState,
 )
 from rtmcall.engine.events import (
@@ -120,6 +122,9 @@ class Softphone:
         # LocalInvitationSent line is out, so scripts always see that line first.
         self._announcing: set[str] = set()
         self._held: list[InvitationEvent] = []
+        #: Outgoing invitations whose callee was offline when sent (the table says
+        #: "waiting for PEER" until it rings).
+        self._offline_at_send: set[str] = set()
         # Subscribe now, before any checkpoint: the client promises every event to a
         # subscription made right after login (an invitation may be waiting for us).
         self._stream = client.events()
@@ -159,17 +164,44 @@ class Softphone:
                 started = self.client.call_started_at(call)
                 since = mono + ((started if started is not None else trio_now) - trio_now)
             ended = self._calls_ended.get(info.id)
-            rows.append(
-                Row.from_info(
-                    info,
-                    deadline=deadline,
-                    live=live,
-                    call_since=since,
-                    call_reason=ended.reason if ended is not None and since is None else None,
-                    call_duration=ended.duration if ended is not None else 0.0,
-                )
+            row = Row.from_info(
+                info,
+                deadline=deadline,
+                live=live,
+                call_since=since,
+                call_reason=ended.reason if ended is not None and since is None else None,
+                call_duration=ended.duration if ended is not None else 0.0,
             )
+            if live and info.id in self._offline_at_send and self._still_waiting(obj):
+                row = replace(row, waiting_for_peer=True)
+            rows.append(row)
         return rows
+
+    @staticmethod
+    def _still_waiting(obj: Tracked) -> bool:
+        # Sent, not acknowledged, and the callee not seen online since (the engine tracks
+        # it from presence and delivery results).
+        return _info(obj).state == LocalInvitationState.SENT_TO_REMOTE and not getattr(
+            obj, "seen_online", False
+        )
+
+    async def _peers_online(self, peers: Iterable[str]) -> dict[str, bool]:
+        """Whether each peer is logged in now; a peer is missing when the server could not
+        tell us quickly (or its id is not valid: the call itself will say why)."""
+        from rtmcall.engine.frames import user_id_problem
+
+        valid = sorted({p for p in peers if user_id_problem(p) is None})
+        if not valid:
+            return {}
+        # Shielded and bounded: a Ctrl-C now must not make `call` skip its `sent` lines.
+        with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+            try:
+                states = await self.client.query_peers_online_status(valid)
+            except RtmError:
+                return {}
+            # UNREACHABLE is still logged in (its connection is resuming): as the engine.
+            return {peer: state != PeerOnlineState.OFFLINE for peer, state in states.items()}
+        return {}
 
     def _lookup(self, info: InvitationInfo) -> Tracked:
         table = (
@@ -237,8 +269,11 @@ class Softphone:
         try:
             match cmd:
                 case c.Call():
+                    # Presence is known at once: say it with each `sent` rather than leave
+                    # 30 s of silence before "peer offline". One query for every peer.
+                    online = await self._peers_online(cmd.peers)
                     for peer in cmd.peers:
-                        await self._call(peer, cmd)
+                        await self._call(peer, cmd, online.get(peer))
                 case c.Cancel(id=inv_id):
                     await self._answer("cancel", inv_id)
                 case c.Accept(id=inv_id, response=response):
@@ -313,7 +348,7 @@ class Softphone:
             return True
         return await self.execute(cmd)
 
-    async def _call(self, peer: str, cmd: c.Call) -> None:
+    async def _call(self, peer: str, cmd: c.Call, peer_online: bool | None = None) -> None:
         try:
             inv = self.client.create_invitation(
                 peer, content=cmd.content, channel_id=cmd.channel, lifetime=cmd.lifetime
@@ -332,7 +367,12 @@ class Softphone:
             self._announcing.discard(inv.id)
             held = [ev for ev in self._held if ev.invitation.id == inv.id]
             self._held = [ev for ev in self._held if ev.invitation.id != inv.id]
-        self.sink.sent(inv.info())
+        if inv.state == LocalInvitationState.FAILURE:
+            peer_online = None  # it failed at once (not logged in): presence is beside the point
+        if peer_online is False:
+            self._offline_at_send.add(inv.id)
+        within = self.client.config.no_response_timeout
+        self.sink.sent(inv.info(), peer_online=peer_online, within=within)
         if self.history is not None:
             self.history.sent(inv.info())
         for ev in held:

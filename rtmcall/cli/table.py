@@ -27,6 +27,16 @@ def _left(deadline: float | None, now: float) -> str:
     return f"{left:.0f}s" if left >= 10 else f"{left:.1f}s"
 
 
+def _state(row: Row, now: float) -> tuple[str, str]:
+    """The state column's words and style. A call to an offline callee says so, with the
+    time it still has to log in (it rings if it does); calls and busy refusals as
+    :func:`.callfmt.row_state` says."""
+    if row.waiting_for_peer and row.live:
+        left = _left(row.deadline, now)
+        return f"waiting for {row.peer}" + (f" {left}" if left else ""), "yellow"
+    return row_state(row, now)
+
+
 #: The free-text columns: (header, widest it gets when the terminal width is not known).
 #: With a width they use the room there is, and are the first to give way when it is short.
 _TEXT_COLUMNS = (("content", 24), ("channel", 16), ("response", 20))
@@ -47,7 +57,7 @@ def _text_widths(rows: Sequence[Row], width: int | None, now: float = 0.0) -> li
     if width is None:
         return [min(cap, want) for (_, cap), want in zip(_TEXT_COLUMNS, wants, strict=True)]
     peer = min(16, max([4, *(len(r.peer) for r in rows)]))
-    state = max([5, *(len(row_state(r, now)[0]) for r in rows)])
+    state = max([5, *(len(_state(r, now)[0]) for r in rows)])
     free = width - _FIXED - peer - state
     wants = [min(want, max(4, free)) for want in wants]  # a text of 8 KB: no long loop
     while sum(wants) > free and max(wants) > 4:
@@ -99,7 +109,7 @@ def build_table(
     if not shown:
         table.caption = table.caption or "no invitations yet: call PEER"
     for row in shown:
-        words, style = row_state(row, now)
+        words, style = _state(row, now)
         ringing = is_ringing_here(row.state)
         table.add_row(
             short_id(row.id),
@@ -109,7 +119,7 @@ def build_table(
             row.content,
             row.channel_id,
             row.response,
-            _left(row.deadline, now) if row.live else "",
+            _left(row.deadline, now) if row.live and not row.waiting_for_peer else "",
             # The row that waits for us must be impossible to miss.
             style="bold black on yellow" if ringing else ("dim" if not row.live else None),
         )

@@ -46,7 +46,8 @@ def _extras(info: InvitationInfo, *, response: bool = False) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def invitation_event(ev: InvitationEvent) -> str:
+def invitation_event(ev: InvitationEvent, *, hints: bool = False) -> str:
+    """One line for ``ev``; ``hints`` adds what to type (only where someone types)."""
     info = ev.invitation
     sid = short_id(info.id)
     out = f"call {sid} to {info.callee}"
@@ -63,7 +64,8 @@ def invitation_event(ev: InvitationEvent) -> str:
         case LocalInvitationFailure(error=err):
             return f"{out}: FAILED, {error_words(err)} ({err.name})"
         case RemoteInvitationReceived():
-            return f"{inc}{_extras(info)}: RINGING, type accept or refuse"
+            hint = ", type accept or refuse" if hints else ""
+            return f"{inc}{_extras(info)}: RINGING{hint}"
         case RemoteInvitationAccepted():
             return f"{inc}: accepted, the call is on{_extras(info, response=True)}"
         case RemoteInvitationRefused():
@@ -101,8 +103,14 @@ def invitation_line(info: InvitationInfo) -> str:
     return f"{short_id(info.id)}  {arrow}  {info.peer}  {words}{extras} [{codes}]"
 
 
-def local_invitation_sent(info: InvitationInfo) -> str:
-    return f"call {short_id(info.id)} to {info.callee}: sent{_extras(info)}"
+def local_invitation_sent(
+    info: InvitationInfo, peer_online: bool | None = None, within: float | None = None
+) -> str:
+    line = f"call {short_id(info.id)} to {info.callee}: sent{_extras(info)}"
+    if peer_online is False:
+        window = f" within {within:g} s" if within is not None else ""
+        line += f"; {info.callee} is offline — it rings if {info.callee} logs in{window}"
+    return line
 
 
 _ALREADY = {

@@ -2,9 +2,10 @@
 
 What is checked: the table is drawn; an incoming call shows up (with a bell) while text is
 half-typed on the prompt, and the half-typed text survives; accept, refuse and cancel typed
-at the prompt change both sides; bad commands leave the prompt; quit, Ctrl-D and Ctrl-C
-cancel pending calls, log out and exit 0. Table words are lowercase ("refused", "canceled by
-caller") and the log's are not ("REFUSED"), so a match tells which one was drawn.
+at the prompt change both sides; bad commands leave the prompt; quit and Ctrl-D cancel
+pending calls, log out and exit 0 (Ctrl-C only clears the line, as in a shell). Table words
+are lowercase ("refused", "canceled by caller") and the log's are not ("REFUSED"), so a
+match tells which one was drawn.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def test_refuse_and_cancel_change_both_tables(phone) -> None:  # type: ignore[no
     alice.expect_exact("pty-alice2>")  # keys typed while no prompt runs are the tty's
     alice.sendcontrol("d")  # Ctrl-D on an empty line quits
     ends_cleanly(alice)
-    bob.sendcontrol("c")  # and so does Ctrl-C
+    bob.sendcontrol("c")  # Ctrl-C on an empty line says how to quit, like a shell
+    bob.expect("to quit, press Ctrl-D or type quit")
+    bob.send("quit\r")
     ends_cleanly(bob)
 
 

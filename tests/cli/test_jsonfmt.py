@@ -129,10 +129,12 @@ def test_failures_carry_error_name_and_code(
 
 
 def test_local_invitation_sent() -> None:
-    obj = jsonfmt.local_invitation_sent(local(L.SENT_TO_REMOTE))
-    assert list(obj) == INVITATION_KEYS
+    obj = jsonfmt.local_invitation_sent(local(L.SENT_TO_REMOTE), peer_online=False)
+    assert list(obj) == [*INVITATION_KEYS, "peer_online"]
     assert obj["event"] == "LocalInvitationSent"
     assert (obj["id"], obj["state"], obj["state_code"]) == ("inv1", "SENT_TO_REMOTE", 1)
+    assert obj["peer_online"] is False
+    assert jsonfmt.local_invitation_sent(local(L.SENT_TO_REMOTE))["peer_online"] is None
 
 
 def test_api_call_error_about_an_invitation() -> None:

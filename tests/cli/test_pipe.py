@@ -53,13 +53,14 @@ def test_accept_key_by_key(login, server_url: str) -> None:  # type: ignore[no-u
     alice.send(f"call {b} --content 'lunch at noon?' --channel room1")
 
     sent = alice.expect("LocalInvitationSent")
-    assert list(sent) == INVITATION_KEYS
+    assert list(sent) == [*INVITATION_KEYS, "peer_online"]
     inv = sent["id"]
     assert isinstance(inv, str) and inv
     assert sent == {
         "event": "LocalInvitationSent", "id": inv, "caller": a, "callee": b,
         "state": "SENT_TO_REMOTE", "state_code": 1,
         "content": "lunch at noon?", "channel_id": "room1", "response": "",
+        "peer_online": True,
     }  # fmt: skip
 
     got = bob.expect("RemoteInvitationReceived")
