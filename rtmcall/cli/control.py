@@ -127,8 +127,12 @@ class ControlSink:
 
     def __init__(self, primary: Sink, notice: Callable[[str], None] | None) -> None:
         self.primary = primary
-        self.notice = notice
+        #: The softphone's own log line for what a control client did (None: no log).
+        self.log = notice
         self.clients: set[_Client] = set()
+
+    def notice(self, message: str) -> None:
+        self.primary.notice(message)
 
     def __getattr__(self, name: str) -> Any:
         # Sink methods added later reach the softphone's own sink unchanged.
@@ -162,8 +166,8 @@ class ControlSink:
         if client is None:
             self.primary.api_error(exc, command, info, peer)
             return
-        if self.notice is not None:
-            self.notice(f"rtmcall {client.what}: {command} refused [{exc.code.name}]")
+        if self.log is not None:
+            self.log(f"rtmcall {client.what}: {command} refused [{exc.code.name}]")
         client.put(
             {
                 "op": "api_error",
@@ -180,8 +184,8 @@ class ControlSink:
         if client is None:
             self.primary.error(message)
             return
-        if self.notice is not None:
-            self.notice(f"rtmcall {client.what}: {message}")
+        if self.log is not None:
+            self.log(f"rtmcall {client.what}: {message}")
         client.put({"op": "error", "message": message})
 
     def lines(self, lines: Sequence[str]) -> None:

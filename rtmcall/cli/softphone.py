@@ -40,7 +40,7 @@ from .callfmt import MissedCalls
 from .commands import help_lines
 from .history import HistoryError, HistoryRecorder, warn_to_stderr
 from .rows import Row, short_id
-from .sinks import JsonSink, Sink
+from .sinks import JsonSink, Sink, TextSink
 
 if TYPE_CHECKING:
     from rtmcall.client import RtmClient
@@ -250,11 +250,15 @@ class Softphone:
             self.handle_event(ev)
 
     def _warn(self, line: str) -> None:
-        """One warning line (the history cannot be used): never on stdout in JSON mode."""
-        if isinstance(self.sink, JsonSink):
+        """One warning line (the history cannot be used): never on stdout in JSON mode, and
+        not a failed command line (pipe mode's exit status stays the commands')."""
+        sink = getattr(self.sink, "primary", self.sink)  # under a control socket's tee
+        if isinstance(sink, JsonSink):
             warn_to_stderr(line)
+        elif isinstance(sink, TextSink):
+            sink.write_error(line)
         else:
-            self.sink.error(line)
+            sink.error(line)
 
     def _missed(self, peers: list[str]) -> None:
         self.sink.event(MissedCalls(len(peers), tuple(dict.fromkeys(peers))))

@@ -60,7 +60,10 @@ async def test_a_missing_event_fails_with_the_step_and_the_actors_last_events() 
         "step 4 (alice: expect LocalInvitationAccepted c1 --within 2): none within 2 s; "
         "alice's last events: "
     )
-    assert "LocalInvitationRefused c1 (state=REFUSED_BY_REMOTE, response=busy)" in r.failure
+    assert (
+        "LocalInvitationRefused c1 (state=REFUSED_BY_REMOTE, reason=declined, response=busy)"
+        in r.failure
+    )
     assert r.failed_step == "4"
 
 
