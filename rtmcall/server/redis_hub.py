@@ -306,11 +306,16 @@ class RedisHub:
             return local.push_message(data)
         where = self._where.get(to)
         if where is None or not self._alive(where.node):
+            known = where
             try:
                 where = await self._lookup(to)
             except _REDIS_ERRORS as exc:
                 self._failed(exc)
-                return _FAILURE
+                if known is None:
+                    return _FAILURE
+                # Not heard from that node lately, but neither from Redis: a blip, most
+                # likely; the frame waits for Redis like any other.
+                where = known
             if where is None:
                 return _PEER_UNREACHABLE
         if where.node == self.node_id:
