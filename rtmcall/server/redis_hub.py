@@ -46,6 +46,7 @@ that still arrive for the session there. A session whose node died is lost (a fr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -62,7 +63,7 @@ from rtmcall.engine.frames import Presence, encode
 from . import handover
 from .config import ServerConfig
 from .hub import Health, HubUnavailable
-from .resp import RedisAddress, RedisConnection, ReplyError
+from .resp import RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
@@ -75,6 +76,8 @@ _CACHED = PeerMessageError.CACHED_BY_SERVER
 _PEER_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
 _FAILURE = PeerMessageError.FAILURE
 _REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
+#: How long one XREAD blocks in Redis (ms).
+_BLOCK_MS = 1000
 
 # Set the registration only if it is absent or still ours (its value starts with our
 # "node\tsession\t"); answer 0 when another session owns the user now.
@@ -139,6 +142,27 @@ class _Handover:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.session: Session | None = None
+
+
+class _PassEnd(trio.abc.Instrument):
+    """Calls the hub's flush once per scheduler pass, just before trio waits for I/O:
+    every record queued by the tasks that ran in the pass goes out in one write, and no
+    task switch is spent on it (a wake-up costs more than the write itself).
+
+    It must not make a task runnable (trio has computed its I/O timeout already): the
+    flush only writes to a socket; the rare follow-ups (a write that did not fit, an
+    error) are picked up by the hub's tasks within their next tick."""
+
+    def __init__(self, hub: RedisHub) -> None:
+        self.hub = hub
+
+    def before_io_wait(self, timeout: float) -> None:
+        hub = self.hub
+        if hub._out and not hub._retry:
+            try:
+                hub._flush()
+            except Exception:  # noqa: BLE001 - an instrument that raises is removed
+                log.exception("node %s: flush failed", hub.node_id)
 
 
 class RedisHub:
@@ -209,14 +233,25 @@ class RedisHub:
         self._settling: dict[str, PeerOnlineState | None] = {}
         #: Handovers this node is waiting for, by request id.
         self._handovers: dict[bytes, _Handover] = {}
+        self._read_failed = trio.Event()
+        self._read_error: BaseException | None = None
+        self._xread_head = b""
+        self._inbox_b = self._pstream_b = b""
+        #: RESP of "XADD <stream> MAXLEN ~ <n> * f", per stream (the hot command).
+        self._xadd_heads: dict[str, bytes] = {}
         self._config: ServerConfig | None = None
         # Writing: records queued per stream (insertion order), and entries sent but not
         # yet confirmed (sent again first, same seq, after a failure).
         self._out: dict[str, list[bytes]] = {}
-        self._unsent: list[tuple[str, bytes, bytes]] = []
+        #: Entries (stream, tag, body) whose write failed, to send again first.
+        self._retry: list[tuple[str, bytes, bytes]] = []
+        #: Entries written whose replies have not come yet.
+        self._inflight = 0
         self._seq = 0
-        self._flush_wanted = trio.Event()
-        self._flushed = trio.Event()
+        #: The flusher while it waits for something to flush.
+        self._flusher: trio.lowlevel.Task | None = None
+        #: Writes what was queued at the end of each scheduler pass (while running).
+        self._pass_end: _PassEnd | None = None
         #: trio time since when flushes fail (None: they don't).
         self._stalled_since: float | None = None
         # Reading: the last id handled per stream, the last seq seen per (stream, epoch).
@@ -443,10 +478,9 @@ class RedisHub:
     async def drain(self) -> None:
         """Wait until everything queued was written (or ``op_timeout`` passed)."""
         with trio.move_on_after(self.op_timeout):
-            while self._out or self._unsent:
+            while self._out or self._retry or self._inflight:
                 self._wake_flusher()
-                flushed = self._flushed = trio.Event()
-                await flushed.wait()
+                await trio.sleep(0.005)
 
     # --- background tasks -----------------------------------------------------------
 
@@ -457,6 +491,10 @@ class RedisHub:
             self._nursery = nursery
             await nursery.start(self._read_loop)
             nursery.start_soon(self._flush_loop)
+            self._pass_end = _PassEnd(self)
+            trio.lowlevel.add_instrument(self._pass_end)
+            nursery.start_soon(self._remove_instrument)
+            nursery.start_soon(self._watchdog)
             nursery.start_soon(self._refresh_loop)
             nursery.start_soon(self._poll_loop)
             task_status.started()
@@ -481,43 +519,74 @@ class RedisHub:
         self._listening = True
         task_status.started()
         reader = self._reader_conn
-        block_ms = 1000
+        # XREAD's constant part, encoded once (only the two ids change).
+        self._xread_head = b"*10\r\n" + b"".join(
+            bulk(x)
+            for x in (b"XREAD", b"COUNT", b"%d" % self.read_count, b"BLOCK",
+                      b"%d" % _BLOCK_MS, b"STREAMS", inbox, pstream)
+        )  # fmt: skip
+        self._inbox_b, self._pstream_b = inbox, pstream
         backoff = 0.05
         while True:
+            # Each read's reply is handled in the connection's reader task, which sends the
+            # next read at once (one wake-up per batch of entries); this task only waits
+            # for a failure. No timeout per read (a cancel scope each costs): the watchdog
+            # resets a connection that stays silent too long, which fails the read.
+            failed = self._read_failed = trio.Event()
             try:
-                with trio.fail_after(block_ms / 1000 + self.op_timeout):
-                    reply = await reader.call(
-                        "XREAD", "COUNT", self.read_count, "BLOCK", block_ms, "STREAMS",
-                        inbox, pstream, self._last_id[inbox], self._last_id[pstream],
-                    )  # fmt: skip
+                if not reader.connected:
+                    with trio.fail_after(self.op_timeout):
+                        await reader.connect()
+                self._issue_read()
             except _REDIS_ERRORS as exc:
-                if self._listening:
-                    log.warning("node %s: reading the inbox failed: %r", self.node_id, exc)
-                self._listening = False
+                self._read_error = exc
+                failed.set()
+            await failed.wait()
+            exc = self._read_error
+            if self._listening:
+                log.warning("node %s: reading the inbox failed: %r", self.node_id, exc)
+            self._listening = False
+            if exc is not None:
                 self._failed(exc)
-                reader.reset()  # a new connection; we go on from the last id handled
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
+            reader.reset()  # a new connection; we go on from the last id handled
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _issue_read(self) -> None:
+        ids = bulk(self._last_id[self._inbox_b]) + bulk(self._last_id[self._pstream_b])
+        self._reader_conn.send_encoded(self._xread_head + ids, 1, self._on_read)
+
+    def _on_read(self, result: Any) -> None:
+        """An XREAD's reply (in the reader connection's task): handle it, read again."""
+        reply = result if isinstance(result, BaseException) else result[0]
+        if isinstance(reply, BaseException):
+            self._read_error = reply
+            self._read_failed.set()
+            return
+        try:
             if not self._listening:
                 log.info("node %s: reading the inbox again", self.node_id)
                 self._listening = True
-                backoff = 0.05
                 if self._nursery is not None:
                     self._nursery.start_soon(self._poll_presence)
             self.reads += 1
-            if reply is None:
-                continue
-            for stream, entries in reply:
+            inbox = self._inbox_b
+            for stream, entries in reply or ():
                 for entry_id, fields in entries:
                     self.entries_read += 1
                     try:
-                        await self._on_entry(stream, fields, stream == inbox)
+                        self._on_entry(stream, fields, stream == inbox)
                     except Exception:  # noqa: BLE001 - one bad entry must not stop the reader
                         log.exception("node %s: bad stream entry %r", self.node_id, entry_id)
                     self._last_id[stream] = entry_id
+        finally:
+            try:
+                self._issue_read()
+            except _REDIS_ERRORS as exc:
+                self._read_error = exc
+                self._read_failed.set()
 
-    async def _on_entry(self, stream: bytes, fields: list[bytes], inbox: bool) -> None:
+    def _on_entry(self, stream: bytes, fields: list[bytes], inbox: bool) -> None:
         tag = body = b""
         for i in range(0, len(fields) - 1, 2):
             if fields[i] == b"f":
@@ -533,11 +602,11 @@ class RedisHub:
         self._seen[key] = seq
         for record in body.split(b"\n"):
             if inbox:
-                await self._on_inbox(record)
+                self._on_inbox(record)
             else:
                 self._on_presence(record)
 
-    async def _on_inbox(self, record: bytes) -> None:
+    def _on_inbox(self, record: bytes) -> None:
         op, _, rest = record.partition(b"\t")
         if op == b"D" or op == b"F":
             user_b, sid, frame = rest.split(b"\t", 2)
@@ -551,7 +620,8 @@ class RedisHub:
             elif session is not None and not session.ended:
                 session.push_message(frame)  # the user logged in here again meanwhile
             elif op == b"D":
-                await self._forward(user_b, frame)
+                assert self._nursery is not None
+                self._nursery.start_soon(self._forward, user_b, frame)
             else:
                 self.dropped += 1
         elif op == b"K":
@@ -645,57 +715,130 @@ class RedisHub:
         self._push_presence(user, state)
 
     async def _flush_loop(self) -> None:
+        """Connect and write again after a failure (the normal path is :meth:`_flush`,
+        called by :class:`_PassEnd` at the end of every scheduler pass)."""
         backoff = 0.05
+        redis = self.redis
         while True:
-            if not self._out and not self._unsent:
-                self._flushed.set()
-                await self._flush_wanted.wait()
-                self._flush_wanted = trio.Event()
-            # What queued up in this scheduler pass goes out in one pipeline, after what
-            # failed before (same seq: receivers skip what did arrive).
-            unsent = self._unsent
-            for stream, records in self._out.items():
-                self._seq += 1
-                unsent.append((stream, b"%s:%d" % (self.epoch.encode(), self._seq),
-                               b"\n".join(records)))  # fmt: skip
-            self._out = {}
-            if not unsent:
-                continue
-            commands = [
-                ("XADD", stream, "MAXLEN", "~", self.inbox_len, "*", "f", tag, "b", body)
-                for stream, tag, body in unsent
-            ]
-            try:
-                with trio.fail_after(self.op_timeout):
-                    replies = await self.redis.pipeline(commands)
-            except _REDIS_ERRORS as exc:
-                self._failed(exc)
-                if self.redis.unanswered_for() >= 2 * self.op_timeout:
-                    self.redis.reset()  # dead, not slow (a paused Redis answers later)
-                now = trio.current_time()
-                if self._stalled_since is None:
-                    self._stalled_since = now
-                    log.warning("node %s: cannot write to redis, holding: %r", self.node_id, exc)
-                elif now - self._stalled_since > self.hold:
-                    lost = sum(body.count(b"\n") + 1 for _, _, body in unsent)
+            if not self._retry and (redis.connected or not self._out):
+                self._flusher = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort_flusher_wait)
+            if self._retry:
+                if self._stalled():
+                    lost = sum(body.count(b"\n") + 1 for _, _, body in self._retry)
                     self.dropped += lost
                     log.error("node %s: redis unreachable for %g s, %d queued frames dropped",
                               self.node_id, self.hold, lost)  # fmt: skip
-                    unsent.clear()
+                    self._retry = []
+                    continue
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 0.5)
-                continue
-            backoff = 0.05
-            self.flushes += 1
-            self.entries_written += len(commands)
-            for reply in replies:
-                if isinstance(reply, ReplyError):
-                    log.error("node %s: redis refused a write: %s", self.node_id, reply)
-            unsent.clear()
-            if self._stalled_since is not None:
-                log.info("node %s: writing to redis again", self.node_id)
-                self._stalled_since = None
-            self._ok()
+            if not redis.connected:
+                try:
+                    with trio.fail_after(self.op_timeout):
+                        await redis.connect()
+                except _REDIS_ERRORS as exc:
+                    self._write_failed(exc)
+                    # (what is queued stays queued: it is tried again after the backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 0.5)
+                    continue
+            if self._flush():
+                backoff = 0.05
+
+    def _flush(self) -> bool:
+        """Write what was queued (after what failed before, with the same seq: receivers
+        skip what did arrive) as one XADD per stream, in one write, without waiting for
+        the replies (they come to :meth:`_written`). Synchronous: no task switch."""
+        redis = self.redis
+        if not redis.connected:
+            self._wake_flusher()
+            return False
+        entries, self._retry = self._retry, []
+        epoch = self.epoch.encode()
+        for stream, records in self._out.items():
+            self._seq += 1
+            entries.append((stream, b"%s:%d" % (epoch, self._seq), b"\n".join(records)))
+        self._out = {}
+        if not entries:
+            return True
+        data = bytearray()
+        heads = self._xadd_heads
+        for stream, tag, body in entries:
+            head = heads.get(stream)
+            if head is None:
+                head = heads[stream] = b"*10\r\n" + b"".join(
+                    bulk(x)
+                    for x in (b"XADD", stream.encode(), b"MAXLEN", b"~",
+                              b"%d" % self.inbox_len, b"*", b"f")
+                )  # fmt: skip
+                if len(heads) > 10_000:
+                    heads.clear()
+            data += head
+            data += b"$%d\r\n%s\r\n$1\r\nb\r\n$%d\r\n%s\r\n" % (len(tag), tag, len(body), body)
+        self._inflight += len(entries)
+        try:
+            redis.send_encoded(
+                data, len(entries), lambda result, e=entries: self._written(e, result)
+            )
+        except _REDIS_ERRORS as exc:
+            self._written(entries, exc)
+            return False
+        self.flushes += 1
+        self.entries_written += len(entries)
+        return True
+
+    async def _remove_instrument(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if self._pass_end is not None:
+                with contextlib.suppress(KeyError):
+                    trio.lowlevel.remove_instrument(self._pass_end)
+                self._pass_end = None
+
+    def _abort_flusher_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._flusher = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _written(self, entries: list[tuple[str, bytes, bytes]], result: Any) -> None:
+        """The replies of one flush (or the error that lost them)."""
+        self._inflight -= len(entries)
+        if isinstance(result, BaseException):
+            # Sent again first (the connection broke: some may have been applied, and the
+            # receivers skip those by seq).
+            self._retry.extend(entries)
+            self._write_failed(result)
+            self._wake_flusher()
+            return
+        for reply in result:
+            if isinstance(reply, ReplyError):
+                self.dropped += 1
+                log.error("node %s: redis refused a write: %s", self.node_id, reply)
+        if self._stalled_since is not None:
+            log.info("node %s: writing to redis again", self.node_id)
+            self._stalled_since = None
+        self._ok()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        self._failed(exc)
+        if self._stalled_since is None:
+            self._stalled_since = trio.current_time()
+            log.warning("node %s: cannot write to redis, holding: %r", self.node_id, exc)
+
+    async def _watchdog(self) -> None:
+        """Reset a connection that has left a command unanswered too long: dead, not
+        slow (a paused Redis that runs again within the limit answers everything)."""
+        limit = 2 * self.op_timeout
+        while True:
+            await trio.sleep(min(0.1, self.op_timeout / 2))
+            self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
+            if self.redis.unanswered_for() > limit:
+                log.warning("node %s: no answer from redis for %g s, reconnecting",
+                            self.node_id, limit)  # fmt: skip
+                self.redis.reset()
+            if self._reader_conn.unanswered_for() > limit + _BLOCK_MS / 1000:
+                self._reader_conn.reset()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -759,17 +902,21 @@ class RedisHub:
     # --- helpers --------------------------------------------------------------------
 
     def _queue(self, stream: str, record: bytes) -> None:
+        """Queue one record: written at the end of this scheduler pass (``_PassEnd``),
+        with everything else queued in it."""
         records = self._out.get(stream)
         if records is None:
             self._out[stream] = [record]
         else:
             records.append(record)
-        self._wake_flusher()
+        if self._retry or not self.redis.connected or self._pass_end is None:
+            self._wake_flusher()
 
     def _wake_flusher(self) -> None:
-        wanted = self._flush_wanted
-        if not wanted.is_set():
-            wanted.set()
+        task = self._flusher
+        if task is not None:
+            self._flusher = None
+            trio.lowlevel.reschedule(task)
 
     def _stalled(self) -> bool:
         since = self._stalled_since
@@ -893,7 +1040,9 @@ async def open_redis_hub(
     node_id = node_id or secrets.token_hex(4)
     problem: str | None = None
     async with (
-        RedisConnection(address, name=f"rtmcall-{node_id}", connect_timeout=op_timeout) as cmd,
+        RedisConnection(
+            address, name=f"rtmcall-{node_id}", connect_timeout=op_timeout, lazy=True
+        ) as cmd,
         RedisConnection(address, name=f"rtmcall-{node_id}-r", connect_timeout=op_timeout) as rd,
     ):
         try:
