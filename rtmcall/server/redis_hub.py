@@ -235,6 +235,8 @@ class RedisHub:
         self._handovers: dict[bytes, _Handover] = {}
         self._read_failed = trio.Event()
         self._read_error: BaseException | None = None
+        #: trio time since when the inbox has been read without a failure.
+        self._reading_since = 0.0
         self._xread_head = b""
         self._inbox_b = self._pstream_b = b""
         #: RESP of "XADD <stream> MAXLEN ~ <n> * f", per stream (the hot command).
@@ -355,6 +357,8 @@ class RedisHub:
                 return _PEER_UNREACHABLE
         if where.node == self.node_id:
             return _PEER_UNREACHABLE  # stale: not here any more
+        if self._gone(where.node):
+            return _PEER_UNREACHABLE  # that node died; its registrations will expire
         if self._stalled():
             return _FAILURE
         self._queue(self._inbox_of(where.node), b"D\t%s\t%s\t%s" % (to.encode(), where.sid, data))
@@ -517,6 +521,7 @@ class RedisHub:
                 raise HubUnavailable(f"cannot read the node's inbox: {tail}")
             self._last_id[stream] = tail[0][0] if tail else b"0-0"
         self._listening = True
+        self._reading_since = trio.current_time()
         task_status.started()
         reader = self._reader_conn
         # XREAD's constant part, encoded once (only the two ids change).
@@ -567,6 +572,7 @@ class RedisHub:
             if not self._listening:
                 log.info("node %s: reading the inbox again", self.node_id)
                 self._listening = True
+                self._reading_since = trio.current_time()
                 if self._nursery is not None:
                     self._nursery.start_soon(self._poll_presence)
             self.reads += 1
@@ -921,6 +927,15 @@ class RedisHub:
     def _stalled(self) -> bool:
         since = self._stalled_since
         return since is not None and trio.current_time() - since > self.hold
+
+    def _gone(self, node: str) -> bool:
+        """Dead: two of ``node``'s heartbeats missed while ours came back through the
+        stream (so our reading works: during a blip, nobody is judged)."""
+        me = self._heard.get(self.node_id)
+        if me is None or not self._listening:
+            return False
+        heard = max(self._heard.get(node, self._reading_since), self._reading_since)
+        return me - heard > self.presence_ttl * 0.7
 
     def _alive(self, node: str) -> bool:
         heard = self._heard.get(node)
