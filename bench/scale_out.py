@@ -90,7 +90,10 @@ def node(
         cmd += ["--redis", redis]
     if profile:
         cmd += ["--profile", profile]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    # (Run in ``src``: ``python -m`` puts the working directory first on sys.path.)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=src
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().split()

@@ -15,19 +15,29 @@ hub knows which one it talks to. What lives where:
   a directory of where every user is (``_where``) and which nodes are alive.
 
 Routing a peer message to another node costs no Redis round trip of its own: the node
-looks the receiver up in its directory (a GET only on a miss), answers the sender at once
-and queues the frame; one flusher task sends everything queued in a scheduler pass as one
-XADD per receiving node, in one pipeline (while that round trip is in flight the next batch
-collects). Each node reads its inbox and the presence stream with one blocking XREAD, up to
-``read_count`` entries a time.
+looks the receiver up in its directory (a GET only on a miss, or when that node has not
+been heard from for a TTL), answers the sender at once and queues the frame. At the end of
+each trio scheduler pass (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever
+the pass queued is written as one XADD per receiving stream, in one ``send``, without a
+task switch and without waiting for the replies (they are read lazily, by the watchdog's
+tick or with the next reply a task waits for). Each node reads its inbox and the presence
+stream with one blocking XREAD (up to ``read_count`` entries); its reply is handled in the
+connection's reader task, which sends the next XREAD at once. A wake-up costs more than a
+Redis command on a small machine, so the design counts wake-ups: one per batch of
+received entries, none per sent one (``bench/README.md``, "Scale-out").
+
+Counters for metrics: ``flushes``, ``entries_written``, ``reads``, ``entries_read``,
+``duplicates``, ``dropped``, ``handovers_in``/``handovers_out`` here, ``commands_sent`` and
+``connects`` on each :class:`~.resp.RedisConnection`.
 
 Nothing is lost on a blip:
 
 * **Reading**: the reader keeps the id of the last entry it handled and asks for what comes
   after it, so entries written while its connection was down (a paused Redis, a cut
   connection) are read when it is back, in order, once.
-* **Writing**: a flush that failed (or timed out: it may still have been applied) is sent
-  again, before anything newer, until Redis takes it. Every entry carries
+* **Writing**: a flush whose connection broke before its replies came (it may have been
+  applied) is sent again, before anything newer, until Redis takes it; the watchdog
+  resets a connection that leaves a command unanswered for ``2 * op_timeout``. Every entry carries
   ``{epoch}:{seq}`` (the sending process, a counter), and a receiver skips entries whose seq
   it has seen from that sender, so a resent entry is not delivered twice.
 * After ``hold`` seconds without Redis, the queue is dropped (counted in ``dropped``) and
