@@ -276,3 +276,36 @@ async def test_a_callee_behind_a_balancer_resumes_on_another_node_and_the_call_c
                 await bob.wait("RemoteInvitationAccepted", inv.id)
                 assert inv.state is LS.ACCEPTED_BY_REMOTE
             nursery.cancel_scope.cancel()
+
+
+async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
+    shared_redis: RedisProcess,
+) -> None:
+    import subprocess
+    import sys
+
+    async with cluster(shared_redis.url, 1, op_timeout=0.5) as [(a, ha)]:
+        prefix = ha.prefix
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+            [sys.executable, "-m", "tests.redis.node", "--redis", shared_redis.url,
+             "--node-id", "doomed", "--ttl", str(TTL), "--prefix", prefix],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            url = (await trio.to_thread.run_sync(proc.stdout.readline)).strip()
+            async with open_websocket_url(url) as wd:
+                sid = (await login(wd, "bob"))["session"]
+                proc.kill()
+                await trio.to_thread.run_sync(proc.wait)
+            start = trio.current_time()
+            async with open_websocket_url(a.url) as wa:
+                ok = await login(wa, "bob", resume=sid)
+                # Nobody could hand the session over: a new one, told as such, at once.
+                assert ok.get("resumed", False) is False and ok["session"] != sid
+                assert trio.current_time() - start < 0.5 + 1.0
+                assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.ONLINE}
+        finally:
+            proc.kill()
+            proc.wait()
