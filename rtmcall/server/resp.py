@@ -2,9 +2,9 @@
 
 Why not coredis on the hot path: measured here (``bench/redis_client.py``), a coredis
 command costs ~200 µs of client CPU (argument validation, typing layers, anyio streams),
-one of this client's ~40 µs, and a command written in a batch without waiting ~2 µs. The hub needs a handful of commands (XADD, XREAD, GET, MGET,
-EVALSHA/EVAL, PEXPIRE, PING), sent in batches, so it speaks RESP itself, as cheaply as
-trio allows:
+one of this client's ~40 µs, and a command written in a batch without waiting ~2 µs.
+The hub needs a handful of commands (XADD, XREAD, GET, MGET, EVALSHA/EVAL, PEXPIRE,
+PING), sent in batches, so it speaks RESP itself, as cheaply as trio allows:
 
 * a plain TCP connection is a non-blocking socket used directly: a command is written by
   ``socket.send`` at once, without a task switch (only a write that does not fit in the
