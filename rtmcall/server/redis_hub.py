@@ -485,8 +485,27 @@ class RedisHub:
         return session
 
     async def aclose(self) -> None:
-        for session in list(self._local.values()):
-            await self.unregister(session)
+        """Release every local registration (one pipeline) and tell the others the users
+        went OFFLINE, then write what is queued."""
+        sessions = list(self._local.values())
+        for session in sessions:
+            self._drop_watches(session)
+        self._local.clear()
+        commands = [
+            self._release.command([self._key(s.user)], [self._prefix_of(s)]) for s in sessions
+        ]
+        replies: list[Any] = []
+        try:
+            with trio.fail_after(self.op_timeout):
+                replies = await self.redis.pipeline(commands)
+                if any(isinstance(r, ReplyError) for r in replies):
+                    await self.redis.call("SCRIPT", "LOAD", self._release.text)
+                    replies = await self.redis.pipeline(commands)
+        except _REDIS_ERRORS as exc:
+            self._failed(exc)  # the keys expire by themselves within the TTL
+        for session, released in zip(sessions, replies, strict=False):
+            if released == 1:
+                self._announce(session.user, _OFFLINE, session.id.encode())
         await self.drain()
 
     async def drain(self) -> None:
