@@ -137,6 +137,8 @@ async def run_load(url: str, args: argparse.Namespace, pair: Any = None) -> dict
     stop = trio.Event()
     done = [0]
     cpu0 = cpu1 = None
+    by0: dict[int, float] = {}
+    by1: dict[int, float] = {}
     with trio.move_on_after(args.duration + args.warmup + 60) as overall:
         async with trio.open_nursery() as nursery:
             for i in range(args.pairs):
@@ -148,18 +150,18 @@ async def run_load(url: str, args: argparse.Namespace, pair: Any = None) -> dict
             await trio.sleep(0.3)
             go.set()
             await trio.sleep(args.warmup)
-            cpu0 = _cpu_seconds(args.server_pid)
+            cpu0, by0 = _cpu(args)
             tally.window_start = time.perf_counter()
             if args.calls is None:
                 await trio.sleep(args.duration)
                 tally.close_window()
-                cpu1 = _cpu_seconds(args.server_pid)
+                cpu1, by1 = _cpu(args)
                 stop.set()
             with trio.move_on_after(30):
                 while done[0] < args.pairs or tally.callee_done < tally.placed:  # noqa: ASYNC110
                     await trio.sleep(0.005)
             if cpu1 is None:
-                cpu1 = _cpu_seconds(args.server_pid)
+                cpu1, by1 = _cpu(args)
             nursery.cancel_scope.cancel()
     if overall.cancelled_caught:
         tally.error("run did not finish in time")
@@ -177,8 +179,19 @@ async def run_load(url: str, args: argparse.Namespace, pair: Any = None) -> dict
         "errors": dict(tally.errors),
         "server_cpu_s": cpu,
         "server_cpu_us_per_op": cpu / tally.handshakes * 1e6 if cpu and tally.handshakes else None,
+        # Each measured process's share (--server-pid, then every --also-pid).
+        "server_cpu_s_by_pid": {p: by1[p] - by0[p] for p in by0} if cpu is not None else None,
         "server_rss": _rss(args.server_pid),
     }
+
+
+def _cpu(args: argparse.Namespace) -> tuple[float | None, dict[int, float]]:
+    """CPU seconds of the measured server processes, total and by pid."""
+    pids = ([args.server_pid] if args.server_pid else []) + list(args.also_pid or ())
+    if not pids:
+        return None, {}
+    by = {pid: _cpu_seconds(pid) or 0.0 for pid in pids}
+    return sum(by.values()), by
 
 
 def _stats(values: list[float]) -> dict:
@@ -228,6 +241,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server-pid", type=int, default=None)
+    parser.add_argument(
+        "--also-pid", type=int, action="append", help="more server processes (Redis, nodes)"
+    )
+    parser.add_argument("--callee-url", default=None, help="lean_rtmcall.py: callees' node")
+    parser.add_argument(
+        "--odd-pairs-url", default=None, help="lean_rtmcall.py: odd pairs (both) on this node"
+    )
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--ping", type=float, default=0.0, help="idle users: ping every S")
     parser.add_argument("--prefix", default=f"lean{random.randrange(10**6)}")

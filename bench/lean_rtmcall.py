@@ -157,7 +157,10 @@ async def _pair(
     done: list[int],
 ) -> None:
     caller, callee = f"{args.prefix}-c{i}", f"{args.prefix}-e{i}"
-    async with open_websocket_url(url) as cws, open_websocket_url(url) as ews:
+    callee_url = args.callee_url or url  # another node: every message crosses Redis
+    if args.odd_pairs_url and i % 2:
+        url = callee_url = args.odd_pairs_url  # both of this pair on that node
+    async with open_websocket_url(url) as cws, open_websocket_url(callee_url) as ews:
         heartbeat = await _login(ews, callee)
         await _login(cws, caller)
         tally.logged_in += 2

@@ -147,6 +147,14 @@ def server(
     shutdown_grace: Annotated[
         float, typer.Option(metavar="S", min=0, help="Time clients get to close on Ctrl-C.")
     ] = 2.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            help="With --redis: run N node processes on the port (SO_REUSEPORT), supervised.",
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines.")] = False,
 ) -> None:
@@ -163,6 +171,7 @@ def server(
       rtmcall server --port 0                      # a free port; the URL is printed
       rtmcall server --host 0.0.0.0 --secret-file /etc/rtmcall.key --cert c.pem --key k.pem
       rtmcall server --redis redis://localhost:6379 --node-id a
+      rtmcall server --redis redis://localhost:6379 --workers 4   # every core of the host
     """
     from .serverrun import ServerOptions, run_server
 
@@ -210,6 +219,10 @@ def server(
             "shutdown_grace": shutdown_grace,
         },
     )
+    if workers > 1:
+        from rtmcall.server.workers import run_workers
+
+        raise typer.Exit(run_workers(options, workers))
     raise typer.Exit(run_server(options))
 
 

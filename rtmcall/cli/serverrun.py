@@ -45,6 +45,8 @@ class ServerOptions:
     node_id: str | None = None
     presence_ttl: float = 30.0
     log_level: str = "INFO"
+    #: Share the port with other processes (SO_REUSEPORT): set for ``--workers`` workers.
+    reuse_port: bool = False
     #: ServerConfig fields by name.
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -119,6 +121,7 @@ async def _serve(opts: ServerOptions) -> int:
                         hub=hub,
                         ssl_context=ctx,
                         config=config,
+                        reuse_port=opts.reuse_port,
                     )
                 )
             except OSError as exc:

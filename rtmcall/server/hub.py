@@ -27,6 +27,7 @@ from typing import Protocol
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
+from .config import ServerConfig
 from .session import Session
 
 _OFFLINE = PeerOnlineState.OFFLINE
@@ -73,6 +74,11 @@ class Hub(Protocol):
         ...
 
     async def unsubscribe(self, session: Session, users: list[str]) -> None: ...
+
+    async def adopt(self, user: str, session_id: str, config: ServerConfig) -> Session | None:
+        """Resume on any node: the session ``session_id`` of ``user`` that another node
+        holds, handed over to this one (detached, registered here), or None."""
+        ...
 
     async def health(self) -> Health: ...
 
@@ -147,6 +153,9 @@ class MemoryHub:
                     watchers.discard(session)
                     if not watchers:
                         del self._watchers[user]
+
+    async def adopt(self, user: str, session_id: str, config: ServerConfig) -> Session | None:
+        return None  # one process: every session of it is in ``Server.sessions``
 
     async def health(self) -> Health:
         return Health(True, f"memory hub: {len(self._sessions)} sessions")

@@ -114,14 +114,22 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
     deadline = None if expires_in is None else trio.current_time() + expires_in
 
     session = server.sessions.get(login.resume) if login.resume else None
+    adopted = False
+    if session is None and login.resume:
+        # Resume on any node: a shared hub may hand the session over from its node.
+        session = await server.hub.adopt(user, login.resume, config)
+        if session is not None:
+            adopted = True
+            server.add_session(session)
     if session is not None and session.user == user and not session.ended:
         previous = session.link
         if previous is not None:
             previous.cut("superseded")
         session.attach(conn)
         conn.session = session
-        if login.ack is not None:
-            session.replay(login.ack)
+        if login.ack is not None or adopted:
+            # (An adopted session queued none of its unacknowledged frames yet.)
+            session.replay(login.ack or 0)
         session.set_token_deadline(deadline)
         ok = LoginOk(
             user=user,

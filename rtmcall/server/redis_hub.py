@@ -5,51 +5,89 @@ hub knows which one it talks to. What lives where:
 
 * ``{prefix}:u:{user}`` — the user's registration, ``"{node}\\t{session}\\t{state}"``, with a
   TTL of ``presence_ttl`` seconds. Every node refreshes its own users' keys every
-  ``presence_ttl / 3``; a node that dies stops refreshing and its users go OFFLINE on their
-  own within the TTL.
-* ``{prefix}:n:{node}`` — a node's inbox channel: ``D`` (deliver a frame to one of my
-  sessions) and ``K`` (kick one of my sessions: the user logged in elsewhere).
-* ``{prefix}:presence`` — every presence change, ``"{state}\\t{user}"``, for the nodes whose
-  sessions watch that user.
+  ``presence_ttl / 3`` (one pipeline for all of them); a node that dies stops refreshing
+  and its users go OFFLINE on their own within the TTL.
+* ``{prefix}:in:{node}`` — a node's **inbox**, a Redis Stream (bounded: ``MAXLEN ~
+  inbox_len``): deliver a frame to one of my sessions, kick one, hand one over to another
+  node, a handed-over session's state.
+* ``{prefix}:ps`` — the **presence stream**: every registration change, with the node and
+  session the user is on now, and every node's heartbeat. Every node reads it, so each keeps
+  a directory of where every user is (``_where``) and which nodes are alive.
 
-Redis pub/sub is at-most-once: a frame published while the receiving node's subscription is
-down is lost, and so is a presence change. Nothing waits on either forever:
+Routing a peer message to another node costs no Redis round trip of its own: the node
+looks the receiver up in its directory (a GET only on a miss, or when that node has not
+been heard from for a TTL), answers the sender at once and queues the frame. At the end of
+each trio scheduler pass (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever
+the pass queued is written as one XADD per receiving stream, in one ``send``, without a
+task switch and without waiting for the replies (they are read lazily, by the watchdog's
+tick or with the next reply a task waits for). Each node reads its inbox and the presence
+stream with one blocking XREAD (up to ``read_count`` entries); its reply is handled in the
+connection's reader task, which sends the next XREAD at once. A wake-up costs more than a
+Redis command on a small machine, so the design counts wake-ups: one per batch of
+received entries, none per sent one (``bench/README.md``, "Scale-out").
 
-* a lost peer message is an invitation frame whose sender is running a timer for the answer
-  (no-ACK, lifetime, confirm, cancel windows in ``rtmcall/engine``); the timer ends the
-  invitation on both sides, so no invitation waits forever;
-* a lost presence change is caught by :meth:`RedisHub._poll_presence`, which re-reads the
-  registration of every watched remote user every ``poll_interval`` and pushes differences.
+Counters for metrics: ``flushes``, ``entries_written``, ``reads``, ``entries_read``,
+``duplicates``, ``dropped``, ``handovers_in``/``handovers_out`` here, ``commands_sent`` and
+``connects`` on each :class:`~.resp.RedisConnection`.
 
-When Redis is slow or gone, every operation gives up after ``op_timeout``: ``deliver``
-answers FAILURE (the sender gets an explicit error, never silence), ``register`` raises
-:class:`HubUnavailable` (the login is refused), and :meth:`health` reports the node
-unhealthy until Redis answers again. The refresh loop then re-registers every local user and
-the pub/sub listener re-subscribes.
+Nothing is lost on a blip:
+
+* **Reading**: the reader keeps the id of the last entry it handled and asks for what comes
+  after it, so entries written while its connection was down (a paused Redis, a cut
+  connection) are read when it is back, in order, once.
+* **Writing**: a flush whose connection broke before its replies came (it may have been
+  applied) is sent again, before anything newer, until Redis takes it; the watchdog
+  resets a connection that leaves a command unanswered for ``2 * op_timeout``. Every entry carries
+  ``{epoch}:{seq}`` (the sending process, a counter), and a receiver skips entries whose seq
+  it has seen from that sender, so a resent entry is not delivered twice.
+* After ``hold`` seconds without Redis, the queue is dropped (counted in ``dropped``) and
+  sends answer FAILURE until Redis is back, so nothing waits forever.
+
+What a Redis *restart* without persistence loses (see README): entries not yet read, the
+registrations (re-created by the next refresh, within ``presence_ttl / 3``) and the
+streams' history; sessions themselves live in the nodes and survive.
+
+Resume on any node: a Login with ``resume=<session>`` that reaches a node that does not
+hold the session calls :meth:`RedisHub.adopt`, which asks the node holding it (from the
+registration) to hand it over: that node ends its copy without telling anyone it went
+offline, sends the state (:mod:`.handover`) into the new node's inbox and forwards frames
+that still arrive for the session there. A session whose node died is lost (a fresh login).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
-import coredis
-import coredis.exceptions
+import msgspec
 import trio
 
-from rtmcall._exc import first_leaf
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
+from . import handover
+from .config import ServerConfig
 from .hub import Health, HubUnavailable
+from .resp import RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
 
 _OFFLINE = PeerOnlineState.OFFLINE
-_REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, trio.TooSlowError, ConnectionError)
+_ONLINE = PeerOnlineState.ONLINE
+_UNREACHABLE_STATE = PeerOnlineState.UNREACHABLE
+_OK = PeerMessageError.OK
+_CACHED = PeerMessageError.CACHED_BY_SERVER
+_PEER_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
+_FAILURE = PeerMessageError.FAILURE
+_REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
+#: How long one XREAD blocks in Redis (ms).
+_BLOCK_MS = 1000
 
 # Set the registration only if it is absent or still ours (its value starts with our
 # "node\tsession\t"); answer 0 when another session owns the user now.
@@ -78,64 +116,187 @@ return 0
 """
 
 
+class _Script:
+    """A Lua script run by EVALSHA (EVAL when Redis has not seen it yet)."""
+
+    def __init__(self, text: str) -> None:
+        import hashlib
+
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    def command(self, keys: list[Any], args: list[Any]) -> tuple[Any, ...]:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def __call__(self, redis: RedisConnection, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return await redis.call(*self.command(keys, args))
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await redis.call("EVAL", self.text, len(keys), *keys, *args)
+
+
+@dataclass(slots=True)
+class _Where:
+    """Where a user is, as this node last heard."""
+
+    node: str
+    sid: bytes
+    state: PeerOnlineState
+
+
+class _Handover:
+    __slots__ = ("event", "session")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.session: Session | None = None
+
+
+class _PassEnd(trio.abc.Instrument):
+    """Calls the hub's flush once per scheduler pass, just before trio waits for I/O:
+    every record queued by the tasks that ran in the pass goes out in one write, and no
+    task switch is spent on it (a wake-up costs more than the write itself).
+
+    It must not make a task runnable (trio has computed its I/O timeout already): the
+    flush only writes to a socket; the rare follow-ups (a write that did not fit, an
+    error) are picked up by the hub's tasks within their next tick."""
+
+    def __init__(self, hub: RedisHub) -> None:
+        self.hub = hub
+
+    def before_io_wait(self, timeout: float) -> None:
+        hub = self.hub
+        if hub._out and not hub._retry:
+            try:
+                hub._flush()
+            except Exception:  # noqa: BLE001 - an instrument that raises is removed
+                log.exception("node %s: flush failed", hub.node_id)
+
+
 class RedisHub:
     """Presence and routing for one node of several, through Redis.
 
     Create it with :func:`open_redis_hub`, which runs its background tasks.
 
     Args:
-      redis: a coredis client (bytes responses).
+      redis: the connection for commands (pipelined).
+      reader: a second connection, for the blocking XREAD of the inbox.
       node_id: this node's name, unique among the nodes; random by default.
       presence_ttl: registration TTL in seconds (at most 60).
       poll_interval: how often watched remote users' registrations are re-read.
       op_timeout: a Redis operation slower than this counts as a failure.
-      prefix: key and channel prefix, to share a Redis between deployments.
+      prefix: key prefix, to share a Redis between deployments.
+      inbox_len: about how many entries a node's inbox keeps (MAXLEN ~).
+      hold: how long (s) queued frames wait for an unreachable Redis before they are
+        dropped and sends answer FAILURE.
+      read_count: most stream entries read at once.
     """
 
     def __init__(
         self,
-        redis: coredis.Redis,
+        redis: RedisConnection,
+        reader: RedisConnection,
         *,
         node_id: str | None = None,
         presence_ttl: float = 30.0,
         poll_interval: float | None = None,
         op_timeout: float = 2.0,
         prefix: str = "rtmcall",
+        inbox_len: int = 10_000,
+        hold: float = 10.0,
+        read_count: int = 512,
     ) -> None:
         if not 0 < presence_ttl <= 60:
             raise ValueError("presence_ttl must be more than 0 and at most 60 seconds")
         self.redis = redis
+        self._reader_conn = reader
         self.node_id = node_id or secrets.token_hex(4)
+        self._node_b = self.node_id.encode()
+        #: This process: entries it writes carry it, with a counter (duplicates skipped).
+        self.epoch = secrets.token_hex(6)
         self.presence_ttl = presence_ttl
         self._ttl_ms = int(presence_ttl * 1000)
         self.poll_interval = poll_interval or presence_ttl / 3
         self.op_timeout = op_timeout
         self.prefix = prefix
-        self._inbox = f"{prefix}:n:{self.node_id}"
-        self._presence_channel = f"{prefix}:presence"
+        self.inbox_len = inbox_len
+        self.hold = hold
+        self.read_count = read_count
+        self._inbox = f"{prefix}:in:{self.node_id}"
+        self._presence_stream = f"{prefix}:ps"
         #: Sessions on this node, by user.
         self._local: dict[str, Session] = {}
         #: user -> local sessions watching that user's presence.
         self._watchers: dict[str, set[Session]] = {}
         #: Last state pushed to local watchers, per watched user (absent: OFFLINE).
         self._known: dict[str, PeerOnlineState] = {}
-        self._take = redis.register_script(_TAKE)
-        self._claim = redis.register_script(_CLAIM)
-        self._release = redis.register_script(_RELEASE)
+        #: The directory: where each remote user is, from the presence stream.
+        self._where: dict[str, _Where] = {}
+        #: node -> trio time its last entry on the presence stream was read.
+        self._heard: dict[str, float] = {}
+        #: Session id -> (node it was handed over to, until when frames are forwarded).
+        self._moved: dict[bytes, tuple[str, float]] = {}
+        #: Users being subscribed to (first watcher, lookup in flight) -> state heard
+        #: meanwhile.
+        self._settling: dict[str, PeerOnlineState | None] = {}
+        #: Handovers this node is waiting for, by request id.
+        self._handovers: dict[bytes, _Handover] = {}
+        self._read_failed = trio.Event()
+        self._read_error: BaseException | None = None
+        #: trio time since when the inbox has been read without a failure.
+        self._reading_since = 0.0
+        self._xread_head = b""
+        self._inbox_b = self._pstream_b = b""
+        #: RESP of "XADD <stream> MAXLEN ~ <n> * f", per stream (the hot command).
+        self._xadd_heads: dict[str, bytes] = {}
+        self._config: ServerConfig | None = None
+        # Writing: records queued per stream (insertion order), and entries sent but not
+        # yet confirmed (sent again first, same seq, after a failure).
+        self._out: dict[str, list[bytes]] = {}
+        #: Entries (stream, tag, body) whose write failed, to send again first.
+        self._retry: list[tuple[str, bytes, bytes]] = []
+        #: Entries written whose replies have not come yet.
+        self._inflight = 0
+        self._seq = 0
+        #: The flusher while it waits for something to flush.
+        self._flusher: trio.lowlevel.Task | None = None
+        #: Writes what was queued at the end of each scheduler pass (while running).
+        self._pass_end: _PassEnd | None = None
+        #: trio time since when flushes fail (None: they don't).
+        self._stalled_since: float | None = None
+        # Reading: the last id handled per stream, the last seq seen per (stream, epoch).
+        self._last_id: dict[bytes, bytes] = {}
+        self._seen: dict[tuple[bytes, bytes], int] = {}
+        self._take = _Script(_TAKE)
+        self._claim = _Script(_CLAIM)
+        self._release = _Script(_RELEASE)
         self._redis_ok = True
         self._listening = False
         self._last_error = ""
-        #: Frames and kicks received for sessions no longer here (lost, by design).
+        self._nursery: trio.Nursery | None = None
+        #: Counters (metrics): frames and kicks received for sessions no longer here, and
+        #: queued records given up after ``hold``; entries skipped as duplicates; flushes
+        #: (pipelines) and entries written; reads and entries read; handovers.
         self.dropped = 0
+        self.duplicates = 0
+        self.flushes = 0
+        self.entries_written = 0
+        self.reads = 0
+        self.entries_read = 0
+        self.handovers_out = 0
+        self.handovers_in = 0
 
     # --- Hub protocol ---------------------------------------------------------------
 
     async def register(self, session: Session) -> Session | None:
         previous = self._local.get(session.user)
-        value = self._value(session)
         try:
             with trio.fail_after(self.op_timeout):
-                old = await self._take(keys=[self._key(session.user)], args=[value, self._ttl_ms])
+                old = await self._take(
+                    self.redis, [self._key(session.user)], [self._value(session), self._ttl_ms]
+                )
         except _REDIS_ERRORS as exc:
             self._failed(exc)
             raise HubUnavailable(f"presence store unavailable: {exc!r}") from exc
@@ -148,17 +309,16 @@ class RedisHub:
             )
         else:
             previous = None
+        user_b = session.user.encode()
         if old is not None:
             node, sid, _ = self._parse(old)
             if node != self.node_id:
                 # The older session lives on another node: ask that node to kick it.
-                await self._publish(
-                    f"{self.prefix}:n:{node}", b"K\t" + self._b(session.user) + b"\t" + sid
-                )
+                self._queue(self._inbox_of(node), b"K\t%s\t%s" % (user_b, sid))
             # The old session is gone, with its invitations: its peers must hear that
             # (OFFLINE) even though the user is back at once (ONLINE just after).
-            await self._announce(session.user, _OFFLINE)
-        await self._announce(session.user, session.online_state)
+            self._announce(session.user, _OFFLINE, sid)
+        self._announce(session.user, session.online_state, session.id.encode())
         return previous
 
     async def unregister(self, session: Session) -> None:
@@ -169,46 +329,50 @@ class RedisHub:
         try:
             with trio.fail_after(self.op_timeout):
                 released = await self._release(
-                    keys=[self._key(session.user)], args=[self._prefix_of(session)]
+                    self.redis, [self._key(session.user)], [self._prefix_of(session)]
                 )
         except _REDIS_ERRORS as exc:
             # The key expires by itself within the TTL; pollers will see it go.
             self._failed(exc)
+            self._announce(session.user, _OFFLINE, session.id.encode())
             return
         if released:
-            await self._announce(session.user, _OFFLINE)
+            self._announce(session.user, _OFFLINE, session.id.encode())
         # else: another session (on another node) owns the user now: it stays ONLINE.
 
     async def update(self, session: Session) -> None:
         if self._local.get(session.user) is not session:
             return
-        await self._refresh(session)
-        await self._announce(session.user, session.online_state)
+        await self._refresh([session])
+        if self._local.get(session.user) is session:
+            self._announce(session.user, session.online_state, session.id.encode())
 
     async def deliver(self, to: str, data: bytes) -> PeerMessageError:
         local = self._local.get(to)
         if local is not None:
             return local.push_message(data)
-        try:
-            with trio.fail_after(self.op_timeout):
-                value = await self.redis.get(self._key(to))
-                if value is None:
-                    return PeerMessageError.PEER_UNREACHABLE
-                node, sid, state = self._parse(value)
-                if node == self.node_id:
-                    return PeerMessageError.PEER_UNREACHABLE  # stale: not here any more
-                receivers = await self.redis.publish(
-                    f"{self.prefix}:n:{node}", b"D\t" + self._b(to) + b"\t" + sid + b"\t" + data
-                )
-        except _REDIS_ERRORS as exc:
-            self._failed(exc)
-            return PeerMessageError.FAILURE
-        self._ok()
-        if receivers == 0:
-            return PeerMessageError.PEER_UNREACHABLE  # that node is gone; its key will expire
-        if state == PeerOnlineState.UNREACHABLE:
-            return PeerMessageError.CACHED_BY_SERVER
-        return PeerMessageError.OK
+        where = self._where.get(to)
+        if where is None or not self._alive(where.node):
+            known = where
+            try:
+                where = await self._lookup(to)
+            except _REDIS_ERRORS as exc:
+                self._failed(exc)
+                if known is None:
+                    return _FAILURE
+                # Not heard from that node lately, but neither from Redis: a blip, most
+                # likely; the frame waits for Redis like any other.
+                where = known
+            if where is None:
+                return _PEER_UNREACHABLE
+        if where.node == self.node_id:
+            return _PEER_UNREACHABLE  # stale: not here any more
+        if self._gone(where.node):
+            return _PEER_UNREACHABLE  # that node died; its registrations will expire
+        if self._stalled():
+            return _FAILURE
+        self._queue(self._inbox_of(where.node), b"D\t%s\t%s\t%s" % (to.encode(), where.sid, data))
+        return _CACHED if where.state == _UNREACHABLE_STATE else _OK
 
     async def presence(self, users: list[str]) -> dict[str, int]:
         states: dict[str, int] = {}
@@ -221,21 +385,30 @@ class RedisHub:
                 remote.append(user)
         if remote:
             try:
-                with trio.fail_after(self.op_timeout):
-                    values = await self.redis.mget([self._key(u) for u in remote])
+                found = await self._lookup_many(remote)
             except _REDIS_ERRORS as exc:
                 self._failed(exc)
                 raise HubUnavailable(f"presence store unavailable: {exc!r}") from exc
-            self._ok()
-            for user, value in zip(remote, values, strict=True):
-                states[user] = int(self._parse(value)[2]) if value is not None else int(_OFFLINE)
+            for user, where in zip(remote, found, strict=True):
+                states[user] = int(where.state) if where is not None else int(_OFFLINE)
         return {user: states[user] for user in users}
 
     async def subscribe(self, session: Session, users: list[str]) -> dict[str, int]:
+        # Users nobody here watched yet: a change heard during the lookup is not pushed
+        # (the answer says it instead), so the subscriber never gets the state twice.
+        fresh = [u for u in users if u not in self._watchers and u not in self._settling]
         for user in users:
             session.subscriptions.add(user)
             self._watchers.setdefault(user, set()).add(session)
-        states = await self.presence(users)
+        for user in fresh:
+            self._settling[user] = None
+        try:
+            states = await self.presence(users)
+        finally:
+            heard = {u: self._settling.pop(u, None) for u in fresh}
+        for user, state in heard.items():
+            if state is not None:
+                states[user] = int(state)
         for user, state in states.items():
             if user not in self._known and state != _OFFLINE:
                 self._known[user] = PeerOnlineState(state)
@@ -249,115 +422,499 @@ class RedisHub:
     async def health(self) -> Health:
         try:
             with trio.fail_after(self.op_timeout):
-                await self.redis.ping()
+                await self.redis.call("PING")
         except _REDIS_ERRORS as exc:
             self._failed(exc)
         else:
             self._ok()
-        ok = self._redis_ok and self._listening
-        why = self._last_error or "not subscribed"
+        ok = self._redis_ok and self._listening and not self._stalled()
+        why = self._last_error or "not reading its inbox"
         detail = f"redis hub node {self.node_id}: " + (
             f"{len(self._local)} local sessions" if ok else f"unhealthy ({why})"
         )
         return Health(ok, detail)
 
+    async def adopt(self, user: str, session_id: str, config: ServerConfig) -> Session | None:
+        """Resume on any node: take over session ``session_id`` of ``user`` from the node
+        that holds it. The session (detached, registered here) or None when no node has
+        it (expired, ended, its node dead or not answering within ``op_timeout``)."""
+        self._config = config
+        try:
+            where = await self._lookup(user)
+        except _REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+        sid = session_id.encode()
+        if where is None or where.sid != sid or where.node == self.node_id:
+            return None
+        request = secrets.token_hex(6).encode()
+        slot = self._handovers[request] = _Handover()
+        self._queue(
+            self._inbox_of(where.node),
+            b"H\t%s\t%s\t%s\t%s" % (user.encode(), sid, self._node_b, request),
+        )
+        with trio.move_on_after(self.op_timeout):
+            await slot.event.wait()
+        del self._handovers[request]
+        session = slot.session
+        if session is None:
+            return None
+        try:
+            with trio.fail_after(self.op_timeout):
+                await self._take(
+                    self.redis, [self._key(user)], [self._value(session), self._ttl_ms]
+                )
+        except _REDIS_ERRORS as exc:
+            self._failed(exc)
+            if self._local.get(user) is session:
+                del self._local[user]
+            return None
+        self.handovers_in += 1
+        users = list(session.subscriptions)
+        for watched in users:
+            self._watchers.setdefault(watched, set()).add(session)
+        try:
+            states = await self.presence(users) if users else {}
+        except HubUnavailable:
+            states = {}
+        for watched, state in states.items():
+            if watched not in self._known and state != _OFFLINE:
+                self._known[watched] = PeerOnlineState(state)
+        log.info("node %s: session %s of %r handed over from node %s", self.node_id,
+                 session_id[:8], user, where.node)  # fmt: skip
+        return session
+
     async def aclose(self) -> None:
-        for session in list(self._local.values()):
-            await self.unregister(session)
+        """Release every local registration (one pipeline) and tell the others the users
+        went OFFLINE, then write what is queued."""
+        sessions = list(self._local.values())
+        for session in sessions:
+            self._drop_watches(session)
+        self._local.clear()
+        commands = [
+            self._release.command([self._key(s.user)], [self._prefix_of(s)]) for s in sessions
+        ]
+        replies: list[Any] = []
+        try:
+            with trio.fail_after(self.op_timeout):
+                replies = await self.redis.pipeline(commands)
+                if any(isinstance(r, ReplyError) for r in replies):
+                    await self.redis.call("SCRIPT", "LOAD", self._release.text)
+                    replies = await self.redis.pipeline(commands)
+        except _REDIS_ERRORS as exc:
+            self._failed(exc)  # the keys expire by themselves within the TTL
+        for session, released in zip(sessions, replies, strict=False):
+            if released == 1:
+                self._announce(session.user, _OFFLINE, session.id.encode())
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until everything queued was written (or ``op_timeout`` passed)."""
+        with trio.move_on_after(self.op_timeout):
+            while self._out or self._retry or self._inflight:
+                self._wake_flusher()
+                await trio.sleep(0.005)
 
     # --- background tasks -----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen to this node's inbox and the presence channel, refresh registrations and
-        poll watched users, until cancelled. Reconnects by itself."""
+        """Read this node's inbox and the presence stream, flush what is queued, refresh
+        registrations and poll watched users, until cancelled. Reconnects by itself."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self._listen)
+            self._nursery = nursery
+            await nursery.start(self._read_loop)
+            nursery.start_soon(self._flush_loop)
+            self._pass_end = _PassEnd(self)
+            trio.lowlevel.add_instrument(self._pass_end)
+            nursery.start_soon(self._remove_instrument)
+            nursery.start_soon(self._watchdog)
             nursery.start_soon(self._refresh_loop)
             nursery.start_soon(self._poll_loop)
             task_status.started()
 
-    async def _listen(
+    async def _read_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        started = False
-        backoff = 0.1
+        inbox = self._inbox.encode()
+        pstream = self._presence_stream.encode()
+        # Start after what the streams hold now (older entries are for older processes).
+        try:
+            with trio.fail_after(self.op_timeout * 2):
+                tails = await self.redis.pipeline(
+                    [("XREVRANGE", s, "+", "-", "COUNT", 1) for s in (inbox, pstream)]
+                )
+        except _REDIS_ERRORS as exc:
+            raise HubUnavailable(f"cannot read the node's inbox: {exc!r}") from exc
+        for stream, tail in zip((inbox, pstream), tails, strict=True):
+            if isinstance(tail, ReplyError):
+                raise HubUnavailable(f"cannot read the node's inbox: {tail}")
+            self._last_id[stream] = tail[0][0] if tail else b"0-0"
+        self._listening = True
+        self._reading_since = trio.current_time()
+        task_status.started()
+        reader = self._reader_conn
+        # XREAD's constant part, encoded once (only the two ids change).
+        self._xread_head = b"*10\r\n" + b"".join(
+            bulk(x)
+            for x in (b"XREAD", b"COUNT", b"%d" % self.read_count, b"BLOCK",
+                      b"%d" % _BLOCK_MS, b"STREAMS", inbox, pstream)
+        )  # fmt: skip
+        self._inbox_b, self._pstream_b = inbox, pstream
+        backoff = 0.05
         while True:
+            # Each read's reply is handled in the connection's reader task, which sends the
+            # next read at once (one wake-up per batch of entries); this task only waits
+            # for a failure. No timeout per read (a cancel scope each costs): the watchdog
+            # resets a connection that stays silent too long, which fails the read.
+            failed = self._read_failed = trio.Event()
             try:
-                async with self.redis.pubsub(
-                    channels=[self._inbox, self._presence_channel],
-                    ignore_subscribe_messages=True,
-                    max_idle_seconds=max(1.0, self.op_timeout),
-                    subscription_timeout=self.op_timeout,
-                ) as pubsub:
-                    self._listening = True
-                    backoff = 0.1
-                    if not started:
-                        started = True
-                        task_status.started()
-                    else:
-                        log.info("node %s: re-subscribed to redis", self.node_id)
-                        await self._poll_presence()
-                    async for message in pubsub:
-                        if message is None or message.get("type") != "message":
-                            continue
-                        self._on_message(message["channel"], message["data"])
+                if not reader.connected:
+                    with trio.fail_after(self.op_timeout):
+                        await reader.connect()
+                self._issue_read()
             except _REDIS_ERRORS as exc:
-                self._listening = False
-                self._failed(exc)
-                log.warning("node %s: redis subscription lost: %r", self.node_id, exc)
-                if not started:
-                    raise HubUnavailable(f"cannot subscribe to redis: {exc!r}") from exc
+                self._read_error = exc
+                failed.set()
+            await failed.wait()
+            exc = self._read_error
+            if self._listening:
+                log.warning("node %s: reading the inbox failed: %r", self.node_id, exc)
             self._listening = False
+            if exc is not None:
+                self._failed(exc)
+            reader.reset()  # a new connection; we go on from the last id handled
             await trio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, 1.0)
 
-    def _on_message(self, channel: bytes | str, data: bytes) -> None:
-        channel = channel.decode() if isinstance(channel, bytes) else channel
-        if channel == self._presence_channel:
-            state_b, _, user_b = data.partition(b"\t")
-            self._push_presence(user_b.decode(), PeerOnlineState(int(state_b)))
+    def _issue_read(self) -> None:
+        ids = bulk(self._last_id[self._inbox_b]) + bulk(self._last_id[self._pstream_b])
+        self._reader_conn.send_encoded(self._xread_head + ids, 1, self._on_read)
+
+    def _on_read(self, result: Any) -> None:
+        """An XREAD's reply (in the reader connection's task): handle it, read again."""
+        reply = result if isinstance(result, BaseException) else result[0]
+        if isinstance(reply, BaseException):
+            self._read_error = reply
+            self._read_failed.set()
             return
-        op, _, rest = data.partition(b"\t")
-        user_b, _, rest = rest.partition(b"\t")
-        session = self._local.get(user_b.decode())
-        if op == b"D":
-            sid, _, frame = rest.partition(b"\t")
+        try:
+            if not self._listening:
+                log.info("node %s: reading the inbox again", self.node_id)
+                self._listening = True
+                self._reading_since = trio.current_time()
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._poll_presence)
+            self.reads += 1
+            inbox = self._inbox_b
+            for stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    self.entries_read += 1
+                    try:
+                        self._on_entry(stream, fields, stream == inbox)
+                    except Exception:  # noqa: BLE001 - one bad entry must not stop the reader
+                        log.exception("node %s: bad stream entry %r", self.node_id, entry_id)
+                    self._last_id[stream] = entry_id
+        finally:
+            try:
+                self._issue_read()
+            except _REDIS_ERRORS as exc:
+                self._read_error = exc
+                self._read_failed.set()
+
+    def _on_entry(self, stream: bytes, fields: list[bytes], inbox: bool) -> None:
+        tag = body = b""
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == b"f":
+                tag = fields[i + 1]
+            elif fields[i] == b"b":
+                body = fields[i + 1]
+        epoch, _, seq_b = tag.partition(b":")
+        seq = int(seq_b) if seq_b else 0
+        key = (stream, epoch)
+        if seq <= self._seen.get(key, 0):
+            self.duplicates += 1  # written again after a failed flush: handled already
+            return
+        self._seen[key] = seq
+        for record in body.split(b"\n"):
+            if inbox:
+                self._on_inbox(record)
+            else:
+                self._on_presence(record)
+
+    def _on_inbox(self, record: bytes) -> None:
+        op, _, rest = record.partition(b"\t")
+        if op == b"D" or op == b"F":
+            user_b, sid, frame = rest.split(b"\t", 2)
+            session = self._local.get(user_b.decode())
             if session is not None and session.id.encode() == sid:
                 session.push_message(frame)
+                return
+            moved = self._moved.get(sid)
+            if moved is not None:
+                self._queue(self._inbox_of(moved[0]), b"F\t" + rest)
+            elif session is not None and not session.ended:
+                session.push_message(frame)  # the user logged in here again meanwhile
+            elif op == b"D":
+                assert self._nursery is not None
+                self._nursery.start_soon(self._forward, user_b, frame)
             else:
-                self.dropped += 1  # the session moved or ended: the sender's timers recover
+                self.dropped += 1
         elif op == b"K":
-            if session is not None and session.id.encode() == rest:
+            user_b, _, sid = rest.partition(b"\t")
+            session = self._local.get(user_b.decode())
+            if session is not None and session.id.encode() == sid:
                 session.kick(
                     ConnectionChangeReason.REMOTE_LOGIN,
                     f"user {session.user!r} logged in on another node",
                 )
+        elif op == b"H":
+            user_b, sid, node_b, request = rest.split(b"\t")
+            self._hand_over(user_b.decode(), sid, node_b.decode(), request)
+        elif op == b"S":
+            request, _, state = rest.partition(b"\t")
+            self._take_over(request, state)
+
+    async def _forward(self, user_b: bytes, frame: bytes) -> None:
+        """A frame for a session that is not here (the sender's directory was stale): send
+        it to where the user is now, once (as F, never forwarded again)."""
+        try:
+            where = await self._lookup(user_b.decode())
+        except _REDIS_ERRORS:
+            where = None
+        if where is None or where.node == self.node_id:
+            self.dropped += 1  # the session ended: the sender's timers recover
+            return
+        self._queue(self._inbox_of(where.node), b"F\t%s\t%s\t%s" % (user_b, where.sid, frame))
+
+    def _hand_over(self, user: str, sid: bytes, node: str, request: bytes) -> None:
+        """Another node resumes ``sid``: send it the state, end ours quietly."""
+        session = self._local.get(user)
+        reply = self._inbox_of(node)
+        if session is None or session.id.encode() != sid or session.ended:
+            self._queue(reply, b"S\t%s\t" % request)
+            return
+        self._queue(reply, b"S\t%s\t%s" % (request, handover.snapshot(session)))
+        self.handovers_out += 1
+        window = self._config.resume_window if self._config else 10.0
+        self._moved[sid] = (node, trio.current_time() + max(window, self.presence_ttl) + 5)
+        # Ended without a word to its watchers (it lives on) nor a release (the new node
+        # takes the registration).
+        del self._local[user]
+        self._drop_watches(session)
+        session.ended = True
+        session.end_reason = f"resumed on node {node}"
+        if session.link is not None:
+            link = session.link
+            session.link = None
+            link.cut("superseded")
+        elif session.reaper is not None:
+            session.reaper.cancel()
+        log.info("node %s: session %s of %r handed over to node %s", self.node_id,
+                 session.id[:8], user, node)  # fmt: skip
+
+    def _take_over(self, request: bytes, state: bytes) -> None:
+        slot = self._handovers.get(request)
+        if slot is None or not state:
+            if slot is not None:
+                slot.event.set()
+            return
+        config = self._config or ServerConfig()
+        session = handover.restore(state, config)
+        previous = self._local.get(session.user)
+        if previous is not None and previous is not session:
+            previous.kick(
+                ConnectionChangeReason.REMOTE_LOGIN,
+                f"user {session.user!r} resumed another session",
+            )
+        # At once, so that frames forwarded behind the state find it.
+        self._local[session.user] = session
+        slot.session = session
+        slot.event.set()
+
+    def _on_presence(self, record: bytes) -> None:
+        parts = record.split(b"\t")
+        op = parts[0]
+        origin = parts[1].decode()
+        self._heard[origin] = trio.current_time()
+        if op != b"P" or origin == self.node_id:
+            return  # a heartbeat, or our own (pushed to our watchers when announced)
+        user = parts[2].decode()
+        state = PeerOnlineState(int(parts[3]))
+        node, sid = parts[4].decode(), parts[5]
+        if state == _OFFLINE:
+            where = self._where.get(user)
+            if where is not None and (not sid or where.sid == sid):
+                del self._where[user]
+        else:
+            self._where[user] = _Where(node, sid, state)
+        self._push_presence(user, state)
+
+    async def _flush_loop(self) -> None:
+        """Connect and write again after a failure (the normal path is :meth:`_flush`,
+        called by :class:`_PassEnd` at the end of every scheduler pass)."""
+        backoff = 0.05
+        redis = self.redis
+        while True:
+            if not self._retry and (redis.connected or not self._out):
+                self._flusher = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort_flusher_wait)
+            if self._retry:
+                if self._stalled():
+                    lost = sum(body.count(b"\n") + 1 for _, _, body in self._retry)
+                    self.dropped += lost
+                    log.error("node %s: redis unreachable for %g s, %d queued frames dropped",
+                              self.node_id, self.hold, lost)  # fmt: skip
+                    self._retry = []
+                    continue
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
+            if not redis.connected:
+                try:
+                    with trio.fail_after(self.op_timeout):
+                        await redis.connect()
+                except _REDIS_ERRORS as exc:
+                    self._write_failed(exc)
+                    # (what is queued stays queued: it is tried again after the backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 0.5)
+                    continue
+            if self._flush():
+                backoff = 0.05
+
+    def _flush(self) -> bool:
+        """Write what was queued (after what failed before, with the same seq: receivers
+        skip what did arrive) as one XADD per stream, in one write, without waiting for
+        the replies (they come to :meth:`_written`). Synchronous: no task switch."""
+        redis = self.redis
+        if not redis.connected:
+            self._wake_flusher()
+            return False
+        entries, self._retry = self._retry, []
+        epoch = self.epoch.encode()
+        for stream, records in self._out.items():
+            self._seq += 1
+            entries.append((stream, b"%s:%d" % (epoch, self._seq), b"\n".join(records)))
+        self._out = {}
+        if not entries:
+            return True
+        data = bytearray()
+        heads = self._xadd_heads
+        for stream, tag, body in entries:
+            head = heads.get(stream)
+            if head is None:
+                head = heads[stream] = b"*10\r\n" + b"".join(
+                    bulk(x)
+                    for x in (b"XADD", stream.encode(), b"MAXLEN", b"~",
+                              b"%d" % self.inbox_len, b"*", b"f")
+                )  # fmt: skip
+                if len(heads) > 10_000:
+                    heads.clear()
+            data += head
+            data += b"$%d\r\n%s\r\n$1\r\nb\r\n$%d\r\n%s\r\n" % (len(tag), tag, len(body), body)
+        self._inflight += len(entries)
+        try:
+            redis.send_encoded(
+                data, len(entries), lambda result, e=entries: self._written(e, result)
+            )
+        except _REDIS_ERRORS as exc:
+            self._written(entries, exc)
+            return False
+        self.flushes += 1
+        self.entries_written += len(entries)
+        return True
+
+    async def _remove_instrument(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if self._pass_end is not None:
+                with contextlib.suppress(KeyError):
+                    trio.lowlevel.remove_instrument(self._pass_end)
+                self._pass_end = None
+
+    def _abort_flusher_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._flusher = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _written(self, entries: list[tuple[str, bytes, bytes]], result: Any) -> None:
+        """The replies of one flush (or the error that lost them)."""
+        self._inflight -= len(entries)
+        if isinstance(result, BaseException):
+            # Sent again first (the connection broke: some may have been applied, and the
+            # receivers skip those by seq).
+            self._retry.extend(entries)
+            self._write_failed(result)
+            self._wake_flusher()
+            return
+        for reply in result:
+            if isinstance(reply, ReplyError):
+                self.dropped += 1
+                log.error("node %s: redis refused a write: %s", self.node_id, reply)
+        if self._stalled_since is not None:
+            log.info("node %s: writing to redis again", self.node_id)
+            self._stalled_since = None
+        self._ok()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        self._failed(exc)
+        if self._stalled_since is None:
+            self._stalled_since = trio.current_time()
+            log.warning("node %s: cannot write to redis, holding: %r", self.node_id, exc)
+
+    async def _watchdog(self) -> None:
+        """Reset a connection that has left a command unanswered too long: dead, not
+        slow (a paused Redis that runs again within the limit answers everything)."""
+        limit = 2 * self.op_timeout
+        while True:
+            await trio.sleep(min(0.1, self.op_timeout / 2))
+            self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
+            if self.redis.unanswered_for() > limit:
+                log.warning("node %s: no answer from redis for %g s, reconnecting",
+                            self.node_id, limit)  # fmt: skip
+                self.redis.reset()
+            if self._reader_conn.unanswered_for() > limit + _BLOCK_MS / 1000:
+                self._reader_conn.reset()
 
     async def _refresh_loop(self) -> None:
         while True:
             await trio.sleep(self.presence_ttl / 3)
-            for session in list(self._local.values()):
-                if self._local.get(session.user) is session and not session.ended:
-                    await self._refresh(session)
+            now = trio.current_time()
+            self._moved = {s: m for s, m in self._moved.items() if m[1] > now}
+            self._queue(self._presence_stream, b"N\t" + self._node_b)
+            sessions = [s for s in self._local.values() if not s.ended]
+            await self._refresh(sessions, extra=[("PEXPIRE", self._inbox, self._ttl_ms * 20)])
 
-    async def _refresh(self, session: Session) -> None:
-        """Renew (or re-create, after a Redis outage) the registration, unless another
-        session took the user over meanwhile: then this one is kicked."""
+    async def _refresh(
+        self, sessions: list[Session], extra: list[tuple[Any, ...]] | None = None
+    ) -> None:
+        """Renew (or re-create, after a Redis outage) the registrations in one pipeline,
+        unless another session took the user over meanwhile: then that one is kicked."""
+        commands = [
+            self._claim.command(
+                [self._key(s.user)], [self._prefix_of(s), self._value(s), self._ttl_ms]
+            )
+            for s in sessions
+        ]
+        commands += extra or []
+        if not commands:
+            return
         try:
             with trio.fail_after(self.op_timeout):
-                ours = await self._claim(
-                    keys=[self._key(session.user)],
-                    args=[self._prefix_of(session), self._value(session), self._ttl_ms],
-                )
+                replies = await self.redis.pipeline(commands)
+                if any(isinstance(r, ReplyError) and str(r).startswith("NOSCRIPT")
+                       for r in replies):  # fmt: skip
+                    await self.redis.call("SCRIPT", "LOAD", self._claim.text)
+                    replies = await self.redis.pipeline(commands)
         except _REDIS_ERRORS as exc:
             self._failed(exc)
             return
         self._ok()
-        if not ours:
-            session.kick(
-                ConnectionChangeReason.REMOTE_LOGIN,
-                f"user {session.user!r} logged in on another node",
-            )
+        for session, ours in zip(sessions, replies, strict=False):
+            if ours == 0 and self._local.get(session.user) is session:
+                session.kick(
+                    ConnectionChangeReason.REMOTE_LOGIN,
+                    f"user {session.user!r} logged in on another node",
+                )
 
     async def _poll_loop(self) -> None:
         while True:
@@ -365,8 +922,7 @@ class RedisHub:
             await self._poll_presence()
 
     async def _poll_presence(self) -> None:
-        """Re-read watched remote users: catches expired registrations (a dead node) and
-        presence messages lost while the subscription was down."""
+        """Re-read watched remote users: catches expired registrations (a dead node)."""
         users = [u for u in self._watchers if u not in self._local]
         if not users:
             return
@@ -375,17 +931,83 @@ class RedisHub:
         except HubUnavailable:
             return
         for user, state in states.items():
-            self._push_presence(user, PeerOnlineState(state))
+            if user not in self._local:
+                self._push_presence(user, PeerOnlineState(state))
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _announce(self, user: str, state: PeerOnlineState) -> None:
+    def _queue(self, stream: str, record: bytes) -> None:
+        """Queue one record: written at the end of this scheduler pass (``_PassEnd``),
+        with everything else queued in it."""
+        records = self._out.get(stream)
+        if records is None:
+            self._out[stream] = [record]
+        else:
+            records.append(record)
+        if self._retry or not self.redis.connected or self._pass_end is None:
+            self._wake_flusher()
+
+    def _wake_flusher(self) -> None:
+        task = self._flusher
+        if task is not None:
+            self._flusher = None
+            trio.lowlevel.reschedule(task)
+
+    def _stalled(self) -> bool:
+        since = self._stalled_since
+        return since is not None and trio.current_time() - since > self.hold
+
+    def _gone(self, node: str) -> bool:
+        """Dead: two of ``node``'s heartbeats missed while ours came back through the
+        stream (so our reading works: during a blip, nobody is judged)."""
+        me = self._heard.get(self.node_id)
+        if me is None or not self._listening:
+            return False
+        heard = max(self._heard.get(node, self._reading_since), self._reading_since)
+        return me - heard > self.presence_ttl * 0.7
+
+    def _alive(self, node: str) -> bool:
+        heard = self._heard.get(node)
+        return heard is not None and trio.current_time() - heard <= self.presence_ttl
+
+    async def _lookup(self, user: str) -> _Where | None:
+        """Read the user's registration (and note it in the directory)."""
+        return (await self._lookup_many([user]))[0]
+
+    async def _lookup_many(self, users: list[str]) -> list[_Where | None]:
+        with trio.fail_after(self.op_timeout):
+            if len(users) == 1:
+                values = [await self.redis.call("GET", self._key(users[0]))]
+            else:
+                values = await self.redis.call("MGET", *[self._key(u) for u in users])
+        self._ok()
+        out: list[_Where | None] = []
+        for user, value in zip(users, values, strict=True):
+            if value is None:
+                self._where.pop(user, None)
+                out.append(None)
+            else:
+                node, sid, state = self._parse(value)
+                where = _Where(node, sid, state)
+                if node != self.node_id:
+                    self._where[user] = where
+                out.append(where)
+        return out
+
+    def _announce(self, user: str, state: PeerOnlineState, sid: bytes) -> None:
         self._push_presence(user, state)
-        await self._publish(self._presence_channel, b"%d\t%s" % (int(state), self._b(user)))
+        node = b"" if state == _OFFLINE else self._node_b
+        self._queue(
+            self._presence_stream,
+            b"P\t%s\t%s\t%d\t%s\t%s" % (self._node_b, user.encode(), int(state), node, sid),
+        )
 
     def _push_presence(self, user: str, state: PeerOnlineState) -> None:
         watchers = self._watchers.get(user)
         if not watchers:
+            return
+        if user in self._settling:
+            self._settling[user] = state  # being subscribed: the answer tells it
             return
         if self._known.get(user, _OFFLINE) == state:
             return
@@ -396,13 +1018,6 @@ class RedisHub:
         data = encode(Presence(states={user: int(state)}))
         for watcher in list(watchers):
             watcher.push(data)
-
-    async def _publish(self, channel: str, data: bytes) -> None:
-        try:
-            with trio.fail_after(self.op_timeout):
-                await self.redis.publish(channel, data)
-        except _REDIS_ERRORS as exc:
-            self._failed(exc)
 
     def _drop_watches(self, session: Session) -> None:
         for user in list(session.subscriptions):
@@ -420,6 +1035,9 @@ class RedisHub:
     def _key(self, user: str) -> str:
         return f"{self.prefix}:u:{user}"
 
+    def _inbox_of(self, node: str) -> str:
+        return f"{self.prefix}:in:{node}"
+
     def _prefix_of(self, session: Session) -> str:
         return f"{self.node_id}\t{session.id}\t"
 
@@ -431,10 +1049,6 @@ class RedisHub:
         raw = value.encode() if isinstance(value, str) else value
         node, sid, state = raw.split(b"\t")
         return node.decode(), sid, PeerOnlineState(int(state))
-
-    @staticmethod
-    def _b(user: str) -> bytes:
-        return user.encode()
 
     def _ok(self) -> None:
         if not self._redis_ok:
@@ -458,36 +1072,44 @@ async def open_redis_hub(
     poll_interval: float | None = None,
     op_timeout: float = 2.0,
     prefix: str = "rtmcall",
+    hold: float = 10.0,
 ) -> AsyncIterator[RedisHub]:
     """Connect to Redis at ``url`` and run a :class:`RedisHub` until the block exits.
 
     Raises:
       HubUnavailable: Redis cannot be reached at start.
+      ValueError: ``url`` is not a Redis URL.
     """
-    # Probe first, outside the client's own task group, so that an unreachable Redis comes
-    # out as one plain HubUnavailable rather than an exception group.
+    address = RedisAddress.from_url(url)
+    node_id = node_id or secrets.token_hex(4)
     problem: str | None = None
-    try:
-        probe = coredis.Redis.from_url(url, decode_responses=False)
-        with trio.fail_after(op_timeout * 2):
-            async with probe:
-                await probe.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "cannot reach"
-        problem = f"cannot reach redis at {url}: {first_leaf(exc)!r}"
-    if problem is not None:
-        raise HubUnavailable(problem)
-    redis = coredis.Redis.from_url(url, decode_responses=False)
-    async with redis:
+    async with (
+        RedisConnection(
+            address, name=f"rtmcall-{node_id}", connect_timeout=op_timeout, lazy=True
+        ) as cmd,
+        RedisConnection(address, name=f"rtmcall-{node_id}-r", connect_timeout=op_timeout) as rd,
+    ):
+        try:
+            with trio.fail_after(op_timeout * 2):
+                await cmd.call("PING")
+        except (*_REDIS_ERRORS, msgspec.DecodeError) as exc:
+            problem = f"cannot reach redis at {url}: {exc!r}"
+        if problem is not None:
+            raise HubUnavailable(problem)
         hub = RedisHub(
-            redis,
+            cmd,
+            rd,
             node_id=node_id,
             presence_ttl=presence_ttl,
             poll_interval=poll_interval,
             op_timeout=op_timeout,
             prefix=prefix,
+            hold=hold,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
+            # Tell the other nodes we are here (their directories route to us).
+            hub._queue(hub._presence_stream, b"N\t" + hub._node_b)
             try:
                 yield hub
             finally:

@@ -237,6 +237,7 @@ async def serve(
     hub: Hub | None = None,
     ssl_context: ssl.SSLContext | None = None,
     config: ServerConfig = ServerConfig(),
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the relay on ``host:port`` until cancelled (or ``Server.shutdown()``).
@@ -248,6 +249,8 @@ async def serve(
         hub: where users and presence live; a fresh :class:`MemoryHub` by default.
         ssl_context: a server-side context to serve ``wss://``.
         config: limits and timers.
+        reuse_port: bind with SO_REUSEPORT, sharing ``port`` with other processes
+            (``--workers``; see :mod:`.workers`).
         task_status: ``nursery.start`` passes the running :class:`Server` through it.
 
     Raises:
@@ -264,10 +267,14 @@ async def serve(
         )
     hub = MemoryHub() if hub is None else hub
     server = Server(config, hub, secret or None, ssl_context is not None)
-    if ssl_context is None:
-        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(
-            await trio.open_tcp_listeners(port, host=host)
+    if reuse_port:
+        from .workers import open_reuseport_listeners
+
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = await open_reuseport_listeners(
+            host, port, ssl_context
         )
+    elif ssl_context is None:
+        listeners = list(await trio.open_tcp_listeners(port, host=host))
     else:
         listeners = list(
             await trio.open_ssl_over_tcp_listeners(

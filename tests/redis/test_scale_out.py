@@ -1,0 +1,311 @@
+"""Scale-out without loss (issue 14): every peer message counted across a paused Redis and
+cut Redis connections, and a session resumed on another node, over real WebSockets and a
+real redis-server.
+
+Real clock (Redis is another process); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from rtmcall.client import ClientConfig
+from rtmcall.engine.codes import LocalInvitationState as LS
+from rtmcall.engine.codes import PeerMessageError, PeerOnlineState
+from rtmcall.engine.codes import RemoteInvitationState as RS
+from rtmcall.server import ServerConfig, serve
+from rtmcall.server.redis_hub import RedisHub, open_redis_hub
+from rtmcall.server.resp import RedisAddress, RedisConnection
+
+from ..e2e.conftest import Proxy, phone
+from .redisproc import RedisProcess
+
+TTL = 1.5
+
+
+@asynccontextmanager
+async def cluster(
+    redis_url: str, count: int, *, op_timeout: float = 0.5, **config: Any
+) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
+    prefix = f"s{secrets.token_hex(3)}"
+    async with AsyncExitStack() as stack:
+        hubs = [
+            await stack.enter_async_context(
+                open_redis_hub(
+                    redis_url,
+                    node_id=f"n{i}",
+                    presence_ttl=TTL,
+                    op_timeout=op_timeout,
+                    prefix=prefix,
+                )
+            )
+            for i in range(count)
+        ]
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        out = []
+        for hub in hubs:
+            start = partial(serve, "127.0.0.1", 0, hub=hub, config=ServerConfig(**config))
+            out.append((await nursery.start(start), hub))
+        yield out
+        nursery.cancel_scope.cancel()
+
+
+async def send(ws: WebSocketConnection, frame: dict) -> None:
+    await ws.send_message(json.dumps(frame))
+
+
+async def recv(ws: WebSocketConnection, t: str | None = None, within: float = 10) -> dict:
+    with trio.fail_after(within):
+        while True:
+            frame = json.loads(await ws.get_message())
+            if frame["t"] == "ping":
+                await send(ws, {"t": "pong"})  # alive (the server pings busy clients)
+                continue
+            if t is None or frame["t"] == t:
+                return frame
+
+
+async def login(ws: WebSocketConnection, user: str, **extra: Any) -> dict:
+    await send(ws, {"t": "login", "user": user, **extra})
+    reply = await recv(ws)
+    assert reply["t"] == "login_ok", reply
+    return reply
+
+
+async def kill_connections(redis_url: str, node: str) -> int:
+    """CLIENT KILL every connection of node ``node`` (its command and inbox readers)."""
+    async with RedisConnection(RedisAddress.from_url(redis_url)) as admin:
+        listing = (await admin.call("CLIENT", "LIST")).decode()
+        killed = 0
+        for line in listing.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split(" ") if "=" in kv)
+            if fields.get("name") in (f"rtmcall-{node}", f"rtmcall-{node}-r"):
+                killed += int(await admin.call("CLIENT", "KILL", "ID", fields["id"]))
+        return killed
+
+
+class Counter:
+    """Peer messages ``sender`` -> ``receiver``, one every ``gap`` s, each one checked."""
+
+    def __init__(self, sender: WebSocketConnection, receiver: WebSocketConnection, to: str):
+        self.sender = sender
+        self.receiver = receiver
+        self.to = to
+        self.codes: dict[int, int] = {}
+        self.got: list[int] = []
+
+    async def send_all(self, count: int, gap: float) -> None:
+        for i in range(count):
+            msg = {"k": "text", "text": str(i)}
+            await send(self.sender, {"t": "send", "rid": i + 1, "to": self.to, "msg": msg})
+            await trio.sleep(gap)
+
+
+async def _count_through(outage: Any, redis: RedisProcess, count: int = 120) -> None:
+    async with cluster(redis.url, 2) as [(a, _), (b, _)]:
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            there = Counter(wa, wb, "bob")
+            back = Counter(wb, wa, "alice")
+            # alice's socket carries her Results and bob's messages: one reader per socket.
+            async with trio.open_nursery() as nursery:
+
+                async def read_alice() -> None:
+                    while len(there.codes) < count or len(back.got) < count:
+                        frame = await recv(wa, within=30)
+                        if frame["t"] == "result":
+                            there.codes[frame["rid"]] = frame.get("code", 0)
+                        elif frame["t"] == "msg":
+                            back.got.append(int(frame["msg"]["text"]))
+
+                async def read_bob() -> None:
+                    while len(back.codes) < count or len(there.got) < count:
+                        frame = await recv(wb, within=30)
+                        if frame["t"] == "result":
+                            back.codes[frame["rid"]] = frame.get("code", 0)
+                        elif frame["t"] == "msg":
+                            there.got.append(int(frame["msg"]["text"]))
+
+                nursery.start_soon(read_alice)
+                nursery.start_soon(read_bob)
+                nursery.start_soon(there.send_all, count, 0.02)
+                nursery.start_soon(back.send_all, count, 0.02)
+                await trio.sleep(0.6)
+                await outage()
+            for c in (there, back):
+                assert c.codes == {i + 1: 0 for i in range(count)}, c.codes
+                assert c.got == list(range(count))  # all of them, in order, once
+            with trio.move_on_after(0.5):
+                frame = await recv(wb, "msg")
+                raise AssertionError(f"a message delivered twice: {frame}")
+
+
+async def test_no_peer_message_lost_or_doubled_across_a_2s_redis_pause(
+    own_redis: RedisProcess,
+) -> None:
+    async def outage() -> None:
+        own_redis.pause()
+        await trio.sleep(2.0)
+        own_redis.resume()
+
+    await _count_through(outage, own_redis)
+
+
+async def test_no_peer_message_lost_or_doubled_when_a_node_s_redis_connections_are_cut(
+    own_redis: RedisProcess,
+) -> None:
+    async def outage() -> None:
+        for node in ("n1", "n0", "n1"):
+            assert await kill_connections(own_redis.url, node) >= 1
+            await trio.sleep(0.3)
+
+    await _count_through(outage, own_redis)
+
+
+async def test_a_session_resumes_on_another_node_with_its_messages_and_answers(
+    shared_redis: RedisProcess,
+) -> None:
+    async with cluster(shared_redis.url, 3) as [(a, ha), (b, hb), (c, hc)]:
+        async with open_websocket_url(a.url) as wa:
+            await login(wa, "alice")
+            await send(wa, {"t": "sub", "rid": 100, "users": ["bob"]})
+            assert (await recv(wa, "presence"))["states"] == {"bob": PeerOnlineState.OFFLINE}
+            async with open_websocket_url(b.url) as wb:
+                ok = await login(wb, "bob")
+                sid = ok["session"]
+                assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+                await send(wb, {"t": "sub", "rid": 1, "users": ["alice"]})
+                assert (await recv(wb, "presence"))["states"] == {"alice": 0}
+                for i in range(3):
+                    msg = {"k": "text", "text": f"m{i}"}
+                    await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
+                    assert (await recv(wa, "result")).get("code", 0) == 0
+                got = [await recv(wb, "msg") for _ in range(3)]
+                # bob's Send whose Result he will not see before the drop.
+                await send(wb, {"t": "send", "rid": 2, "to": "alice",
+                                "msg": {"k": "text", "text": "from bob"}})  # fmt: skip
+                assert (await recv(wa, "msg"))["msg"]["text"] == "from bob"
+            # bob's connection is gone (no logout): detached on node b, inside the window.
+            assert (await recv(wa, "presence"))["states"] == {"bob": 1}
+            for i in range(3, 5):
+                msg = {"k": "text", "text": f"m{i}"}
+                await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
+                code = (await recv(wa, "result")).get("code", 0)
+                assert code == PeerMessageError.CACHED_BY_SERVER
+            # He comes back through a balancer without affinity: on node c.
+            async with open_websocket_url(c.url) as wc:
+                ok = await login(wc, "bob", resume=sid, ack=got[0]["seq"])
+                assert ok["resumed"] is True and ok["session"] == sid
+                # Everything after his ack, in order, once: m1, m2 (unacked), m3, m4.
+                replayed = [await recv(wc, "msg") for _ in range(4)]
+                assert [m["msg"]["text"] for m in replayed] == ["m1", "m2", "m3", "m4"]
+                assert [m["seq"] for m in replayed] == [g["seq"] for g in got[1:]] + [
+                    got[2]["seq"] + 1,
+                    got[2]["seq"] + 2,
+                ]
+                assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+                # His repeated Send is answered again, not delivered twice.
+                await send(wc, {"t": "send", "rid": 2, "to": "alice",
+                                "msg": {"k": "text", "text": "from bob"}})  # fmt: skip
+                assert (await recv(wc, "result"))["rid"] == 2
+                # New messages reach him on node c; node b holds nothing of him.
+                await send(wa, {"t": "send", "rid": 9, "to": "bob",
+                                "msg": {"k": "text", "text": "m5"}})  # fmt: skip
+                assert (await recv(wa, "result")).get("code", 0) == 0
+                assert (await recv(wc, "msg"))["msg"]["text"] == "m5"
+                with trio.move_on_after(0.5):
+                    frame = await recv(wc, "msg")
+                    raise AssertionError(f"delivered twice: {frame}")
+                assert "bob" not in hb._local and hc._local["bob"].id == sid
+                assert hb.handovers_out == 1 and hc.handovers_in == 1
+                # His subscription came along: alice's presence still reaches him.
+                await send(wa, {"t": "logout"})
+                assert (await recv(wc, "presence"))["states"] == {"alice": 2}
+        assert ha.dropped == 0
+
+
+async def test_an_unknown_or_ended_session_on_another_node_is_a_fresh_login(
+    shared_redis: RedisProcess,
+) -> None:
+    async with cluster(shared_redis.url, 2) as [(a, _), (b, _)]:
+        async with open_websocket_url(a.url) as wa:
+            ok = await login(wa, "bob")
+            await send(wa, {"t": "logout"})
+        async with open_websocket_url(b.url) as wb:
+            again = await login(wb, "bob", resume=ok["session"])
+            assert again.get("resumed", False) is False and again["session"] != ok["session"]
+        async with open_websocket_url(b.url) as wb:
+            fresh = await login(wb, "carol", resume="no-such-session")
+            assert fresh.get("resumed", False) is False
+
+
+FAST = ClientConfig(no_response_timeout=2.0, lifetime=6.0, confirm_timeout=2.0, expire_grace=1.0)
+
+
+async def test_a_callee_behind_a_balancer_resumes_on_another_node_and_the_call_completes(
+    shared_redis: RedisProcess,
+) -> None:
+    async with cluster(shared_redis.url, 2) as [(a, _), (b, hb)]:
+        async with trio.open_nursery() as nursery:
+            balancer = await nursery.start(Proxy(a.port).run)
+            async with (
+                phone(b.url, "alice", FAST) as alice,
+                phone(balancer.url, "bob", FAST) as bob,
+            ):
+                inv = await alice.client.call("bob")
+                await bob.wait("RemoteInvitationReceived", inv.id, within=5)
+                await alice.wait("LocalInvitationReceivedByPeer", inv.id, within=5)
+                balancer.target_port = b.port  # new connections land on the other node
+                balancer.cut()
+                await bob.wait_for(lambda: bob.client.transport.login_ok is not None
+                                   and bob.client.transport.login_ok.resumed, 10)  # fmt: skip
+                assert balancer.connections == 2
+                assert hb._local["bob"] is not None
+                assert bob.client.remote_invitations[inv.id].state is RS.INVITATION_RECEIVED
+                await bob.client.accept(inv.id, response="moved")
+                assert (await alice.wait("LocalInvitationAccepted", inv.id)).response == "moved"
+                await bob.wait("RemoteInvitationAccepted", inv.id)
+                assert inv.state is LS.ACCEPTED_BY_REMOTE
+            nursery.cancel_scope.cancel()
+
+
+async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
+    shared_redis: RedisProcess,
+) -> None:
+    import subprocess
+    import sys
+
+    async with cluster(shared_redis.url, 1, op_timeout=0.5) as [(a, ha)]:
+        prefix = ha.prefix
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+            [sys.executable, "-m", "tests.redis.node", "--redis", shared_redis.url,
+             "--node-id", "doomed", "--ttl", str(TTL), "--prefix", prefix],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            url = (await trio.to_thread.run_sync(proc.stdout.readline)).strip()
+            async with open_websocket_url(url) as wd:
+                sid = (await login(wd, "bob"))["session"]
+                proc.kill()
+                await trio.to_thread.run_sync(proc.wait)
+            start = trio.current_time()
+            async with open_websocket_url(a.url) as wa:
+                ok = await login(wa, "bob", resume=sid)
+                # Nobody could hand the session over: a new one, told as such, at once.
+                assert ok.get("resumed", False) is False and ok["session"] != sid
+                assert trio.current_time() - start < 0.5 + 1.0
+                assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.ONLINE}
+        finally:
+            proc.kill()
+            proc.wait()
