@@ -22,7 +22,7 @@ from rich.text import Text
 
 from rtmcall.scenario.load import load_paths
 from rtmcall.scenario.model import Scenario
-from rtmcall.scenario.runner import ScenarioResult, ScenarioRun, StepResult
+from rtmcall.scenario.runner import ScenarioResult, ScenarioRun
 
 from .demo_view import DemoRow, Result, build_live_table, build_summary, pair
 from .runtime import NOT_AS_ASKED, OK, USAGE
@@ -64,9 +64,11 @@ class _Board:
             inv_id = run.ids.get(name)
             if inv_id is None:
                 continue
-            sides = held.get(inv_id, [])
-            caller = next(((a, i) for a, i in sides if i.direction == "out"), None)
-            callee = next((i for a, i in sides if i.direction == "in" and not a.killed), None)
+            caller, callee = run.ends(held.get(inv_id, []))
+            # A killed caller's row still shows what its app saw last.
+            caller = caller or next(
+                ((a, i) for a, i in held.get(inv_id, []) if i.direction == "out"), None
+            )
             if caller is None:
                 continue
             actor, info = caller
@@ -79,19 +81,6 @@ class _Board:
             label = _label(run.scenario, name, index)
             rows.append(DemoRow(label, info, callee, deadline))
         return rows
-
-
-class _Progress:
-    """The runner's observer: nothing to do per step; the table is redrawn on a timer."""
-
-    def step_started(self, run: ScenarioRun, number: str, text: str) -> None:
-        pass
-
-    def step_ended(self, run: ScenarioRun, result: StepResult) -> None:
-        pass
-
-    def changed(self, run: ScenarioRun) -> None:
-        pass
 
 
 def _results(result: ScenarioResult) -> list[Result]:
@@ -128,7 +117,7 @@ async def _play(
         for scenario in scenarios:
             if live is None:
                 console.print(Text(f"▶ {scenario.name}: {scenario.description}", style="bold"))
-            run = ScenarioRun(scenario, scale=scale, observer=_Progress())
+            run = ScenarioRun(scenario, scale=scale)  # the table is redrawn on a timer
             board.run = run
             result = await run.play()
             board.close(run)

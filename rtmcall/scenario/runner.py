@@ -120,7 +120,9 @@ class Observer(Protocol):
     def changed(self, run: ScenarioRun) -> None: ...
 
 
-class _Quiet:
+class QuietObserver:
+    """An observer that wants nothing (the default); subclass it to hear of some things."""
+
     def step_started(self, run: ScenarioRun, number: str, text: str) -> None:
         pass
 
@@ -212,7 +214,7 @@ class ScenarioRun:
         self.scenario = scenario
         self.servers = list(servers) if servers else None
         self.scale = scale
-        self.observer: Observer = observer or _Quiet()
+        self.observer: Observer = observer or QuietObserver()
         self.run_id = secrets.token_hex(3)
         self.vars = {**scenario.vars, "run": self.run_id, "i": str(run)}
         self.result = ScenarioResult(scenario, run, runs, run_id=self.run_id)
@@ -610,35 +612,23 @@ class ScenarioRun:
         if problems:
             raise StepFailed("at the end: " + "; ".join(problems))
 
+    def ends(
+        self, held: list[tuple[ActorRun, InvitationInfo]]
+    ) -> tuple[tuple[ActorRun, InvitationInfo] | None, InvitationInfo | None]:
+        """The caller's (actor, view) and the callee's view of one invitation (from
+        :meth:`sides`). A killed actor's view froze when its app died: it has none."""
+        alive = [(a, i) for a, i in held if not a.killed]
+        caller = next(((a, i) for a, i in alive if i.direction == "out"), None)
+        callee = next((i for _, i in alive if i.direction == "in"), None)
+        return caller, callee
+
     def _outcomes(self) -> dict[str, str]:
         held = self.sides()
         out = {}
         for name, inv_id in self.ids.items():
-            # A killed actor's view froze when its app died: it has no outcome ("—").
-            sides = [(a, i) for a, i in held.get(inv_id, []) if not a.killed]
-            caller = next((i for _, i in sides if i.direction == "out"), None)
-            callee = next((i for _, i in sides if i.direction == "in"), None)
-            out[name] = pair(caller, callee)
+            caller, callee = self.ends(held.get(inv_id, []))
+            out[name] = pair(caller[1] if caller else None, callee)
         return out
 
 
-async def play(
-    scenario: Scenario,
-    *,
-    servers: Sequence[str] | None = None,
-    run: int = 1,
-    runs: int = 1,
-    scale: float = 1.0,
-    observer: Observer | None = None,
-    on_start: Callable[[ScenarioRun], None] | None = None,
-) -> ScenarioResult:
-    """Play ``scenario`` once (see :class:`ScenarioRun`)."""
-    runner = ScenarioRun(
-        scenario, servers=servers, run=run, runs=runs, scale=scale, observer=observer
-    )
-    if on_start is not None:
-        on_start(runner)
-    return await runner.play()
-
-
-__all__ = ["ScenarioResult", "ScenarioRun", "StepFailed", "StepResult", "play"]
+__all__ = ["QuietObserver", "ScenarioResult", "ScenarioRun", "StepFailed", "StepResult"]

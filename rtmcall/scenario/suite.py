@@ -22,7 +22,7 @@ from rich.live import Live
 from . import report
 from .load import ScenarioError, load_paths, with_vars
 from .model import Scenario
-from .runner import ScenarioResult, ScenarioRun, StepResult
+from .runner import QuietObserver, ScenarioResult, ScenarioRun, StepResult
 
 OK, FAILED, USAGE = 0, 1, 2
 _VAR_ARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
@@ -40,22 +40,16 @@ class SuiteOptions:
     list_only: bool = False
 
 
-class _Plain:
-    """Not a terminal (or ``--json``): nothing while it plays; the result lines say it."""
+class _Plain(QuietObserver):
+    """Not a terminal (or ``--json``): nothing while it plays but ``--json``'s step lines;
+    the result lines say the rest."""
 
-    def __init__(self, out: Console, as_json: bool) -> None:
-        self.out = out
+    def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-
-    def step_started(self, run: ScenarioRun, number: str, text: str) -> None:
-        pass
 
     def step_ended(self, run: ScenarioRun, result: StepResult) -> None:
         if self.as_json:
             _write(report.dumps(report.step_json(run, result)))
-
-    def changed(self, run: ScenarioRun) -> None:
-        pass
 
 
 class _LiveView:
@@ -180,7 +174,7 @@ async def _play_all(
 ) -> None:
     live = console.is_terminal and not opts.as_json
     view = _LiveView(console) if live else None
-    plain = _Plain(console, opts.as_json)
+    plain = _Plain(opts.as_json)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_sigint, state)
         for scenario in scenarios:
