@@ -43,7 +43,7 @@ from rtmcall._exc import first_leaf
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
-from .hub import Health, HubUnavailable
+from .hub import Health, HubListener, HubUnavailable
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
@@ -127,6 +127,12 @@ class RedisHub:
         self._last_error = ""
         #: Frames and kicks received for sessions no longer here (lost, by design).
         self.dropped = 0
+        #: Redis operations that succeeded / failed (for the metrics).
+        self.ops = 0
+        self.errors = 0
+        #: Told of peer messages other nodes delivered here and of remote users going
+        #: OFFLINE (the server's invitation observer, ``ops.Operations``), if set.
+        self.listener: HubListener | None = None
 
     # --- Hub protocol ---------------------------------------------------------------
 
@@ -324,6 +330,8 @@ class RedisHub:
             sid, _, frame = rest.partition(b"\t")
             if session is not None and session.id.encode() == sid:
                 session.push_message(frame)
+                if self.listener is not None:
+                    self.listener.remote_message(frame)
             else:
                 self.dropped += 1  # the session moved or ended: the sender's timers recover
         elif op == b"K":
@@ -391,6 +399,8 @@ class RedisHub:
             return
         if state == _OFFLINE:
             self._known.pop(user, None)
+            if self.listener is not None and user not in self._local:
+                self.listener.peer_offline(user)
         else:
             self._known[user] = state
         data = encode(Presence(states={user: int(state)}))
@@ -437,12 +447,14 @@ class RedisHub:
         return user.encode()
 
     def _ok(self) -> None:
+        self.ops += 1
         if not self._redis_ok:
             log.info("node %s: redis is back", self.node_id)
         self._redis_ok = True
         self._last_error = ""
 
     def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
         if self._redis_ok:
             log.warning("node %s: redis unavailable: %r", self.node_id, exc)
         self._redis_ok = False
