@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import h11
@@ -139,7 +140,9 @@ class Operations:
                 if self.options.metrics_port is not None:
                     host = self.options.metrics_host or self.server.host or None
                     listeners = await nursery.start(
-                        trio.serve_tcp, self.serve_http, self.options.metrics_port, host
+                        partial(
+                            trio.serve_tcp, self.serve_http, self.options.metrics_port, host=host
+                        )
                     )
                     address, port = listeners[0].socket.getsockname()[:2]
                     self.metrics_url = _http_url(address, port)
