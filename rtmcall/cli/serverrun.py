@@ -31,6 +31,8 @@ class ServerOptions:
     node_id: str | None = None
     presence_ttl: float = 30.0
     log_level: str = "INFO"
+    #: rtmcall.server.ops.OpsOptions (metrics, call log, webhooks), or None.
+    ops: Any = None
     #: ServerConfig fields by name.
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +78,7 @@ async def _serve(opts: ServerOptions) -> int:
                     hub=hub,
                     ssl_context=ctx,
                     config=config,
+                    ops=opts.ops,
                 )
             )
             # stdout gets exactly this line (scripts and tests read the URL from it).
