@@ -283,7 +283,13 @@ class InvitationObserver:
             record = self.open.get(inv_id)
             if record is not None and record.deadline == deadline:
                 self._timed_out(record)
-        return heap[0][0] if heap else float("inf")
+        while heap:  # stale heads (re-armed or ended invitations) are not deadlines
+            deadline, inv_id = heap[0]
+            record = self.open.get(inv_id)
+            if record is not None and record.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return float("inf")
 
     # --- transitions ----------------------------------------------------------------------
 
