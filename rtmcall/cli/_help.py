@@ -34,6 +34,7 @@ Commands:
   demo    Play every outcome with a server and users in one process.
   bench   Load a server with call setups; report rate and latency.
   health  Check a server node: exit 0 when healthy.
+  top     Watch server nodes live: users, calls/s, outcomes.
 """
 
 

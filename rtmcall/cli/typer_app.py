@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_server
+from . import cmd_bench, cmd_demo, cmd_health, cmd_login, cmd_server, cmd_top
 
 app = typer.Typer(
     name="rtmcall",
@@ -67,3 +67,4 @@ app.command("bench", short_help="Load a server with call setups; report rate and
     cmd_bench.bench
 )
 app.command("health", short_help="Check a server node: exit 0 when healthy.")(cmd_health.health)
+app.command("top", short_help="Watch server nodes live: users, calls/s, outcomes.")(cmd_top.top)
