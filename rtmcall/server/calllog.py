@@ -12,15 +12,18 @@ log retries on the next line.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import BinaryIO
+
+import msgspec
 
 from .observer import InvitationRecord
 
 log = logging.getLogger("rtmcall.server")
+
+_encoder = msgspec.json.Encoder()
 
 
 class CallLog:
@@ -30,7 +33,7 @@ class CallLog:
         self.backups = backups
         self.lines = 0
         self.errors = 0
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._failing = False
         if target != "-":
             self._open()
@@ -40,11 +43,12 @@ class CallLog:
             self.write(record.as_dict())
 
     def write(self, entry: dict[str, object]) -> None:
-        line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n"
+        line = _encoder.encode(entry) + b"\n"
         try:
             if self.target == "-":
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                sys.stdout.flush()  # (after anything printed as text before)
+                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.flush()
             else:
                 out = self._file or self._open()
                 if out is None:
@@ -67,9 +71,9 @@ class CallLog:
     def close(self) -> None:
         self._close()
 
-    def _open(self) -> TextIO | None:
+    def _open(self) -> BinaryIO | None:
         try:
-            self._file = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._file = open(self.target, "ab")  # noqa: SIM115 - kept open
         except OSError as exc:
             self._warn(exc)
             return None

@@ -12,13 +12,21 @@ events (a few per invitation) touch ``prometheus_client`` objects.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .observer import InvitationRecord, Outcome
 
@@ -34,78 +42,94 @@ SETUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30
 
 
 class ServerMetrics:
-    """The registry of one node, and the observer sink that counts invitations."""
+    """The registry of one node, and the observer sink that counts invitations.
+
+    The invitation counters are plain integers too (a ``prometheus_client`` Counter takes
+    a lock per ``inc``); the collector hands them to the registry as metric families at
+    scrape time, the setup-time histogram with its cumulative buckets.
+    """
 
     def __init__(self, server: Server, node: str) -> None:
         self.node = node
         self.registry = CollectorRegistry(auto_describe=True)
         self.call_log: CallLog | None = None
         self.webhooks: WebhookSender | None = None
+        self.sent = 0
+        self.callee_offline = 0
+        self.ringing = 0
+        self.missed = 0
+        #: (outcome, caller's error name or "") -> count
+        self.ended: dict[tuple[str, str], int] = {
+            (o.value, ""): 0 for o in (Outcome.ACCEPTED, Outcome.REFUSED, Outcome.CANCELED)
+        }
+        #: Observations per SETUP_BUCKETS slot (the last: above every bound), and their sum.
+        self.setup_counts = [0] * (len(SETUP_BUCKETS) + 1)
+        self.setup_sum = 0.0
         self.registry.register(_ServerCollector(server, self))
-        r = self.registry
-        self._sent = Counter(
-            "rtmcall_invitations_sent",
-            "Invitations sent by this node's users (first Invite of each id).",
-            ["node"],
-            registry=r,
-        ).labels(node)
-        self._offline = Counter(
-            "rtmcall_invitations_callee_offline",
-            "Invitations whose first Invite found the callee logged out (callee.offline).",
-            ["node"],
-            registry=r,
-        ).labels(node)
-        self._ringing = Counter(
-            "rtmcall_invitations_ringing",
-            "Invitations the callee's client acknowledged (it rang).",
-            ["node"],
-            registry=r,
-        ).labels(node)
-        self._ended = Counter(
-            "rtmcall_invitations",
-            "Invitations ended, by outcome and (for failures) the caller's error.",
-            ["node", "outcome", "error"],
-            registry=r,
-        )
-        self._missed = Counter(
-            "rtmcall_invitations_missed",
-            "Invitations that ended without the callee's accept or refuse.",
-            ["node"],
-            registry=r,
-        ).labels(node)
-        self._setup = Histogram(
-            "rtmcall_call_setup_seconds",
-            "Invite to accept, as the server saw them (accepted invitations).",
-            ["node"],
-            buckets=SETUP_BUCKETS,
-            registry=r,
-        ).labels(node)
-        self._outcomes: dict[tuple[Outcome, str], Counter] = {}
-        for outcome in (Outcome.ACCEPTED, Outcome.REFUSED, Outcome.CANCELED):
-            self._outcomes[(outcome, "")] = self._ended.labels(node, outcome.value, "")
 
     # --- ObserverSink ---------------------------------------------------------------------
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         if kind == "ended":
-            assert record.outcome is not None
-            error = record.error.name if record.error else ""
-            child = self._outcomes.get((record.outcome, error))
-            if child is None:
-                child = self._ended.labels(self.node, record.outcome.value, error)
-                self._outcomes[(record.outcome, error)] = child
-            child.inc()
+            key = (record.outcome.value, record.error.name if record.error else "")  # type: ignore[union-attr]
+            self.ended[key] = self.ended.get(key, 0) + 1
             if record.missed:
-                self._missed.inc()
+                self.missed += 1
             setup = record.setup_seconds
             if setup is not None:
-                self._setup.observe(setup)
+                self.setup_counts[bisect_left(SETUP_BUCKETS, setup)] += 1
+                self.setup_sum += setup
         elif kind == "sent":
-            self._sent.inc()
+            self.sent += 1
         elif kind == "ringing":
-            self._ringing.inc()
+            self.ringing += 1
         elif kind == "callee_offline":
-            self._offline.inc()
+            self.callee_offline += 1
+
+    def families(self) -> Iterator[Metric]:
+        node = self.node
+        for name, doc, count in (
+            (
+                "rtmcall_invitations_sent",
+                "Invitations sent by this node's users (first Invite of each id).",
+                self.sent,
+            ),
+            (
+                "rtmcall_invitations_callee_offline",
+                "Invitations whose first Invite found the callee logged out (callee.offline).",
+                self.callee_offline,
+            ),
+            (
+                "rtmcall_invitations_ringing",
+                "Invitations the callee's client acknowledged (it rang).",
+                self.ringing,
+            ),
+            (
+                "rtmcall_invitations_missed",
+                "Invitations that ended without the callee's accept or refuse.",
+                self.missed,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["node"])
+            family.add_metric([node], count)
+            yield family
+        ended = CounterMetricFamily(
+            "rtmcall_invitations",
+            "Invitations ended, by outcome and (for failures) the caller's error.",
+            labels=["node", "outcome", "error"],
+        )
+        for (outcome, error), count in sorted(self.ended.items()):
+            ended.add_metric([node, outcome, error], count)
+        yield ended
+        setup = HistogramMetricFamily(
+            "rtmcall_call_setup_seconds",
+            "Invite to accept, as the server saw them (accepted invitations).",
+            labels=["node"],
+        )
+        cumulative = list(accumulate(self.setup_counts))
+        bounds = [*(floatToGoString(b) for b in SETUP_BUCKETS), "+Inf"]
+        setup.add_metric([node], list(zip(bounds, cumulative, strict=True)), self.setup_sum)
+        yield setup
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -229,6 +253,7 @@ class _ServerCollector(Collector):
                 "Invitations sent and not yet ended (this node's callers).",
                 len(observer.open),
             )
+        yield from self._metrics.families()
         yield from self._redis(node)
         yield from self._sinks(node)
 

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -174,11 +174,19 @@ class InvitationRecord:
         }
 
 
+_iso_second: list[Any] = [None, ""]  # (whole second, its text): lines come in bursts
+
+
 def _iso(t: float | None) -> str | None:
+    """``2026-12-01T20:48:41.123Z`` (UTC, milliseconds)."""
     if t is None:
         return None
-    stamp = datetime.datetime.fromtimestamp(t, datetime.UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second = int(t)
+    if _iso_second[0] != second:
+        stamp = datetime.datetime.fromtimestamp(second, datetime.UTC)
+        _iso_second[0] = second
+        _iso_second[1] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_iso_second[1]}.{int((t - second) * 1000):03d}Z"
 
 
 class ObserverSink(Protocol):
@@ -278,17 +286,18 @@ class InvitationObserver:
         """End invitations whose backstop deadline passed; the next deadline (inf: none)."""
         now = self._clock() if now is None else now
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, inv_id = heapq.heappop(heap)
-            record = self.open.get(inv_id)
-            if record is not None and record.deadline == deadline:
-                self._timed_out(record)
-        while heap:  # stale heads (re-armed or ended invitations) are not deadlines
+        while heap:
             deadline, inv_id = heap[0]
             record = self.open.get(inv_id)
-            if record is not None and record.deadline == deadline:
+            if record is None:
+                heapq.heappop(heap)  # ended
+            elif record.deadline > deadline:
+                heapq.heapreplace(heap, (record.deadline, inv_id))  # re-armed later
+            elif deadline <= now:
+                heapq.heappop(heap)
+                self._timed_out(record)
+            else:
                 return deadline
-            heapq.heappop(heap)
         return float("inf")
 
     # --- transitions ----------------------------------------------------------------------
@@ -433,11 +442,17 @@ class InvitationObserver:
         self._emit("ended", record)
 
     def _arm(self, record: InvitationRecord, window: float) -> None:
+        """Set the record's backstop. An earlier deadline than the one in the heap is
+        pushed; a later one only when the heap's entry comes up (``expire``), so the
+        usual re-arming (a longer window for the next phase) costs no heap operation."""
+        old = record.deadline
         record.deadline = self._clock() + window + self.windows.grace
-        heapq.heappush(self._heap, (record.deadline, record.id))
-        if len(self._heap) > 2 * len(self.open) + 1024:
-            self._heap = [(r.deadline, r.id) for r in self.open.values()]
-            heapq.heapify(self._heap)
+        if record.deadline < old:
+            heap = self._heap
+            heapq.heappush(heap, (record.deadline, record.id))
+            if len(heap) > 4 * len(self.open) + 10_000:  # mostly entries of ended ones
+                self._heap = [(r.deadline, r.id) for r in self.open.values()]
+                heapq.heapify(self._heap)
 
     def _emit(self, kind: str, record: InvitationRecord) -> None:
         for sink in self.sinks:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import random
 import time
@@ -35,11 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import msgspec
 import trio
 
-from .observer import InvitationRecord
+from .observer import InvitationRecord, _iso
 
 log = logging.getLogger("rtmcall.server")
+
+_encoder = msgspec.json.Encoder()
 
 SIGNATURE_HEADER = "Rtmcall-Signature"
 EVENT_ID_HEADER = "Rtmcall-Event-Id"
@@ -223,11 +225,11 @@ class WebhookSender:
         envelope = {
             "id": event_id,
             "type": type_,
-            "created_at": _iso_now(self._wall()),
+            "created_at": _iso(self._wall()),
             "node": self.node,
             "data": data,
         }
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _encoder.encode(envelope)
         event = _Event(event_id, type_, body)
         for endpoint in self.endpoints:
             endpoint.put(event)
@@ -324,10 +326,3 @@ class WebhookSender:
 
 def _count(counts: dict[str, int], key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
-
-
-def _iso_now(t: float) -> str:
-    import datetime
-
-    stamp = datetime.datetime.fromtimestamp(t, datetime.UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
