@@ -28,7 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .observer import InvitationRecord, Outcome
+from .observer import InvitationObserver, InvitationRecord, Outcome
 
 if TYPE_CHECKING:
     from .calllog import CallLog
@@ -54,10 +54,9 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.call_log: CallLog | None = None
         self.webhooks: WebhookSender | None = None
-        self.sent = 0
-        self.callee_offline = 0
-        self.ringing = 0
         self.missed = 0
+        #: The observer's own counts (sent, ringing, callee offline); set by ``Operations``.
+        self.observer: InvitationObserver | None = None
         #: (outcome, caller's error name or "") -> count
         self.ended: dict[tuple[str, str], int] = {
             (o.value, ""): 0 for o in (Outcome.ACCEPTED, Outcome.REFUSED, Outcome.CANCELED)
@@ -70,39 +69,35 @@ class ServerMetrics:
     # --- ObserverSink ---------------------------------------------------------------------
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
-        if kind == "ended":
-            key = (record.outcome.value, record.error.name if record.error else "")  # type: ignore[union-attr]
-            self.ended[key] = self.ended.get(key, 0) + 1
-            if record.missed:
-                self.missed += 1
-            setup = record.setup_seconds
-            if setup is not None:
-                self.setup_counts[bisect_left(SETUP_BUCKETS, setup)] += 1
-                self.setup_sum += setup
-        elif kind == "sent":
-            self.sent += 1
-        elif kind == "ringing":
-            self.ringing += 1
-        elif kind == "callee_offline":
-            self.callee_offline += 1
+        if kind != "ended":
+            return
+        key = (record.outcome.value, record.error.name if record.error else "")  # type: ignore[union-attr]
+        self.ended[key] = self.ended.get(key, 0) + 1
+        if record.missed:
+            self.missed += 1
+        setup = record.setup_seconds
+        if setup is not None:
+            self.setup_counts[bisect_left(SETUP_BUCKETS, setup)] += 1
+            self.setup_sum += setup
 
     def families(self) -> Iterator[Metric]:
         node = self.node
+        obs = self.observer
         for name, doc, count in (
             (
                 "rtmcall_invitations_sent",
                 "Invitations sent by this node's users (first Invite of each id).",
-                self.sent,
+                obs.sent_total if obs else 0,
             ),
             (
                 "rtmcall_invitations_callee_offline",
                 "Invitations whose first Invite found the callee logged out (callee.offline).",
-                self.callee_offline,
+                obs.callee_offline_total if obs else 0,
             ),
             (
                 "rtmcall_invitations_ringing",
                 "Invitations the callee's client acknowledged (it rang).",
-                self.ringing,
+                obs.ringing_total if obs else 0,
             ),
             (
                 "rtmcall_invitations_missed",

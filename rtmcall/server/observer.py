@@ -95,8 +95,9 @@ _END: dict[str, tuple[L, R]] = {
 
 @dataclass(eq=False, slots=True)
 class InvitationRecord:
-    """One invitation as the server saw it. Times: ``*_at`` wall clock (seconds since the
-    epoch, for logs), ``t_*`` the monotonic clock (for durations)."""
+    """One invitation as the server saw it. Times (``*_at``) are on the server's
+    monotonic clock; ``wall_offset`` turns them into seconds since the epoch (read once
+    per invitation: the hot path does no wall-clock reads)."""
 
     id: str
     caller: str
@@ -104,7 +105,7 @@ class InvitationRecord:
     caller_node: str
     caller_session: str
     sent_at: float
-    t_sent: float
+    wall_offset: float
     content: str = ""
     channel_id: str = ""
     lifetime: float | None = None
@@ -122,7 +123,6 @@ class InvitationRecord:
     answered_at: float | None = None
     canceled_at: float | None = None
     ended_at: float | None = None
-    t_answered: float | None = None
     outcome: Outcome | None = None
     error: L = L.OK
     callee_error: R = R.OK
@@ -136,15 +136,19 @@ class InvitationRecord:
     @property
     def setup_seconds(self) -> float | None:
         """Invite to accept, as the server saw them (None unless it was accepted)."""
-        if self.t_answered is None or self.outcome is not Outcome.ACCEPTED:
+        if self.answered_at is None or self.outcome is not Outcome.ACCEPTED:
             return None
-        return self.t_answered - self.t_sent
+        return self.answered_at - self.sent_at
 
     @property
     def missed(self) -> bool:
         """Ended without the callee's accept or refuse (canceled, expired, unanswered,
         offline): SPEC §6's missed call, from the callee's side."""
         return self.outcome in (Outcome.CANCELED, Outcome.FAILED) and self.answered_at is None
+
+    def wall(self, t: float | None) -> str | None:
+        """A time of this record in ISO 8601 UTC (None stays None)."""
+        return None if t is None else _iso(t + self.wall_offset)
 
     def as_dict(self) -> dict[str, object]:
         """The call log's and the webhooks' view (JSON-ready)."""
@@ -156,10 +160,10 @@ class InvitationRecord:
             "callee_node": self.callee_node,
             "content": self.content,
             "channel_id": self.channel_id,
-            "sent_at": _iso(self.sent_at),
-            "ringing_at": _iso(self.ringing_at),
-            "answered_at": _iso(self.answered_at),
-            "ended_at": _iso(self.ended_at),
+            "sent_at": self.wall(self.sent_at),
+            "ringing_at": self.wall(self.ringing_at),
+            "answered_at": self.wall(self.answered_at),
+            "ended_at": self.wall(self.ended_at),
             "outcome": self.outcome.value if self.outcome is not None else None,
             "error": self.error.name if self.error else None,
             "error_code": int(self.error) if self.error else None,
@@ -190,7 +194,9 @@ def _iso(t: float | None) -> str | None:
 
 
 class ObserverSink(Protocol):
-    """Told of invitation lifecycle events (must not block or raise)."""
+    """Told of invitation lifecycle events (must not block or raise). A sink with a true
+    ``every_event`` attribute hears every kind; others only ``ended`` (the observer counts
+    the rest itself, so most invitations cost one sink call)."""
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         """``kind``: ``sent``, ``callee_offline``, ``ringing`` or ``ended``."""
@@ -224,11 +230,16 @@ class InvitationObserver:
         self._clock = clock
         self._wall = wall
         self.sinks: list[ObserverSink] = list(sinks)
+        #: The sinks told of ``sent``, ``callee_offline`` and ``ringing`` too.
+        self._every = [k for k in self.sinks if getattr(k, "every_event", False)]
         self.windows = windows
         #: Open invitations by id.
         self.open: dict[str, InvitationRecord] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[float, str]] = []
+        self.sent_total = 0
+        self.callee_offline_total = 0
+        self.ringing_total = 0
         self.ended_total = 0
 
     # --- inputs -------------------------------------------------------------------------
@@ -314,18 +325,22 @@ class InvitationObserver:
                 callee=to,
                 caller_node=self.node,
                 caller_session=session,
-                sent_at=self._wall(),
-                t_sent=now,
+                sent_at=now,
+                wall_offset=self._wall() - now,
                 content=msg.content,
                 channel_id=msg.channel,
                 lifetime=msg.lifetime,
             )
             self.open[msg.id] = record
             self._arm(record, self.windows.no_response)
-            self._emit("sent", record)
+            self.sent_total += 1
+            if self._every:
+                self._emit("sent", record)
             if not delivered:
                 record.callee_was_offline = True
-                self._emit("callee_offline", record)
+                self.callee_offline_total += 1
+                if self._every:
+                    self._emit("callee_offline", record)
         elif sender != record.caller or to != record.callee:
             return
         if delivered:
@@ -342,15 +357,14 @@ class InvitationObserver:
                 record.rang = True
             if kind is Accept and record.phase is P.RINGING:
                 record.response = msg.response  # type: ignore[union-attr]
-                record.answered_at = self._wall()
-                record.t_answered = self._clock()
+                record.answered_at = self._clock()
                 record.phase = P.ACCEPTING
                 self._arm(record, self.windows.confirm)
         elif kind is Refuse:
             if phase is P.SENT:
                 self._ring(record)
             record.response = msg.response  # type: ignore[union-attr]
-            record.answered_at = self._wall()
+            record.answered_at = self._clock()
             record.reason = getattr(msg, "reason", None) or None
             self._end(record, Outcome.REFUSED)
         elif kind is CancelAck:
@@ -365,19 +379,17 @@ class InvitationObserver:
         kind = type(msg)
         if kind is Confirm:
             if record.phase in (P.ACCEPTING, P.RINGING):
-                if record.t_answered is None:
-                    record.answered_at = self._wall()
-                    record.t_answered = self._clock()
+                if record.answered_at is None:
+                    record.answered_at = self._clock()
                 self._end(record, Outcome.ACCEPTED)
         elif kind is Cancel:
             if record.phase in (P.SENT, P.RINGING, P.ACCEPTING):
                 record.rang = record.phase is not P.SENT
-                record.canceled_at = self._wall()
+                record.canceled_at = self._clock()
                 record.phase = P.CANCELING
                 # An ACCEPTING invitation canceled is not answered after all (the callee
                 # ends CANCELED too).
                 record.answered_at = None
-                record.t_answered = None
                 self._arm(record, self.windows.confirm)
             if record.phase is P.CANCELING and not delivered:
                 self._end(record, Outcome.CANCELED)  # the engine's cancel_undelivered
@@ -418,9 +430,11 @@ class InvitationObserver:
     def _ring(self, record: InvitationRecord) -> None:
         record.phase = Phase.RINGING
         record.delivered = True
-        record.ringing_at = self._wall()
+        record.ringing_at = self._clock()
         self._arm(record, record.lifetime or self.windows.lifetime)
-        self._emit("ringing", record)
+        self.ringing_total += 1
+        if self._every:
+            self._emit("ringing", record)
 
     def _end(
         self, record: InvitationRecord, outcome: Outcome, error: L = L.OK, callee: R = R.OK
@@ -431,7 +445,7 @@ class InvitationObserver:
         record.outcome = outcome
         record.error = error
         record.callee_error = callee
-        record.ended_at = self._wall()
+        record.ended_at = self._clock()
         record.deadline = float("inf")
         del self.open[record.id]
         ended = self._ended
@@ -439,7 +453,8 @@ class InvitationObserver:
         if len(ended) > self.windows.keep_ended:
             ended.popitem(last=False)
         self.ended_total += 1
-        self._emit("ended", record)
+        for sink in self.sinks:
+            sink.invitation_event("ended", record)
 
     def _arm(self, record: InvitationRecord, window: float) -> None:
         """Set the record's backstop. An earlier deadline than the one in the heap is
@@ -455,7 +470,7 @@ class InvitationObserver:
                 heapq.heapify(self._heap)
 
     def _emit(self, kind: str, record: InvitationRecord) -> None:
-        for sink in self.sinks:
+        for sink in self._every:
             sink.invitation_event(kind, record)
 
 

@@ -97,6 +97,8 @@ class Operations:
         self.observer = InvitationObserver(
             self.node, trio.current_time, time.time, sinks, options.windows
         )
+        if self.metrics is not None:
+            self.metrics.observer = self.observer
         #: Sessions told online (user.online) and not yet offline.
         self._online: set[str] = set()
         #: ``http://host:port/metrics`` when metrics are on.

@@ -187,6 +187,9 @@ class WebhookSender:
     :meth:`user_event`; run :meth:`run` in a nursery (``nursery.start``).
     """
 
+    #: Told of every lifecycle event, not only ``ended`` (see ``ObserverSink``).
+    every_event = True
+
     def __init__(
         self,
         config: WebhookConfig,

@@ -14,6 +14,7 @@ GONE = int(PME.PEER_UNREACHABLE)
 
 @dataclass
 class Sink:
+    every_event = True
     events: list[tuple[str, str, str | None]] = field(default_factory=list)
     ended: dict[str, InvitationRecord] = field(default_factory=dict)
 

@@ -18,17 +18,19 @@ from rtmcall.engine.engine import LocalInvitation
 from rtmcall.server import Server, ServerConfig, serve
 from rtmcall.server.ops import OpsOptions
 from rtmcall.server.redis_hub import open_redis_hub
+from rtmcall.server.webhooks import WebhookConfig
 
 from ..e2e.conftest import phone
 from ..redis.redisproc import RedisProcess
-from .test_single_node import _OUTCOME, metrics, scrape, value
+from .receiver import Receiver
+from .test_single_node import _OUTCOME, SECRET, metrics, scrape, value
 
 FAST = ClientConfig(no_response_timeout=2.0, lifetime=3.0, confirm_timeout=1.0, expire_grace=1.0)
 W = 10.0  # longest wait for one step (real seconds)
 
 
 @asynccontextmanager
-async def two_nodes(redis_url: str, logs: list[Path]) -> AsyncIterator[list[Server]]:
+async def two_nodes(redis_url: str, logs: list[Path], hook: str) -> AsyncIterator[list[Server]]:
     prefix = f"ops{secrets.token_hex(3)}"
     async with AsyncExitStack() as stack:
         hubs = [
@@ -40,7 +42,8 @@ async def two_nodes(redis_url: str, logs: list[Path]) -> AsyncIterator[list[Serv
         nursery = await stack.enter_async_context(trio.open_nursery())
         servers = []
         for hub, log in zip(hubs, logs, strict=True):
-            ops = OpsOptions(metrics=True, call_log=str(log))
+            hooks = WebhookConfig(urls=(hook,), secret=SECRET)
+            ops = OpsOptions(metrics=True, call_log=str(log), webhooks=hooks)
             servers.append(
                 await nursery.start(
                     partial(serve, "127.0.0.1", 0, hub=hub, config=ServerConfig(), ops=ops)
@@ -51,12 +54,13 @@ async def two_nodes(redis_url: str, logs: list[Path]) -> AsyncIterator[list[Serv
 
 
 async def test_each_invitation_is_logged_once_by_its_caller_s_node(
-    shared_redis: RedisProcess, tmp_path: Path
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
+    receiver = await nursery.start(Receiver(SECRET).run)
     logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
     invs: dict[str, tuple[LocalInvitation, int]] = {}  # name -> (invitation, caller's node)
     with trio.fail_after(60):
-        async with two_nodes(shared_redis.url, logs) as (n0, n1):
+        async with two_nodes(shared_redis.url, logs, receiver.url("/ok")) as (n0, n1):
             async with (
                 phone(n0.url, "alice", FAST) as alice,
                 phone(n1.url, "bob", FAST) as bob,
@@ -96,6 +100,13 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
                 await alice.wait("LocalInvitationFailure", inv.id, W)
                 await trio.sleep(0.5)
                 samples = [metrics(await scrape(s.ops.metrics_url)) for s in (n0, n1)]
+                await receiver.wait_for(
+                    lambda: (
+                        sum(e["type"] == "invitation.ended" for e in receiver.accepted())
+                        >= len(invs)
+                    )
+                )
+                await trio.sleep(0.5)
 
     lines = [[json.loads(x) for x in log.read_text().splitlines()] for log in logs]
     every = [line["id"] for node in lines for line in node]
@@ -109,6 +120,11 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
     assert [x["outcome"] for x in lines[1]] == ["refused"]
     callee_left = next(x for x in lines[0] if x["id"] == invs["callee_left"][0].id)
     assert (callee_left["outcome"], callee_left["error"]) == ("failed", "PEER_OFFLINE")
+    ended = [e for e in receiver.accepted() if e["type"] == "invitation.ended"]
+    assert sorted(e["data"]["id"] for e in ended) == sorted(every)  # once each, signed
+    assert all(d.signature_ok for d in receiver.requests)
+    for e in ended:
+        assert e["node"] == e["data"]["caller_node"]
     for i, node_samples in enumerate(samples):
         assert value(node_samples, "rtmcall_invitations_total") == len(lines[i])
         assert value(node_samples, "rtmcall_redis_up") == 1
