@@ -233,8 +233,9 @@ class InvitationObserver:
         #: The sinks told of ``sent``, ``callee_offline`` and ``ringing`` too.
         self._every = [k for k in self.sinks if getattr(k, "every_event", False)]
         self.windows = windows
-        #: Open invitations by id.
+        #: Open invitations by id, and the ids of each user's (as caller or callee).
         self.open: dict[str, InvitationRecord] = {}
+        self._by_user: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[float, str]] = []
         self.sent_total = 0
@@ -269,7 +270,7 @@ class InvitationObserver:
             return
         try:
             frame = _deliver_decoder.decode(data)
-        except msgspec.DecodeError:  # noqa: BLE001 - not ours to judge: the receiver's engine does
+        except msgspec.DecodeError:  # not ours to judge: the receiver's engine does
             return
         msg = frame.msg
         if msg is None or type(msg) is Text or type(msg) is Invite:
@@ -281,7 +282,7 @@ class InvitationObserver:
     def session_ended(self, user: str, session: str) -> None:
         """A local session ended for good: its invitations fail as its peers' engines
         fail them (their presence says OFFLINE)."""
-        for record in list(self.open.values()):
+        for record in self._of(user):
             if record.caller == user and record.caller_session == session:
                 self._caller_gone(record)
             elif record.callee == user and record.callee_session == session:
@@ -289,7 +290,7 @@ class InvitationObserver:
 
     def peer_offline(self, user: str) -> None:
         """Presence says ``user`` (on another node) is OFFLINE."""
-        for record in list(self.open.values()):
+        for record in self._of(user):
             if record.callee == user and record.callee_node != self.node:
                 self._callee_gone(record)
 
@@ -310,6 +311,19 @@ class InvitationObserver:
             else:
                 return deadline
         return float("inf")
+
+    def shutdown(self) -> None:
+        """The server stops: every open invitation ends as its clients will see it once
+        their sessions are gone (FAILED, caller NOT_LOGGEDIN), ``inferred``, with the
+        reason ``server_shutdown``."""
+        for record in list(self.open.values()):
+            record.inferred = True
+            record.reason = "server_shutdown"
+            self._end(record, Outcome.FAILED, L.NOT_LOGGEDIN, R.PEER_OFFLINE)
+
+    def _of(self, user: str) -> list[InvitationRecord]:
+        ids = self._by_user.get(user, ())
+        return [self.open[i] for i in ids if i in self.open]
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -332,6 +346,13 @@ class InvitationObserver:
                 lifetime=msg.lifetime,
             )
             self.open[msg.id] = record
+            by_user = self._by_user
+            for user in (sender, to):
+                ids = by_user.get(user)
+                if ids is None:
+                    by_user[user] = {msg.id}
+                else:
+                    ids.add(msg.id)
             self._arm(record, self.windows.no_response)
             self.sent_total += 1
             if self._every:
@@ -448,6 +469,13 @@ class InvitationObserver:
         record.ended_at = self._clock()
         record.deadline = float("inf")
         del self.open[record.id]
+        by_user = self._by_user
+        for user in (record.caller, record.callee):
+            ids = by_user.get(user)
+            if ids is not None:
+                ids.discard(record.id)
+                if not ids:
+                    del by_user[user]
         ended = self._ended
         ended[record.id] = None
         if len(ended) > self.windows.keep_ended:

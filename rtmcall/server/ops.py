@@ -154,6 +154,7 @@ class Operations:
                     log.info("metrics on %s", self.metrics_url)
                 task_status.started()
         finally:
+            self.observer.shutdown()
             if self.call_log is not None:
                 self.call_log.close()
 

@@ -163,3 +163,17 @@ def test_the_callee_s_answers_through_another_node() -> None:
     line = w.sink.ended["i1"].as_dict()
     assert line["callee_node"] is None and line["caller_node"] == "n0"
     assert line["sent_at"].endswith("Z") and line["response"] == "x"
+
+
+def test_a_server_shutdown_ends_what_is_open_once() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.caller(f.Invite(id="i2"))
+    w.callee(f.Refuse(id="i2"))
+    w.obs.shutdown()
+    assert w.outcome("i1") == ("failed", "NOT_LOGGEDIN", True)
+    assert w.sink.ended["i1"].reason == "server_shutdown"
+    assert w.outcome("i2") == ("refused", None, False)
+    w.obs.session_ended("alice", "s-alice")
+    assert len(w.sink.ended) == 2
