@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -56,20 +56,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--b-flags", default="--metrics")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="start A and B once and load each in turn (A B B A ...): no process-start "
+        "variance between samples (each sample logs in fresh users)",
+    )
     args = parser.parse_args()
     variants = {"A": [], "B": shlex.split(args.b_flags)}
     samples: dict[str, list[dict]] = {"A": [], "B": []}
-    for i in range(args.rounds):
-        for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
-            with rtmcall_server(variants[name]) as srv:
-                s = load("rtmcall_lean", srv, args.pairs, args.duration, args.warmup, args.rate)
-            samples[name].append(s)
-            print(
-                f"round {i + 1} {name}: {s['cpu_us_per_op']:.0f} µs/op at {s['ops_per_s']:.0f}/s, "
-                f"p99 {s['p99_ms']:.1f} ms, errors {s['errors']}, unexpected {s['unexpected']}, "
-                f"load {s['loadavg']:.1f}",
-                flush=True,
-            )
+    with ExitStack() as stack:
+        kept = (
+            {k: stack.enter_context(rtmcall_server(v)) for k, v in variants.items()}
+            if args.kept
+            else {}
+        )
+        for i in range(args.rounds):
+            for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                with ExitStack() as one:
+                    srv = kept.get(name) or one.enter_context(rtmcall_server(variants[name]))
+                    s = load("rtmcall_lean", srv, args.pairs, args.duration, args.warmup, args.rate)
+                samples[name].append(s)
+                report(i, name, s)
     med = {k: statistics.median(x["cpu_us_per_op"] for x in v) for k, v in samples.items()}
     print(
         f"median server CPU per handshake: A {med['A']:.0f} µs, B ({args.b_flags}) "
@@ -79,6 +87,15 @@ def main() -> None:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "samples": samples, "median_us": med}, indent=1)
         )
+
+
+def report(i: int, name: str, s: dict) -> None:
+    print(
+        f"round {i + 1} {name}: {s['cpu_us_per_op']:.0f} µs/op at {s['ops_per_s']:.0f}/s, "
+        f"p99 {s['p99_ms']:.1f} ms, errors {s['errors']}, unexpected {s['unexpected']}, "
+        f"load {s['loadavg']:.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
