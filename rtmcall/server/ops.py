@@ -166,17 +166,19 @@ class Operations:
 
     # --- plain HTTP -----------------------------------------------------------------------
 
-    async def wants_http(self, stream: trio.SocketStream, wait: float) -> bool:
-        """Whether a new connection's first bytes are a plain ``GET /metrics`` (peeked:
-        nothing is consumed, a WebSocket handshake goes on as if nothing happened)."""
+    async def sniff(self, stream: trio.SocketStream, wait: float) -> str:
+        """What a new connection's first bytes are, peeked (nothing is consumed: a
+        WebSocket handshake goes on as if nothing happened): ``"metrics"`` for a plain
+        ``GET /metrics``, ``"other"`` for anything else, ``"silent"`` when nothing came
+        within ``wait`` (the handshake timeout: the connection is closed)."""
         sock = stream.socket
         with trio.move_on_after(wait):
             while True:
                 head = await sock.recv(len(_PEEK), socket.MSG_PEEK)
                 if len(head) >= len(_PEEK) or not head or not _PEEK.startswith(head):
-                    return head == _PEEK
+                    return "metrics" if head == _PEEK else "other"
                 await trio.sleep(0.01)  # a request arriving byte by byte
-        return False
+        return "silent"
 
     async def serve_http(self, stream: trio.abc.Stream) -> None:
         """Answer one HTTP request (``GET /metrics``; 404 otherwise), then close.

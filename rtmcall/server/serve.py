@@ -159,14 +159,14 @@ class Server:
         stats.connections_total += 1
         try:
             ops = self.ops
-            if (
-                ops is not None
-                and ops.metrics_on_main_port
-                and type(stream) is trio.SocketStream
-                and await ops.wants_http(stream, self.config.handshake_timeout)
-            ):
-                await ops.serve_http(stream)
-                return
+            if ops is not None and ops.metrics_on_main_port and type(stream) is trio.SocketStream:
+                kind = await ops.sniff(stream, self.config.handshake_timeout)
+                if kind != "other":
+                    if kind == "metrics":
+                        await ops.serve_http(stream)
+                    else:
+                        await trio.aclose_forcefully(stream)
+                    return
             await accept_websocket(
                 stream,
                 self._handle_websocket,

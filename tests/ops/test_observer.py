@@ -177,3 +177,16 @@ def test_a_server_shutdown_ends_what_is_open_once() -> None:
     assert w.outcome("i2") == ("refused", None, False)
     w.obs.session_ended("alice", "s-alice")
     assert len(w.sink.ended) == 2
+
+
+def test_a_callee_logging_in_late_rings_after_one_callee_offline() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"), GONE)
+    w.caller(f.Invite(id="i1"))  # the SDK sends it again when the callee comes online
+    w.callee(f.Ack(id="i1"))
+    w.callee(f.Accept(id="i1"))
+    w.caller(f.Confirm(id="i1"))
+    kinds = [k for k, *_ in w.sink.events]
+    assert kinds == ["sent", "callee_offline", "ringing", "ended"]
+    assert w.outcome() == ("accepted", None, False)
+    assert w.sink.ended["i1"].as_dict()["callee_was_offline"] is True

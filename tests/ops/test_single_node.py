@@ -225,3 +225,28 @@ async def test_metrics_on_the_server_port_or_their_own(
         missing = await client.get(server.ops.metrics_url.replace("/metrics", "/nothing"))
     # Other paths: the metrics port knows none; the server's port wants a WebSocket.
     assert missing.status_code == (404 if separate_port else 400)
+
+
+async def test_the_metrics_peek_keeps_the_handshake_timeout_and_reads_a_slow_request(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    server: Server = await nursery.start(
+        partial(serve, "127.0.0.1", 0, ops=OpsOptions(metrics=True))
+    )
+    silent = await trio.open_tcp_stream("127.0.0.1", server.port)
+    start = trio.current_time()
+    with trio.fail_after(30):
+        assert await silent.receive_some(100) == b""  # closed, having sent nothing
+    assert trio.current_time() - start == pytest.approx(server.config.handshake_timeout, abs=0.1)
+    slow = await trio.open_tcp_stream("127.0.0.1", server.port)
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    for i in range(0, len(request), 3):
+        await slow.send_all(request[i : i + 3])
+        await trio.sleep(0.05)
+    answer = b""
+    with trio.fail_after(30):
+        while chunk := await slow.receive_some(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert value(metrics(body.decode()), "rtmcall_connections") >= 1
