@@ -57,10 +57,10 @@ class ServerMetrics:
         self.missed = 0
         #: The observer's own counts (sent, ringing, callee offline); set by ``Operations``.
         self.observer: InvitationObserver | None = None
-        #: (outcome, caller's error name or "") -> count
-        self.ended: dict[tuple[str, str], int] = {
-            (o.value, ""): 0 for o in (Outcome.ACCEPTED, Outcome.REFUSED, Outcome.CANCELED)
-        }
+        #: outcome -> caller's error name ("" unless failed) -> count
+        self.ended: dict[str, dict[str, int]] = {o.value: {} for o in Outcome}
+        for o in (Outcome.ACCEPTED, Outcome.REFUSED, Outcome.CANCELED):
+            self.ended[o.value][""] = 0
         #: Observations per SETUP_BUCKETS slot (the last: above every bound), and their sum.
         self.setup_counts = [0] * (len(SETUP_BUCKETS) + 1)
         self.setup_sum = 0.0
@@ -71,8 +71,9 @@ class ServerMetrics:
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         if kind != "ended":
             return
-        key = (record.outcome.value, record.error.name if record.error else "")  # type: ignore[union-attr]
-        self.ended[key] = self.ended.get(key, 0) + 1
+        by_error = self.ended[record.outcome]  # type: ignore[index]
+        error = record.error.name if record.error else ""
+        by_error[error] = by_error.get(error, 0) + 1
         if record.missed:
             self.missed += 1
         setup = record.setup_seconds
@@ -113,8 +114,9 @@ class ServerMetrics:
             "Invitations ended, by outcome and (for failures) the caller's error.",
             labels=["node", "outcome", "error"],
         )
-        for (outcome, error), count in sorted(self.ended.items()):
-            ended.add_metric([node, outcome, error], count)
+        for outcome, by_error in self.ended.items():
+            for error, count in sorted(by_error.items()):
+                ended.add_metric([node, outcome, error], count)
         yield ended
         setup = HistogramMetricFamily(
             "rtmcall_call_setup_seconds",

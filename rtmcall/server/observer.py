@@ -39,7 +39,7 @@ import datetime
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, Protocol
 
@@ -131,7 +131,6 @@ class InvitationRecord:
     response: str = ""
     #: The outcome came from a backstop deadline, not from a frame.
     inferred: bool = False
-    deadline: float = field(default=float("inf"))
 
     @property
     def setup_seconds(self) -> float | None:
@@ -233,9 +232,8 @@ class InvitationObserver:
         #: The sinks told of ``sent``, ``callee_offline`` and ``ringing`` too.
         self._every = [k for k in self.sinks if getattr(k, "every_event", False)]
         self.windows = windows
-        #: Open invitations by id, and the ids of each user's (as caller or callee).
+        #: Open invitations by id (in progress only: ended ones leave at once).
         self.open: dict[str, InvitationRecord] = {}
-        self._by_user: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[float, str]] = []
         self.sent_total = 0
@@ -300,17 +298,39 @@ class InvitationObserver:
         heap = self._heap
         while heap:
             deadline, inv_id = heap[0]
+            if deadline > now:
+                return deadline
             record = self.open.get(inv_id)
             if record is None:
                 heapq.heappop(heap)  # ended
-            elif record.deadline > deadline:
-                heapq.heapreplace(heap, (record.deadline, inv_id))  # re-armed later
-            elif deadline <= now:
+                continue
+            due = self._due(record)
+            if due > now:
+                heapq.heapreplace(heap, (due, inv_id))  # a later phase: its own window
+            else:
                 heapq.heappop(heap)
                 self._timed_out(record)
-            else:
-                return deadline
         return float("inf")
+
+    def _due(self, record: InvitationRecord) -> float:
+        """When the record's current phase runs out (its window plus the grace).
+
+        The heap holds one entry per invitation, pushed when it opened (the no-response
+        window); when it comes up, the current phase's own deadline is pushed instead,
+        so the hot path does no heap work after the Invite. A phase whose window is
+        shorter than no-response (confirm, cancel) is so called at the earliest when
+        that first entry comes up: these are backstops for clients that went silent."""
+        w = self.windows
+        phase = record.phase
+        if phase is Phase.SENT:
+            start, window = record.sent_at, w.no_response
+        elif phase is Phase.RINGING:
+            start, window = record.ringing_at, record.lifetime or w.lifetime
+        elif phase is Phase.ACCEPTING:
+            start, window = record.answered_at, w.confirm
+        else:
+            start, window = record.canceled_at, w.confirm
+        return (start or record.sent_at) + window + w.grace
 
     def shutdown(self) -> None:
         """The server stops: every open invitation ends as its clients will see it once
@@ -322,8 +342,9 @@ class InvitationObserver:
             self._end(record, Outcome.FAILED, L.NOT_LOGGEDIN, R.PEER_OFFLINE)
 
     def _of(self, user: str) -> list[InvitationRecord]:
-        ids = self._by_user.get(user, ())
-        return [self.open[i] for i in ids if i in self.open]
+        # A scan, not an index: sessions end far less often than invitations start, and
+        # only invitations in progress are open (an index costs allocations per call).
+        return [r for r in self.open.values() if r.caller == user or r.callee == user]
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -346,14 +367,8 @@ class InvitationObserver:
                 lifetime=msg.lifetime,
             )
             self.open[msg.id] = record
-            by_user = self._by_user
-            for user in (sender, to):
-                ids = by_user.get(user)
-                if ids is None:
-                    by_user[user] = {msg.id}
-                else:
-                    ids.add(msg.id)
-            self._arm(record, self.windows.no_response)
+            first = now + self.windows.no_response + self.windows.grace
+            heapq.heappush(self._heap, (first, msg.id))
             self.sent_total += 1
             if self._every:
                 self._emit("sent", record)
@@ -380,7 +395,6 @@ class InvitationObserver:
                 record.response = msg.response  # type: ignore[union-attr]
                 record.answered_at = self._clock()
                 record.phase = P.ACCEPTING
-                self._arm(record, self.windows.confirm)
         elif kind is Refuse:
             if phase is P.SENT:
                 self._ring(record)
@@ -411,7 +425,6 @@ class InvitationObserver:
                 # An ACCEPTING invitation canceled is not answered after all (the callee
                 # ends CANCELED too).
                 record.answered_at = None
-                self._arm(record, self.windows.confirm)
             if record.phase is P.CANCELING and not delivered:
                 self._end(record, Outcome.CANCELED)  # the engine's cancel_undelivered
         elif kind is End:
@@ -452,7 +465,6 @@ class InvitationObserver:
         record.phase = Phase.RINGING
         record.delivered = True
         record.ringing_at = self._clock()
-        self._arm(record, record.lifetime or self.windows.lifetime)
         self.ringing_total += 1
         if self._every:
             self._emit("ringing", record)
@@ -467,15 +479,7 @@ class InvitationObserver:
         record.error = error
         record.callee_error = callee
         record.ended_at = self._clock()
-        record.deadline = float("inf")
         del self.open[record.id]
-        by_user = self._by_user
-        for user in (record.caller, record.callee):
-            ids = by_user.get(user)
-            if ids is not None:
-                ids.discard(record.id)
-                if not ids:
-                    del by_user[user]
         ended = self._ended
         ended[record.id] = None
         if len(ended) > self.windows.keep_ended:
@@ -483,19 +487,6 @@ class InvitationObserver:
         self.ended_total += 1
         for sink in self.sinks:
             sink.invitation_event("ended", record)
-
-    def _arm(self, record: InvitationRecord, window: float) -> None:
-        """Set the record's backstop. An earlier deadline than the one in the heap is
-        pushed; a later one only when the heap's entry comes up (``expire``), so the
-        usual re-arming (a longer window for the next phase) costs no heap operation."""
-        old = record.deadline
-        record.deadline = self._clock() + window + self.windows.grace
-        if record.deadline < old:
-            heap = self._heap
-            heapq.heappush(heap, (record.deadline, record.id))
-            if len(heap) > 4 * len(self.open) + 10_000:  # mostly entries of ended ones
-                self._heap = [(r.deadline, r.id) for r in self.open.values()]
-                heapq.heapify(self._heap)
 
     def _emit(self, kind: str, record: InvitationRecord) -> None:
         for sink in self._every:

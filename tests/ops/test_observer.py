@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from rtmcall.engine import frames as f
 from rtmcall.engine.codes import PeerMessageError as PME
 from rtmcall.server.observer import InvitationObserver, InvitationRecord, ObserverWindows
@@ -132,21 +134,27 @@ def test_backstops_when_no_frame_comes() -> None:
     w.caller(f.Invite(id="mute"))
     w.caller(f.Invite(id="ring", lifetime=10))
     w.callee(f.Ack(id="ring"))
+    w.caller(f.Invite(id="long"))
+    w.callee(f.Ack(id="long"))  # rings for the default 60 s
     w.caller(f.Invite(id="acc"))
     w.callee(f.Accept(id="acc"))
     w.caller(f.Invite(id="can"))
     w.caller(f.Cancel(id="can"))
-    w.tick(9.9)
-    assert not w.sink.ended  # accept (5 + 5) and cancel windows not yet over
+    w.tick(34.9)
+    assert not w.sink.ended  # (backstops come up with the no-response window, 30 + 5 s)
     w.tick(0.2)
+    assert w.outcome("never") == ("failed", "PEER_OFFLINE", True)
+    assert w.outcome("mute") == ("failed", "PEER_NO_RESPONSE", True)
+    assert w.outcome("ring") == ("failed", "INVITATION_EXPIRE", True)
     assert w.outcome("acc") == ("failed", "PEER_NO_RESPONSE", True)
     assert w.sink.ended["acc"].callee_error.name == "ACCEPT_FAILURE"
     assert w.outcome("can") == ("canceled", None, True)
-    w.tick(5)
-    assert w.outcome("ring") == ("failed", "INVITATION_EXPIRE", True)
-    w.tick(20)
-    assert w.outcome("never") == ("failed", "PEER_OFFLINE", True)
-    assert w.outcome("mute") == ("failed", "PEER_NO_RESPONSE", True)
+    assert list(w.obs.open) == ["long"]
+    assert w.obs.expire() == pytest.approx(100 + 65)  # its own lifetime, from its ring
+    w.tick(29.8)
+    assert "long" in w.obs.open
+    w.tick(0.2)
+    assert w.outcome("long") == ("failed", "INVITATION_EXPIRE", True)
     assert not w.obs.open and w.obs.expire() == float("inf")
 
 
