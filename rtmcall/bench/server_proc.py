@@ -109,16 +109,22 @@ def main(argv: list[str] | None = None) -> None:
         "--keep-running", action="store_true", help="ignore EOF on stdin (run in background)"
     )
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (issue 15)")
+    parser.add_argument("--metrics-port", type=int, help="... on a port of its own")
     parser.add_argument("--call-log", metavar="FILE", help="write the call log to FILE")
     parser.add_argument("--webhook", metavar="URL", action="append", help="POST events to URL")
     args = parser.parse_args(argv)
     ops = None
-    if args.metrics or args.call_log or args.webhook:
+    if args.metrics or args.metrics_port is not None or args.call_log or args.webhook:
         from rtmcall.server.ops import OpsOptions
         from rtmcall.server.webhooks import WebhookConfig
 
         hooks = WebhookConfig(tuple(args.webhook), b"bench") if args.webhook else None
-        ops = OpsOptions(metrics=args.metrics, call_log=args.call_log, webhooks=hooks)
+        ops = OpsOptions(
+            metrics=args.metrics,
+            metrics_port=args.metrics_port,
+            call_log=args.call_log,
+            webhooks=hooks,
+        )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # The bench serves loopback without a secret on purpose: skip that one warning.
     logging.getLogger("rtmcall.server").addFilter(lambda r: "no secret" not in r.getMessage())

@@ -74,10 +74,14 @@ class ServerMetrics:
         by_error = self.ended[record.outcome]  # type: ignore[index]
         error = record.error.name if record.error else ""
         by_error[error] = by_error.get(error, 0) + 1
-        if record.missed:
-            self.missed += 1
-        setup = record.setup_seconds
-        if setup is not None:
+        answered = record.answered_at
+        if answered is None:
+            if error:  # failed or canceled, never answered: missed (InvitationRecord.missed)
+                self.missed += 1
+            elif record.outcome is Outcome.CANCELED:
+                self.missed += 1
+        elif record.outcome is Outcome.ACCEPTED:
+            setup = answered - record.sent_at  # (InvitationRecord.setup_seconds, inlined)
             self.setup_counts[bisect_left(SETUP_BUCKETS, setup)] += 1
             self.setup_sum += setup
 
