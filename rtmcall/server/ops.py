@@ -19,17 +19,21 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-import h11
 import trio
 
 from .calllog import CallLog
-from .metrics import CONTENT_TYPE, ServerMetrics
 from .observer import InvitationObserver, ObserverSink, ObserverWindows
-from .webhooks import WebhookConfig, WebhookSender
 
 if TYPE_CHECKING:
+    import h11
+
+    from .metrics import ServerMetrics
     from .serve import Server
     from .session import Session
+    from .webhooks import WebhookConfig, WebhookSender
+
+# (prometheus_client, httpx and h11 are imported when their part is turned on: together
+# they would add ~0.1 s to every ``import rtmcall.server``.)
 
 log = logging.getLogger("rtmcall.server")
 
@@ -77,6 +81,8 @@ class Operations:
         sinks: list[ObserverSink] = []
         self.metrics: ServerMetrics | None = None
         if options.metrics or options.metrics_port is not None:
+            from .metrics import ServerMetrics
+
             self.metrics = ServerMetrics(server, self.node)
             sinks.append(self.metrics)
         self.call_log: CallLog | None = None
@@ -89,6 +95,8 @@ class Operations:
             sinks.append(self.call_log)
         self.webhooks: WebhookSender | None = None
         if options.webhooks is not None and options.webhooks.urls:
+            from .webhooks import WebhookSender
+
             self.webhooks = WebhookSender(options.webhooks, self.node)
             sinks.append(self.webhooks)
         if self.metrics is not None:
@@ -185,6 +193,10 @@ class Operations:
 
         Resource handling: the stream is always closed.
         """
+        import h11
+
+        from .metrics import CONTENT_TYPE
+
         conn = h11.Connection(h11.SERVER)
         try:
             with trio.move_on_after(self.server.config.handshake_timeout):
@@ -215,6 +227,8 @@ class Operations:
 
 
 async def _read_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
+    import h11
+
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
