@@ -232,6 +232,7 @@ class InvitationObserver:
         #: The sinks told of ``sent``, ``callee_offline`` and ``ringing`` too.
         self._every = [k for k in self.sinks if getattr(k, "every_event", False)]
         self.windows = windows
+        self._keep_ended = windows.keep_ended
         #: Open invitations by id (in progress only: ended ones leave at once).
         self.open: dict[str, InvitationRecord] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -255,8 +256,9 @@ class InvitationObserver:
         if record is None:
             return
         if sender == record.callee and to == record.caller:
-            record.callee_node = self.node
-            record.callee_session = session
+            if record.callee_session is None:
+                record.callee_node = self.node
+                record.callee_session = session
             self._from_callee(record, msg)
         elif sender == record.caller and to == record.callee:
             self._from_caller(record, msg, delivered)
@@ -354,17 +356,18 @@ class InvitationObserver:
             if msg.id in self._ended:
                 return  # a late repeat of an invitation that ended
             now = self._clock()
+            # (positional: the fields' order; keywords cost more on the hot path)
             record = InvitationRecord(
-                id=msg.id,
-                caller=sender,
-                callee=to,
-                caller_node=self.node,
-                caller_session=session,
-                sent_at=now,
-                wall_offset=self._wall() - now,
-                content=msg.content,
-                channel_id=msg.channel,
-                lifetime=msg.lifetime,
+                msg.id,
+                sender,
+                to,
+                self.node,
+                session,
+                now,
+                self._wall() - now,
+                msg.content,
+                msg.channel,
+                msg.lifetime,
             )
             self.open[msg.id] = record
             first = now + self.windows.no_response + self.windows.grace
@@ -482,7 +485,7 @@ class InvitationObserver:
         del self.open[record.id]
         ended = self._ended
         ended[record.id] = None
-        if len(ended) > self.windows.keep_ended:
+        if len(ended) > self._keep_ended:
             ended.popitem(last=False)
         self.ended_total += 1
         for sink in self.sinks:
