@@ -51,7 +51,7 @@ class HubListener(Protocol):
         """A Deliver frame another node routed to a local session was handed to it."""
 
     def peer_offline(self, user: str) -> None:
-        """A user on another node, watched here, went OFFLINE."""
+        """A user watched here went OFFLINE (also when a login elsewhere replaced it)."""
 
 
 class Hub(Protocol):

@@ -399,7 +399,7 @@ class RedisHub:
             return
         if state == _OFFLINE:
             self._known.pop(user, None)
-            if self.listener is not None and user not in self._local:
+            if self.listener is not None:
                 self.listener.peer_offline(user)
         else:
             self._known[user] = state

@@ -98,6 +98,13 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
                     await carol.wait("RemoteInvitationReceived", inv.id, W)
                     await carol.client.logout()
                 await alice.wait("LocalInvitationFailure", inv.id, W)
+
+                async with phone(n1.url, "dave", FAST) as dave:
+                    inv = await alice.client.call("dave")
+                    invs["callee_kicked"] = (inv, 0)
+                    await dave.wait("RemoteInvitationReceived", inv.id, W)
+                    async with phone(n0.url, "dave", FAST):  # a login on node 0 kicks it
+                        await alice.wait("LocalInvitationFailure", inv.id, W)
                 await trio.sleep(0.5)
                 samples = [metrics(await scrape(s.ops.metrics_url)) for s in (n0, n1)]
                 await receiver.wait_for(
@@ -118,8 +125,12 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
         assert line["caller_node"] == f"n{node}"
         assert not line["inferred"], name
     assert [x["outcome"] for x in lines[1]] == ["refused"]
+    # (a logout the server takes for a drop waits for the lifetime: INVITATION_EXPIRE)
     callee_left = next(x for x in lines[0] if x["id"] == invs["callee_left"][0].id)
-    assert (callee_left["outcome"], callee_left["error"]) == ("failed", "PEER_OFFLINE")
+    assert callee_left["outcome"] == "failed"
+    assert callee_left["error"] in ("PEER_OFFLINE", "INVITATION_EXPIRE")
+    kicked = next(x for x in lines[0] if x["id"] == invs["callee_kicked"][0].id)
+    assert (kicked["outcome"], kicked["error"]) == ("failed", "PEER_OFFLINE")
     ended = [e for e in receiver.accepted() if e["type"] == "invitation.ended"]
     assert sorted(e["data"]["id"] for e in ended) == sorted(every)  # once each, signed
     assert all(d.signature_ok for d in receiver.requests)
