@@ -27,12 +27,14 @@ import datetime
 import json
 import platform
 import resource
+import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import idle_phase
+import procs
 import report
 from procs import ROOT, load, server
 from startup import call_time, help_time
@@ -130,7 +132,14 @@ def main() -> int:
         "--skip", nargs="*", default=[], choices=["throughput", "latency", "idle", "startup"]
     )
     parser.add_argument("--name", default="compare")
+    parser.add_argument(
+        "--server-flags",
+        default="",
+        metavar="FLAGS",
+        help='extra flags for rtmcall\'s server process, e.g. "--metrics --call-log F"',
+    )
     args = parser.parse_args()
+    procs.SERVERS["rtmcall"] = [*procs.SERVERS["rtmcall"], *shlex.split(args.server_flags)]
     if args.quick:
         # About a minute: one run, 50 pairs only, fewer idle users, no asyncio relay.
         args.runs, args.pairs, args.idle, args.asyncio = 1, [50], [500, 1000], False

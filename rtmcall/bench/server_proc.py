@@ -31,7 +31,9 @@ BENCH_CONFIG: dict[str, Any] = {
 }
 
 
-async def _main(host: str, port: int, redis: str | None, watch_stdin: bool) -> None:
+async def _main(
+    host: str, port: int, redis: str | None, watch_stdin: bool, ops: Any = None
+) -> None:
     import trio
 
     from rtmcall.server import ServerConfig, serve
@@ -42,7 +44,9 @@ async def _main(host: str, port: int, redis: str | None, watch_stdin: bool) -> N
         if redis:
             hub = await nursery.start(_redis_hub, redis)
         server = await nursery.start(
-            lambda task_status: serve(host, port, hub=hub, config=config, task_status=task_status)
+            lambda task_status: serve(
+                host, port, hub=hub, config=config, ops=ops, task_status=task_status
+            )
         )
         print(f"URL {server.url} PID {os.getpid()}", flush=True)
         if watch_stdin:
@@ -104,7 +108,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keep-running", action="store_true", help="ignore EOF on stdin (run in background)"
     )
+    parser.add_argument("--metrics", action="store_true", help="serve /metrics (issue 15)")
+    parser.add_argument("--metrics-port", type=int, help="... on a port of its own")
+    parser.add_argument("--call-log", metavar="FILE", help="write the call log to FILE")
+    parser.add_argument("--webhook", metavar="URL", action="append", help="POST events to URL")
     args = parser.parse_args(argv)
+    ops = None
+    if args.metrics or args.metrics_port is not None or args.call_log or args.webhook:
+        from rtmcall.server.ops import OpsOptions
+        from rtmcall.server.webhooks import WebhookConfig
+
+        hooks = WebhookConfig(tuple(args.webhook), b"bench") if args.webhook else None
+        ops = OpsOptions(
+            metrics=args.metrics,
+            metrics_port=args.metrics_port,
+            call_log=args.call_log,
+            webhooks=hooks,
+        )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # The bench serves loopback without a secret on purpose: skip that one warning.
     logging.getLogger("rtmcall.server").addFilter(lambda r: "no secret" not in r.getMessage())
@@ -122,12 +142,12 @@ def main(argv: list[str] | None = None) -> None:
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         try:
-            trio.run(_main, args.host, args.port, args.redis, not args.keep_running)
+            trio.run(_main, args.host, args.port, args.redis, not args.keep_running, ops)
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        trio.run(_main, args.host, args.port, args.redis, not args.keep_running)
+        trio.run(_main, args.host, args.port, args.redis, not args.keep_running, ops)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -155,6 +155,51 @@ def server(
             help="With --redis: run N node processes on the port (SO_REUSEPORT), supervised.",
         ),
     ] = 1,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="Serve Prometheus metrics at /metrics on --port.")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve /metrics on this port instead (0: a free one)."),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(help="Address for --metrics-port. [default: --host]", show_default=False),
+    ] = None,
+    call_log: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE|-",
+            help="Append one JSON line per ended invitation to FILE (- for stdout).",
+        ),
+    ] = None,
+    call_log_max_mb: Annotated[
+        float, typer.Option(metavar="MB", min=0, help="Rotate the call log at MB (0: never).")
+    ] = 100.0,
+    call_log_backups: Annotated[
+        int, typer.Option(min=0, help="Rotated call logs kept (FILE.1 ... FILE.N).")
+    ] = 5,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(metavar="URL", help="POST signed JSON events to URL (repeatable)."),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="HMAC-SHA256 key for the webhooks' signature (or RTMCALL_WEBHOOK_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
+    webhook_queue: Annotated[
+        int, typer.Option(min=1, help="Webhook events queued per URL; more are dropped.")
+    ] = 10_000,
+    webhook_attempts: Annotated[
+        int, typer.Option(min=1, max=20, help="Delivery attempts per webhook event.")
+    ] = 5,
+    webhook_timeout: Annotated[
+        float, typer.Option(metavar="S", min=0.1, help="Each webhook attempt's time limit.")
+    ] = 5.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings only.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug lines.")] = False,
 ) -> None:
@@ -172,6 +217,8 @@ def server(
       rtmcall server --host 0.0.0.0 --secret-file /etc/rtmcall.key --cert c.pem --key k.pem
       rtmcall server --redis redis://localhost:6379 --node-id a
       rtmcall server --redis redis://localhost:6379 --workers 4   # every core of the host
+      rtmcall server --metrics --call-log calls.jsonl \\
+          --webhook https://app.example/rtm --webhook-secret-file hook.key
     """
     from .serverrun import ServerOptions, run_server
 
@@ -190,6 +237,21 @@ def server(
                 " Give --secret-file FILE (or RTMCALL_SECRET), or add --insecure to serve anyway",
                 "--host",
             )
+    ops = _ops(
+        metrics=metrics,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        call_log=call_log,
+        call_log_max_mb=call_log_max_mb,
+        call_log_backups=call_log_backups,
+        webhooks=webhook or [],
+        webhook_secret_file=webhook_secret_file,
+        webhook_queue=webhook_queue,
+        webhook_attempts=webhook_attempts,
+        webhook_timeout=webhook_timeout,
+        node_id=node_id,
+        tls=cert is not None,
+    )
     options = ServerOptions(
         host=host,
         port=port,
@@ -200,6 +262,7 @@ def server(
         node_id=node_id,
         presence_ttl=presence_ttl,
         log_level="WARNING" if quiet else ("DEBUG" if verbose else "INFO"),
+        ops=ops,
         config={
             "insecure": insecure,
             "allowed_origins": tuple(allowed_origin or ()),
@@ -224,6 +287,88 @@ def server(
 
         raise typer.Exit(run_workers(options, workers))
     raise typer.Exit(run_server(options))
+
+
+def _startup_error(message: str, param: str) -> typer.Exit:
+    """One line on stderr, exit 2 (the usage code): for the operating options."""
+    import sys
+
+    print(f"rtmcall server: {param}: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(2)
+
+
+def _ops(
+    *,
+    metrics: bool,
+    metrics_port: int | None,
+    metrics_host: str | None,
+    call_log: str | None,
+    call_log_max_mb: float,
+    call_log_backups: int,
+    webhooks: list[str],
+    webhook_secret_file: Path | None,
+    webhook_queue: int,
+    webhook_attempts: int,
+    webhook_timeout: float,
+    node_id: str | None,
+    tls: bool,
+) -> Any:
+    """The server's OpsOptions, or None when nothing is on; usage errors for bad input."""
+    if metrics and metrics_port is None and tls:
+        raise _startup_error(
+            "metrics on a wss:// server need a port of their own: add --metrics-port",
+            "--metrics",
+        )
+    if metrics_host is not None and metrics_port is None:
+        raise _startup_error("--metrics-host goes with --metrics-port", "--metrics-host")
+    webhook_config = None
+    if webhooks:
+        import os
+
+        from rtmcall.server.webhooks import WebhookConfig, check_url
+
+        for url in webhooks:
+            problem = check_url(url)
+            if problem is not None:
+                raise _startup_error(problem, "--webhook")
+        if webhook_secret_file is not None:
+            try:
+                secret = webhook_secret_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise _startup_error(
+                    f"cannot read {webhook_secret_file}: {exc.strerror}", "--webhook-secret-file"
+                ) from None
+            if not secret:
+                raise _startup_error(f"{webhook_secret_file} is empty", "--webhook-secret-file")
+        else:
+            secret = os.environ.get("RTMCALL_WEBHOOK_SECRET", "").encode()
+            if not secret:
+                raise _startup_error(
+                    "webhooks are signed: give --webhook-secret-file (or RTMCALL_WEBHOOK_SECRET)",
+                    "--webhook-secret-file",
+                )
+        webhook_config = WebhookConfig(
+            urls=tuple(webhooks),
+            secret=secret,
+            queue_size=webhook_queue,
+            attempts=webhook_attempts,
+            timeout=webhook_timeout,
+        )
+    elif webhook_secret_file is not None:
+        raise _startup_error("goes with --webhook URL", "--webhook-secret-file")
+    from rtmcall.server.ops import OpsOptions
+
+    ops = OpsOptions(
+        metrics=metrics,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        call_log=call_log,
+        call_log_max_bytes=int(call_log_max_mb * 1024 * 1024),
+        call_log_backups=call_log_backups,
+        webhooks=webhook_config,
+        node=node_id,
+    )
+    return ops if ops.enabled else None
 
 
 def token(

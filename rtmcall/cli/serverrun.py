@@ -47,6 +47,8 @@ class ServerOptions:
     log_level: str = "INFO"
     #: Share the port with other processes (SO_REUSEPORT): set for ``--workers`` workers.
     reuse_port: bool = False
+    #: rtmcall.server.ops.OpsOptions (metrics, call log, webhooks), or None.
+    ops: Any = None
     #: ServerConfig fields by name.
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +124,7 @@ async def _serve(opts: ServerOptions) -> int:
                         ssl_context=ctx,
                         config=config,
                         reuse_port=opts.reuse_port,
+                        ops=opts.ops,
                     )
                 )
             except OSError as exc:

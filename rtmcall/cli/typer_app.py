@@ -21,6 +21,7 @@ from . import (
     cmd_login,
     cmd_scenario,
     cmd_server,
+    cmd_top,
 )
 
 #: The metavar of an option that names none, by its value's type.
@@ -193,3 +194,6 @@ app.command(
 app.command("health", cls=PlainHelpCommand, short_help="Check a server node: exit 0 when healthy.")(
     cmd_health.health
 )
+app.command(
+    "top", cls=PlainHelpCommand, short_help="Watch server nodes live: users, calls/s, outcomes."
+)(cmd_top.top)

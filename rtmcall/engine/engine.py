@@ -751,7 +751,9 @@ class CallEngine:
             self._send(out, "L", inv, f.Cancel(id=inv.id), "cancel")
         elif what == "accept" and new is P.ACCEPTED:
             self._send(out, "L", inv, f.Confirm(id=inv.id), "confirm")
-        elif what in ("no_ack_timeout", "lifetime_timeout") and inv.seen_online:
+        elif what == "no_ack_timeout" or (what == "lifetime_timeout" and inv.seen_online):
+            # Also to a callee who never logged in (PEER_OFFLINE): it is not delivered, but
+            # the server sees it and so knows the outcome (its call log, metrics, webhooks).
             reason = _CALLER_ERROR_TO_REASON[inv.error]
             self._send(out, "L", inv, f.End(id=inv.id, reason=reason), "end")
         # Events for the new phase.

@@ -379,6 +379,9 @@ class Connection:
             ledger.note(user, to, msg)
         else:
             stats.messages_unreachable += 1
+        observer = server.observer
+        if observer is not None:
+            observer.sent(user, session.id, to, msg, code)
         if frame.quiet and (code == _OK or code == _CACHED):
             session.remember_answer(rid, b"")  # delivered: the next pong says so
             return

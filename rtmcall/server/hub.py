@@ -45,6 +45,16 @@ class Health:
     detail: str
 
 
+class HubListener(Protocol):
+    """What a distributed hub tells the server's invitation observer (``listener``)."""
+
+    def remote_message(self, data: bytes) -> None:
+        """A Deliver frame another node routed to a local session was handed to it."""
+
+    def peer_offline(self, user: str) -> None:
+        """A user watched here went OFFLINE (also when a login elsewhere replaced it)."""
+
+
 class Hub(Protocol):
     async def register(self, session: Session) -> Session | None:
         """Make ``session`` its user's session. An older local session of the same user

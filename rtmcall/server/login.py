@@ -175,6 +175,8 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         await _fail(conn, user, LoginError.TIMEOUT, f"service unavailable, try again ({exc})")
         return None
     server.stats.logins += 1
+    if server.ops is not None:
+        server.ops.user_online(session)
     log.info("user %r logged in from %s, session %s", user, conn.peer, session.id[:8])
     if previous is not None:
         server.stats.kicks += 1

@@ -72,7 +72,7 @@ from rtmcall.engine.frames import Presence, encode
 
 from . import handover
 from .config import ServerConfig
-from .hub import Health, HubUnavailable
+from .hub import Health, HubListener, HubUnavailable
 from .resp import RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
@@ -287,6 +287,12 @@ class RedisHub:
         self.entries_read = 0
         self.handovers_out = 0
         self.handovers_in = 0
+        #: Redis operations that succeeded / failed (for the metrics).
+        self.ops = 0
+        self.errors = 0
+        #: Told of peer messages other nodes delivered here and of remote users going
+        #: OFFLINE (the server's invitation observer, ``ops.Operations``), if set.
+        self.listener: HubListener | None = None
 
     # --- Hub protocol ---------------------------------------------------------------
 
@@ -648,12 +654,16 @@ class RedisHub:
             session = self._local.get(user_b.decode())
             if session is not None and session.id.encode() == sid:
                 session.push_message(frame)
+                if self.listener is not None:
+                    self.listener.remote_message(frame)
                 return
             moved = self._moved.get(sid)
             if moved is not None:
                 self._queue(self._inbox_of(moved[0]), b"F\t" + rest)
             elif session is not None and not session.ended:
                 session.push_message(frame)  # the user logged in here again meanwhile
+                if self.listener is not None:
+                    self.listener.remote_message(frame)
             elif op == b"D":
                 assert self._nursery is not None
                 self._nursery.start_soon(self._forward, user_b, frame)
@@ -1013,6 +1023,8 @@ class RedisHub:
             return
         if state == _OFFLINE:
             self._known.pop(user, None)
+            if self.listener is not None:
+                self.listener.peer_offline(user)
         else:
             self._known[user] = state
         data = encode(Presence(states={user: int(state)}))
@@ -1051,12 +1063,14 @@ class RedisHub:
         return node.decode(), sid, PeerOnlineState(int(state))
 
     def _ok(self) -> None:
+        self.ops += 1
         if not self._redis_ok:
             log.info("node %s: redis is back", self.node_id)
         self._redis_ok = True
         self._last_error = ""
 
     def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
         if self._redis_ok:
             log.warning("node %s: redis unavailable: %r", self.node_id, exc)
         self._redis_ok = False

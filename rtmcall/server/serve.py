@@ -28,6 +28,8 @@ from .authority import InvitationLedger
 from .config import ServerConfig
 from .connection import Connection
 from .hub import Health, Hub, MemoryHub
+from .observer import InvitationObserver
+from .ops import Operations, OpsOptions
 from .ratelimit import RateLimiter
 from .session import Session
 from .stats import Stats
@@ -73,6 +75,12 @@ class Server:
             default_lifetime=config.invitation_default_lifetime,
         )
         self.stopping = False
+        #: The bound host (as given to ``serve``).
+        self.host: str | None = None
+        #: Metrics, call log, webhooks (``serve(ops=...)``); None when none is on.
+        self.ops: Operations | None = None
+        #: ``ops.observer``, for the routing path (one attribute check when off).
+        self.observer: InvitationObserver | None = None
         #: Logged-in connections being served, walked by the idle sweeper; ``busy``: those
         #: of them under the busy (shorter) silence limit, walked more often.
         self.live: set[Connection] = set()
@@ -99,6 +107,8 @@ class Server:
         self.stats.sessions -= 1
         with trio.move_on_after(self.config.shutdown_grace, shield=True):
             await self.hub.unregister(session)
+        if self.ops is not None:
+            self.ops.session_ended(session, why)
         log.info("user %r session %s ended: %s", session.user, session.id[:8], why)
 
     def start_reaper(self, session: Session) -> None:
@@ -149,6 +159,15 @@ class Server:
         stats.connections += 1
         stats.connections_total += 1
         try:
+            ops = self.ops
+            if ops is not None and ops.metrics_on_main_port and type(stream) is trio.SocketStream:
+                kind = await ops.sniff(stream, self.config.handshake_timeout)
+                if kind != "other":
+                    if kind == "metrics":
+                        await ops.serve_http(stream)
+                    else:
+                        await trio.aclose_forcefully(stream)
+                    return
             await accept_websocket(
                 stream,
                 self._handle_websocket,
@@ -238,6 +257,7 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     config: ServerConfig = ServerConfig(),
     reuse_port: bool = False,
+    ops: OpsOptions | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the relay on ``host:port`` until cancelled (or ``Server.shutdown()``).
@@ -251,6 +271,7 @@ async def serve(
         config: limits and timers.
         reuse_port: bind with SO_REUSEPORT, sharing ``port`` with other processes
             (``--workers``; see :mod:`.workers`).
+        ops: metrics, call log and webhooks (:mod:`.ops`); none by default.
         task_status: ``nursery.start`` passes the running :class:`Server` through it.
 
     Raises:
@@ -265,8 +286,11 @@ async def serve(
             f"refusing to serve {host or 'all interfaces'} without a secret: anyone could log "
             "in as anyone; give a secret, or set insecure=True (--insecure) to do it anyway"
         )
+    if ops is not None and ops.metrics and ops.metrics_port is None and ssl_context is not None:
+        raise ValueError("metrics on a TLS server need a port of their own (--metrics-port)")
     hub = MemoryHub() if hub is None else hub
     server = Server(config, hub, secret or None, ssl_context is not None)
+    server.host = host
     if reuse_port:
         from .workers import open_reuseport_listeners
 
@@ -283,6 +307,9 @@ async def serve(
         )
     address, server.port = _bound_address(listeners[0])
     server.url = _url(address, server.port, server.tls)
+    if ops is not None and ops.enabled:
+        server.ops = Operations(server, ops)
+        server.observer = server.ops.observer
     if not secret:
         log.warning("no secret: logins are not authenticated (anyone may use any user id)")
     elif len(secret.encode()) < 32:
@@ -292,6 +319,8 @@ async def serve(
             server._nursery = nursery
             await nursery.start(trio.serve_listeners, server._handle_stream, listeners)
             nursery.start_soon(sweep_idle, server)
+            if server.ops is not None:
+                await nursery.start(server.ops.run)
             log.info("listening on %s", server.url)
             task_status.started(server)
             await trio.sleep_forever()

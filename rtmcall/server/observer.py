@@ -1,0 +1,506 @@
+"""The server's view of every invitation's life: who called whom, when it rang, how it ended.
+
+The server relays every invitation message (and the authority ledger already checks who
+may send what), so it can tell each invitation's outcome without asking the clients. This
+module is that bookkeeping, sans-IO like the engine (no trio, no sockets; the clocks are
+passed in): :class:`InvitationObserver` is fed
+
+* ``sent(...)``: an invitation message a local user sent, with its delivery result;
+* ``delivered(...)``: one another node delivered to a local user (Redis hub);
+* ``session_ended(...)`` / ``peer_offline(...)``: a party went away for good;
+* ``expire(now)``: the clock, for the backstop deadlines;
+
+and tells its :class:`ObserverSink` s (metrics, call log, webhooks) what happened:
+``sent``, ``callee_offline`` (the Invite found the callee logged out: the moment for a
+push), ``ringing`` and ``ended`` (once per invitation, with the outcome).
+
+Which node observes: the **caller's**. Records are only created for Invites sent by a
+local user, so with several nodes over Redis each invitation is logged by exactly one
+node; the callee's messages reach that node either from a local sender or through the
+hub's remote delivery.
+
+The outcome follows the engines' transition tables (``rtmcall/engine/invitation.py``),
+seen from the wire: Confirm ends it accepted, Refuse refused, CancelAck (or a Cancel that
+could not be delivered) canceled, End failed with the End's reason, and a party going
+offline fails it the way the peer's engine does on its presence going OFFLINE. The only
+outcome no frame announces is a caller that gave up on a callee who never logged in; the
+SDK sends an End for it (delivered or not, the server sees it). Clients that send
+nothing are covered by backstop deadlines (the SPEC's default windows plus a grace): such
+outcomes are marked ``inferred``.
+
+Extension point (calls, SPEC §6): an accepted invitation's record is where a call's
+hang-up and duration will be added; ``ended`` is emitted at the invitation's end, so a
+call's end will be an event of its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any, Protocol
+
+import msgspec
+
+from rtmcall.engine.codes import LocalInvitationError, PeerMessageError, RemoteInvitationError
+from rtmcall.engine.frames import (
+    Accept,
+    Ack,
+    Cancel,
+    CancelAck,
+    Confirm,
+    End,
+    Invite,
+    PeerMsg,
+    Refuse,
+    Text,
+)
+
+_DELIVERED = (PeerMessageError.OK, PeerMessageError.CACHED_BY_SERVER)
+
+L = LocalInvitationError
+R = RemoteInvitationError
+
+
+class Phase(Enum):
+    #: The Invite was seen; no ACK yet.
+    SENT = "sent"
+    #: The callee's ACK (or any answer) was seen: it rings there.
+    RINGING = "ringing"
+    #: The callee accepted; the caller's Confirm is awaited.
+    ACCEPTING = "accepting"
+    #: The caller canceled; the callee's CancelAck (or a crossing Refuse) is awaited.
+    CANCELING = "canceling"
+    ENDED = "ended"
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+#: End.reason (from either side) -> (caller's error, callee's error), as the engines map it.
+_END: dict[str, tuple[L, R]] = {
+    "offline": (L.PEER_OFFLINE, R.PEER_OFFLINE),
+    "no_response": (L.PEER_NO_RESPONSE, R.INVITATION_EXPIRE),
+    "expire": (L.INVITATION_EXPIRE, R.INVITATION_EXPIRE),
+    "accept_failure": (L.PEER_NO_RESPONSE, R.ACCEPT_FAILURE),
+}
+
+
+@dataclass(eq=False, slots=True)
+class InvitationRecord:
+    """One invitation as the server saw it. Times (``*_at``) are on the server's
+    monotonic clock; ``wall_offset`` turns them into seconds since the epoch (read once
+    per invitation: the hot path does no wall-clock reads)."""
+
+    id: str
+    caller: str
+    callee: str
+    caller_node: str
+    caller_session: str
+    sent_at: float
+    wall_offset: float
+    content: str = ""
+    channel_id: str = ""
+    lifetime: float | None = None
+    #: The node that holds the callee, when this node saw it (None: unknown, remote).
+    callee_node: str | None = None
+    callee_session: str | None = None
+    phase: Phase = Phase.SENT
+    #: An Invite reached the callee's session (delivered or cached for it).
+    delivered: bool = False
+    #: The first Invite found the callee logged out (``callee_offline`` was told).
+    callee_was_offline: bool = False
+    #: The callee rang before the caller canceled (CANCELING: RINGING vs SENT).
+    rang: bool = False
+    ringing_at: float | None = None
+    answered_at: float | None = None
+    canceled_at: float | None = None
+    ended_at: float | None = None
+    outcome: Outcome | None = None
+    error: L = L.OK
+    callee_error: R = R.OK
+    #: End.reason of a failure, or the refuse reason (``busy``/``declined``) when sent.
+    reason: str | None = None
+    response: str = ""
+    #: The outcome came from a backstop deadline, not from a frame.
+    inferred: bool = False
+
+    @property
+    def setup_seconds(self) -> float | None:
+        """Invite to accept, as the server saw them (None unless it was accepted)."""
+        if self.answered_at is None or self.outcome is not Outcome.ACCEPTED:
+            return None
+        return self.answered_at - self.sent_at
+
+    @property
+    def missed(self) -> bool:
+        """Ended without the callee's accept or refuse (canceled, expired, unanswered,
+        offline): SPEC §6's missed call, from the callee's side."""
+        return self.outcome in (Outcome.CANCELED, Outcome.FAILED) and self.answered_at is None
+
+    def wall(self, t: float | None) -> str | None:
+        """A time of this record in ISO 8601 UTC (None stays None)."""
+        return None if t is None else _iso(t + self.wall_offset)
+
+    def as_dict(self) -> dict[str, object]:
+        """The call log's and the webhooks' view (JSON-ready)."""
+        return {
+            "id": self.id,
+            "caller": self.caller,
+            "callee": self.callee,
+            "caller_node": self.caller_node,
+            "callee_node": self.callee_node,
+            "content": self.content,
+            "channel_id": self.channel_id,
+            "sent_at": self.wall(self.sent_at),
+            "ringing_at": self.wall(self.ringing_at),
+            "answered_at": self.wall(self.answered_at),
+            "ended_at": self.wall(self.ended_at),
+            "outcome": self.outcome.value if self.outcome is not None else None,
+            "error": self.error.name if self.error else None,
+            "error_code": int(self.error) if self.error else None,
+            "callee_error": self.callee_error.name if self.callee_error else None,
+            "callee_error_code": int(self.callee_error) if self.callee_error else None,
+            "reason": self.reason,
+            "response": self.response,
+            "setup_ms": None if self.setup_seconds is None else round(self.setup_seconds * 1e3, 1),
+            "callee_was_offline": self.callee_was_offline,
+            "missed": self.missed if self.outcome is not None else None,
+            "inferred": self.inferred,
+        }
+
+
+_iso_second: list[Any] = [None, ""]  # (whole second, its text): lines come in bursts
+
+
+def _iso(t: float | None) -> str | None:
+    """``2026-12-01T20:48:41.123Z`` (UTC, milliseconds)."""
+    if t is None:
+        return None
+    second = int(t)
+    if _iso_second[0] != second:
+        stamp = datetime.datetime.fromtimestamp(second, datetime.UTC)
+        _iso_second[0] = second
+        _iso_second[1] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_iso_second[1]}.{int((t - second) * 1000):03d}Z"
+
+
+class ObserverSink(Protocol):
+    """Told of invitation lifecycle events (must not block or raise). A sink with a true
+    ``every_event`` attribute hears every kind; others only ``ended`` (the observer counts
+    the rest itself, so most invitations cost one sink call)."""
+
+    def invitation_event(self, kind: str, record: InvitationRecord) -> None:
+        """``kind``: ``sent``, ``callee_offline``, ``ringing`` or ``ended``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObserverWindows:
+    """Backstop deadlines: how long a phase may last before the server calls the
+    outcome itself (the SPEC's default client windows plus ``grace``)."""
+
+    no_response: float = 30.0
+    lifetime: float = 60.0
+    confirm: float = 5.0
+    grace: float = 5.0
+    #: Ended invitations remembered, to absorb their late and repeated frames.
+    keep_ended: int = 10_000
+
+
+class InvitationObserver:
+    """Derives invitation outcomes from the frames a node relays (see the module doc)."""
+
+    def __init__(
+        self,
+        node: str,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        sinks: Iterable[ObserverSink] = (),
+        windows: ObserverWindows = ObserverWindows(),
+    ) -> None:
+        self.node = node
+        self._clock = clock
+        self._wall = wall
+        self.sinks: list[ObserverSink] = list(sinks)
+        #: The sinks told of ``sent``, ``callee_offline`` and ``ringing`` too.
+        self._every = [k for k in self.sinks if getattr(k, "every_event", False)]
+        self.windows = windows
+        self._keep_ended = windows.keep_ended
+        #: Open invitations by id (in progress only: ended ones leave at once).
+        self.open: dict[str, InvitationRecord] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._heap: list[tuple[float, str]] = []
+        self.sent_total = 0
+        self.callee_offline_total = 0
+        self.ringing_total = 0
+        self.ended_total = 0
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def sent(self, sender: str, session: str, to: str, msg: PeerMsg, code: int) -> None:
+        """A local user (``session``) sent ``msg`` to ``to``; the hub answered ``code``."""
+        if type(msg) is Text:
+            return
+        delivered = code in _DELIVERED
+        if type(msg) is Invite:
+            self._on_invite(sender, session, to, msg, delivered)
+            return
+        record = self.open.get(msg.id)  # type: ignore[union-attr]
+        if record is None:
+            return
+        if sender == record.callee and to == record.caller:
+            if record.callee_session is None:
+                record.callee_node = self.node
+                record.callee_session = session
+            self._from_callee(record, msg)
+        elif sender == record.caller and to == record.callee:
+            self._from_caller(record, msg, delivered)
+
+    def delivered(self, data: bytes) -> None:
+        """A Deliver frame (encoded) that another node routed to a local user: the
+        callee's answers, when the callee is on another node."""
+        if b'"k":"text"' in data:  # (inside a string it would be escaped)
+            return
+        try:
+            frame = _deliver_decoder.decode(data)
+        except msgspec.DecodeError:  # not ours to judge: the receiver's engine does
+            return
+        msg = frame.msg
+        if msg is None or type(msg) is Text or type(msg) is Invite:
+            return
+        record = self.open.get(msg.id)  # type: ignore[union-attr]
+        if record is not None and frame.sender == record.callee:
+            self._from_callee(record, msg)
+
+    def session_ended(self, user: str, session: str) -> None:
+        """A local session ended for good: its invitations fail as its peers' engines
+        fail them (their presence says OFFLINE)."""
+        for record in self._of(user):
+            if record.caller == user and record.caller_session == session:
+                self._caller_gone(record)
+            elif record.callee == user and record.callee_session == session:
+                self._callee_gone(record)
+
+    def peer_offline(self, user: str) -> None:
+        """Presence says ``user`` (on another node) is OFFLINE."""
+        for record in self._of(user):
+            if record.callee == user and record.callee_node != self.node:
+                self._callee_gone(record)
+
+    def expire(self, now: float | None = None) -> float:
+        """End invitations whose backstop deadline passed; the next deadline (inf: none)."""
+        now = self._clock() if now is None else now
+        heap = self._heap
+        while heap:
+            deadline, inv_id = heap[0]
+            if deadline > now:
+                return deadline
+            record = self.open.get(inv_id)
+            if record is None:
+                heapq.heappop(heap)  # ended
+                continue
+            due = self._due(record)
+            if due > now:
+                heapq.heapreplace(heap, (due, inv_id))  # a later phase: its own window
+            else:
+                heapq.heappop(heap)
+                self._timed_out(record)
+        return float("inf")
+
+    def _due(self, record: InvitationRecord) -> float:
+        """When the record's current phase runs out (its window plus the grace).
+
+        The heap holds one entry per invitation, pushed when it opened (the no-response
+        window); when it comes up, the current phase's own deadline is pushed instead,
+        so the hot path does no heap work after the Invite. A phase whose window is
+        shorter than no-response (confirm, cancel) is so called at the earliest when
+        that first entry comes up: these are backstops for clients that went silent."""
+        w = self.windows
+        phase = record.phase
+        if phase is Phase.SENT:
+            start, window = record.sent_at, w.no_response
+        elif phase is Phase.RINGING:
+            start, window = record.ringing_at, record.lifetime or w.lifetime
+        elif phase is Phase.ACCEPTING:
+            start, window = record.answered_at, w.confirm
+        else:
+            start, window = record.canceled_at, w.confirm
+        return (start or record.sent_at) + window + w.grace
+
+    def shutdown(self) -> None:
+        """The server stops: every open invitation ends as its clients will see it once
+        their sessions are gone (FAILED, caller NOT_LOGGEDIN), ``inferred``, with the
+        reason ``server_shutdown``."""
+        for record in list(self.open.values()):
+            record.inferred = True
+            record.reason = "server_shutdown"
+            self._end(record, Outcome.FAILED, L.NOT_LOGGEDIN, R.PEER_OFFLINE)
+
+    def _of(self, user: str) -> list[InvitationRecord]:
+        # A scan, not an index: sessions end far less often than invitations start, and
+        # only invitations in progress are open (an index costs allocations per call).
+        return [r for r in self.open.values() if r.caller == user or r.callee == user]
+
+    # --- transitions ----------------------------------------------------------------------
+
+    def _on_invite(self, sender: str, session: str, to: str, msg: Invite, delivered: bool) -> None:
+        record = self.open.get(msg.id)
+        if record is None:
+            if msg.id in self._ended:
+                return  # a late repeat of an invitation that ended
+            now = self._clock()
+            # (positional: the fields' order; keywords cost more on the hot path)
+            record = InvitationRecord(
+                msg.id,
+                sender,
+                to,
+                self.node,
+                session,
+                now,
+                self._wall() - now,
+                msg.content,
+                msg.channel,
+                msg.lifetime,
+            )
+            self.open[msg.id] = record
+            first = now + self.windows.no_response + self.windows.grace
+            heapq.heappush(self._heap, (first, msg.id))
+            self.sent_total += 1
+            if self._every:
+                self._emit("sent", record)
+            if not delivered:
+                record.callee_was_offline = True
+                self.callee_offline_total += 1
+                if self._every:
+                    self._emit("callee_offline", record)
+        elif sender != record.caller or to != record.callee:
+            return
+        if delivered:
+            record.delivered = True
+
+    def _from_callee(self, record: InvitationRecord, msg: PeerMsg) -> None:
+        P = Phase
+        phase = record.phase
+        kind = type(msg)
+        if kind is Ack or kind is Accept:
+            if phase is P.SENT:
+                self._ring(record)
+            elif phase is P.CANCELING and not record.rang:
+                record.rang = True
+            if kind is Accept and record.phase is P.RINGING:
+                record.response = msg.response  # type: ignore[union-attr]
+                record.answered_at = self._clock()
+                record.phase = P.ACCEPTING
+        elif kind is Refuse:
+            if phase is P.SENT:
+                self._ring(record)
+            record.response = msg.response  # type: ignore[union-attr]
+            record.answered_at = self._clock()
+            record.reason = getattr(msg, "reason", None) or None
+            self._end(record, Outcome.REFUSED)
+        elif kind is CancelAck:
+            self._end(record, Outcome.CANCELED)
+        elif kind is End:
+            error, callee_error = _END[msg.reason]  # type: ignore[union-attr]
+            record.reason = msg.reason  # type: ignore[union-attr]
+            self._end(record, Outcome.FAILED, error, callee_error)
+
+    def _from_caller(self, record: InvitationRecord, msg: PeerMsg, delivered: bool) -> None:
+        P = Phase
+        kind = type(msg)
+        if kind is Confirm:
+            if record.phase in (P.ACCEPTING, P.RINGING):
+                if record.answered_at is None:
+                    record.answered_at = self._clock()
+                self._end(record, Outcome.ACCEPTED)
+        elif kind is Cancel:
+            if record.phase in (P.SENT, P.RINGING, P.ACCEPTING):
+                record.rang = record.phase is not P.SENT
+                record.canceled_at = self._clock()
+                record.phase = P.CANCELING
+                # An ACCEPTING invitation canceled is not answered after all (the callee
+                # ends CANCELED too).
+                record.answered_at = None
+            if record.phase is P.CANCELING and not delivered:
+                self._end(record, Outcome.CANCELED)  # the engine's cancel_undelivered
+        elif kind is End:
+            error, callee_error = _END[msg.reason]  # type: ignore[union-attr]
+            record.reason = msg.reason  # type: ignore[union-attr]
+            self._end(record, Outcome.FAILED, error, callee_error)
+
+    def _caller_gone(self, record: InvitationRecord) -> None:
+        if record.phase is Phase.CANCELING:
+            self._end(record, Outcome.CANCELED)
+        else:
+            self._end(record, Outcome.FAILED, L.NOT_LOGGEDIN, R.PEER_OFFLINE)
+
+    def _callee_gone(self, record: InvitationRecord) -> None:
+        P = Phase
+        if record.phase is P.SENT:
+            return  # the caller's engine keeps waiting for an ACK (SPEC: PEER_OFFLINE later)
+        if record.phase is P.CANCELING and not record.rang:
+            self._end(record, Outcome.CANCELED)
+            return
+        self._end(record, Outcome.FAILED, L.PEER_OFFLINE, R.PEER_OFFLINE)
+
+    def _timed_out(self, record: InvitationRecord) -> None:
+        P = Phase
+        record.inferred = True
+        if record.phase is P.SENT:
+            error = L.PEER_NO_RESPONSE if record.delivered else L.PEER_OFFLINE
+            callee = R.INVITATION_EXPIRE if record.delivered else R.PEER_OFFLINE
+            self._end(record, Outcome.FAILED, error, callee)
+        elif record.phase is P.RINGING:
+            self._end(record, Outcome.FAILED, L.INVITATION_EXPIRE, R.INVITATION_EXPIRE)
+        elif record.phase is P.ACCEPTING:
+            self._end(record, Outcome.FAILED, L.PEER_NO_RESPONSE, R.ACCEPT_FAILURE)
+        else:
+            self._end(record, Outcome.CANCELED)
+
+    def _ring(self, record: InvitationRecord) -> None:
+        record.phase = Phase.RINGING
+        record.delivered = True
+        record.ringing_at = self._clock()
+        self.ringing_total += 1
+        if self._every:
+            self._emit("ringing", record)
+
+    def _end(
+        self, record: InvitationRecord, outcome: Outcome, error: L = L.OK, callee: R = R.OK
+    ) -> None:
+        if record.phase is Phase.ENDED:
+            return
+        record.phase = Phase.ENDED
+        record.outcome = outcome
+        record.error = error
+        record.callee_error = callee
+        record.ended_at = self._clock()
+        del self.open[record.id]
+        ended = self._ended
+        ended[record.id] = None
+        if len(ended) > self._keep_ended:
+            ended.popitem(last=False)
+        self.ended_total += 1
+        for sink in self.sinks:
+            sink.invitation_event("ended", record)
+
+    def _emit(self, kind: str, record: InvitationRecord) -> None:
+        for sink in self._every:
+            sink.invitation_event(kind, record)
+
+
+class _DeliverView(msgspec.Struct):
+    """A Deliver frame's two fields this module needs (the others are ignored)."""
+
+    sender: str = msgspec.field(name="from")
+    msg: PeerMsg | None = None
+
+
+_deliver_decoder = msgspec.json.Decoder(_DeliverView)

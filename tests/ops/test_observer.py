@@ -1,0 +1,200 @@
+"""The observer alone (sans-IO): frames in, lifecycle events out, on a hand-moved clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from rtmcall.engine import frames as f
+from rtmcall.engine.codes import PeerMessageError as PME
+from rtmcall.server.observer import InvitationObserver, InvitationRecord, ObserverWindows
+
+OK = int(PME.OK)
+GONE = int(PME.PEER_UNREACHABLE)
+
+
+@dataclass
+class Sink:
+    every_event = True
+    events: list[tuple[str, str, str | None]] = field(default_factory=list)
+    ended: dict[str, InvitationRecord] = field(default_factory=dict)
+
+    def invitation_event(self, kind: str, record: InvitationRecord) -> None:
+        self.events.append((kind, record.id, record.outcome))
+        if kind == "ended":
+            assert record.id not in self.ended, "ended twice"
+            self.ended[record.id] = record
+
+
+class World:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sink = Sink()
+        self.obs = InvitationObserver(
+            "n0",
+            lambda: self.now,
+            lambda: 1_700_000_000 + self.now,
+            [self.sink],
+            ObserverWindows(no_response=30, lifetime=60, confirm=5, grace=5),
+        )
+
+    def caller(self, msg: f.PeerMsg, code: int = OK) -> None:
+        self.obs.sent("alice", "s-alice", "bob", msg, code)
+
+    def callee(self, msg: f.PeerMsg, code: int = OK) -> None:
+        self.obs.sent("bob", "s-bob", "alice", msg, code)
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.obs.expire()
+
+    def outcome(self, inv: str = "i1") -> tuple[str | None, str | None, bool]:
+        r = self.sink.ended[inv]
+        return (r.outcome, r.error.name if r.error else None, r.inferred)
+
+
+def test_accept_and_its_setup_time() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.tick(0.5)
+    w.callee(f.Ack(id="i1"))
+    w.tick(1.5)
+    w.callee(f.Accept(id="i1", response="yes"))
+    w.tick(0.1)
+    w.caller(f.Confirm(id="i1"))
+    assert w.outcome() == ("accepted", None, False)
+    assert w.sink.ended["i1"].setup_seconds == 2.0
+    assert [k for k, *_ in w.sink.events] == ["sent", "ringing", "ended"]
+
+
+def test_an_accept_crossing_a_cancel_ends_canceled_and_a_refuse_crossing_it_refused() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.caller(f.Cancel(id="i1"))
+    w.callee(f.Accept(id="i1"))
+    w.caller(f.Cancel(id="i1"))  # the caller answers the accept with its cancel
+    w.callee(f.CancelAck(id="i1"))
+    assert w.outcome() == ("canceled", None, False)
+    assert w.sink.ended["i1"].missed
+
+    w.caller(f.Invite(id="i2"))
+    w.callee(f.Ack(id="i2"))
+    w.caller(f.Cancel(id="i2"))
+    w.callee(f.Refuse(id="i2", response="no"))
+    assert w.outcome("i2") == ("refused", None, False)
+    assert not w.sink.ended["i2"].missed
+
+
+def test_frames_after_the_end_and_from_strangers_change_nothing() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Refuse(id="i1"))
+    w.caller(f.Invite(id="i1"))  # a late repeat
+    w.callee(f.Refuse(id="i1"))
+    w.obs.sent("mallory", "s-m", "alice", f.Accept(id="i1"), OK)
+    assert len(w.sink.ended) == 1 and not w.obs.open
+    w.caller(f.Invite(id="i2"))
+    w.obs.sent("mallory", "s-m", "alice", f.Refuse(id="i2"), OK)
+    assert "i2" in w.obs.open
+
+
+def test_a_callee_offline_then_the_caller_s_end() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"), GONE)
+    w.caller(f.End(id="i1", reason="offline"), GONE)
+    assert [k for k, *_ in w.sink.events] == ["sent", "callee_offline", "ended"]
+    assert w.outcome() == ("failed", "PEER_OFFLINE", False)
+
+
+def test_sessions_ending_fail_what_their_peers_engines_fail() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.obs.session_ended("bob", "an-older-bob")  # not the session that rang
+    assert "i1" in w.obs.open
+    w.obs.session_ended("bob", "s-bob")
+    assert w.outcome() == ("failed", "PEER_OFFLINE", False)
+
+    w.caller(f.Invite(id="i2"))
+    w.obs.session_ended("alice", "s-alice")
+    assert w.outcome("i2") == ("failed", "NOT_LOGGEDIN", False)
+    assert w.sink.ended["i2"].callee_error.name == "PEER_OFFLINE"
+
+    w.caller(f.Invite(id="i3"))
+    w.caller(f.Cancel(id="i3"))  # not rung yet: the callee's offline ends it canceled
+    w.obs.peer_offline("bob")  # (bob on another node)
+    assert w.outcome("i3") == ("canceled", None, False)
+
+
+def test_backstops_when_no_frame_comes() -> None:
+    w = World()
+    w.caller(f.Invite(id="never"), GONE)
+    w.caller(f.Invite(id="mute"))
+    w.caller(f.Invite(id="ring", lifetime=10))
+    w.callee(f.Ack(id="ring"))
+    w.caller(f.Invite(id="long"))
+    w.callee(f.Ack(id="long"))  # rings for the default 60 s
+    w.caller(f.Invite(id="acc"))
+    w.callee(f.Accept(id="acc"))
+    w.caller(f.Invite(id="can"))
+    w.caller(f.Cancel(id="can"))
+    w.tick(34.9)
+    assert not w.sink.ended  # (backstops come up with the no-response window, 30 + 5 s)
+    w.tick(0.2)
+    assert w.outcome("never") == ("failed", "PEER_OFFLINE", True)
+    assert w.outcome("mute") == ("failed", "PEER_NO_RESPONSE", True)
+    assert w.outcome("ring") == ("failed", "INVITATION_EXPIRE", True)
+    assert w.outcome("acc") == ("failed", "PEER_NO_RESPONSE", True)
+    assert w.sink.ended["acc"].callee_error.name == "ACCEPT_FAILURE"
+    assert w.outcome("can") == ("canceled", None, True)
+    assert list(w.obs.open) == ["long"]
+    assert w.obs.expire() == pytest.approx(100 + 65)  # its own lifetime, from its ring
+    w.tick(29.8)
+    assert "long" in w.obs.open
+    w.tick(0.2)
+    assert w.outcome("long") == ("failed", "INVITATION_EXPIRE", True)
+    assert not w.obs.open and w.obs.expire() == float("inf")
+
+
+def test_the_callee_s_answers_through_another_node() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Ack(id="i1"), seq=3)))
+    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Refuse(id="i1"), seq=4)))
+    w.obs.delivered(b"not json")
+    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Text(text='"k":"end"'), seq=5)))
+    assert w.obs.open["i1"].ringing_at is not None
+    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Refuse(id="i1", response="x"))))
+    assert w.outcome() == ("refused", None, False)
+    line = w.sink.ended["i1"].as_dict()
+    assert line["callee_node"] is None and line["caller_node"] == "n0"
+    assert line["sent_at"].endswith("Z") and line["response"] == "x"
+
+
+def test_a_server_shutdown_ends_what_is_open_once() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.caller(f.Invite(id="i2"))
+    w.callee(f.Refuse(id="i2"))
+    w.obs.shutdown()
+    assert w.outcome("i1") == ("failed", "NOT_LOGGEDIN", True)
+    assert w.sink.ended["i1"].reason == "server_shutdown"
+    assert w.outcome("i2") == ("refused", None, False)
+    w.obs.session_ended("alice", "s-alice")
+    assert len(w.sink.ended) == 2
+
+
+def test_a_callee_logging_in_late_rings_after_one_callee_offline() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"), GONE)
+    w.caller(f.Invite(id="i1"))  # the SDK sends it again when the callee comes online
+    w.callee(f.Ack(id="i1"))
+    w.callee(f.Accept(id="i1"))
+    w.caller(f.Confirm(id="i1"))
+    kinds = [k for k, *_ in w.sink.events]
+    assert kinds == ["sent", "callee_offline", "ringing", "ended"]
+    assert w.outcome() == ("accepted", None, False)
+    assert w.sink.ended["i1"].as_dict()["callee_was_offline"] is True

@@ -1,0 +1,143 @@
+"""With two server nodes over one real Redis, each invitation is logged once, by its
+caller's node, with the outcome both users saw; each node's metrics count its own
+callers' invitations. Real clock (Redis is another process), short windows."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from rtmcall.client import ClientConfig
+from rtmcall.engine.engine import LocalInvitation
+from rtmcall.server import Server, ServerConfig, serve
+from rtmcall.server.ops import OpsOptions
+from rtmcall.server.redis_hub import open_redis_hub
+from rtmcall.server.webhooks import WebhookConfig
+
+from ..e2e.conftest import phone
+from ..redis.redisproc import RedisProcess
+from .receiver import Receiver
+from .test_single_node import _OUTCOME, SECRET, metrics, scrape, value
+
+FAST = ClientConfig(no_response_timeout=2.0, lifetime=3.0, confirm_timeout=1.0, expire_grace=1.0)
+W = 10.0  # longest wait for one step (real seconds)
+
+
+@asynccontextmanager
+async def two_nodes(redis_url: str, logs: list[Path], hook: str) -> AsyncIterator[list[Server]]:
+    prefix = f"ops{secrets.token_hex(3)}"
+    async with AsyncExitStack() as stack:
+        hubs = [
+            await stack.enter_async_context(
+                open_redis_hub(redis_url, node_id=f"n{i}", presence_ttl=1.5, prefix=prefix)
+            )
+            for i in range(len(logs))
+        ]
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        servers = []
+        for hub, log in zip(hubs, logs, strict=True):
+            hooks = WebhookConfig(urls=(hook,), secret=SECRET)
+            ops = OpsOptions(metrics=True, call_log=str(log), webhooks=hooks)
+            servers.append(
+                await nursery.start(
+                    partial(serve, "127.0.0.1", 0, hub=hub, config=ServerConfig(), ops=ops)
+                )
+            )
+        yield servers
+        nursery.cancel_scope.cancel()
+
+
+async def test_each_invitation_is_logged_once_by_its_caller_s_node(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    receiver = await nursery.start(Receiver(SECRET).run)
+    logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
+    invs: dict[str, tuple[LocalInvitation, int]] = {}  # name -> (invitation, caller's node)
+    with trio.fail_after(60):
+        async with two_nodes(shared_redis.url, logs, receiver.url("/ok")) as (n0, n1):
+            async with (
+                phone(n0.url, "alice", FAST) as alice,
+                phone(n1.url, "bob", FAST) as bob,
+            ):
+                inv = await alice.client.call("bob", content="hi")
+                invs["accepted"] = (inv, 0)
+                await bob.wait("RemoteInvitationReceived", inv.id, W)
+                await bob.client.accept(inv.id, response="ok")
+                await bob.wait("RemoteInvitationAccepted", inv.id, W)
+
+                inv = await bob.client.call("alice")  # the other way: node 1 logs it
+                invs["refused"] = (inv, 1)
+                await alice.wait("RemoteInvitationReceived", inv.id, W)
+                await alice.client.refuse(inv.id, response="later")
+                await bob.wait("LocalInvitationRefused", inv.id, W)
+
+                inv = await alice.client.call("bob")
+                invs["canceled"] = (inv, 0)
+                await alice.wait("LocalInvitationReceivedByPeer", inv.id, W)
+                await alice.client.cancel(inv.id)
+                await bob.wait("RemoteInvitationCanceled", inv.id, W)
+
+                inv = await alice.client.call("ghost")
+                invs["offline"] = (inv, 0)
+                await alice.wait("LocalInvitationFailure", inv.id, W)
+
+                inv = await alice.client.call("bob")
+                invs["expired"] = (inv, 0)
+                await alice.wait("LocalInvitationFailure", inv.id, W)
+                await bob.wait("RemoteInvitationFailure", inv.id, W)
+
+                async with phone(n1.url, "carol", FAST) as carol:
+                    inv = await alice.client.call("carol")
+                    invs["callee_left"] = (inv, 0)
+                    await carol.wait("RemoteInvitationReceived", inv.id, W)
+                    await carol.client.logout()
+                await alice.wait("LocalInvitationFailure", inv.id, W)
+
+                async with phone(n1.url, "dave", FAST) as dave:
+                    inv = await alice.client.call("dave")
+                    invs["callee_kicked"] = (inv, 0)
+                    await dave.wait("RemoteInvitationReceived", inv.id, W)
+                    async with phone(n0.url, "dave", FAST):  # a login on node 0 kicks it
+                        await alice.wait("LocalInvitationFailure", inv.id, W)
+                await trio.sleep(0.5)
+                samples = [metrics(await scrape(s.ops.metrics_url)) for s in (n0, n1)]
+                await receiver.wait_for(
+                    lambda: (
+                        sum(e["type"] == "invitation.ended" for e in receiver.accepted())
+                        >= len(invs)
+                    )
+                )
+                await trio.sleep(0.5)
+
+    lines = [[json.loads(x) for x in log.read_text().splitlines()] for log in logs]
+    every = [line["id"] for node in lines for line in node]
+    assert sorted(every) == sorted(inv.id for inv, _ in invs.values())  # once each
+    for name, (inv, node) in invs.items():
+        (line,) = [x for x in lines[node] if x["id"] == inv.id]
+        error = inv.error.name if inv.error else None
+        assert (line["outcome"], line["error"]) == (_OUTCOME[inv.state], error), name
+        assert line["caller_node"] == f"n{node}"
+        assert not line["inferred"], name
+    assert [x["outcome"] for x in lines[1]] == ["refused"]
+    # (a logout the server takes for a drop waits for the lifetime: INVITATION_EXPIRE)
+    callee_left = next(x for x in lines[0] if x["id"] == invs["callee_left"][0].id)
+    assert callee_left["outcome"] == "failed"
+    assert callee_left["error"] in ("PEER_OFFLINE", "INVITATION_EXPIRE")
+    kicked = next(x for x in lines[0] if x["id"] == invs["callee_kicked"][0].id)
+    assert (kicked["outcome"], kicked["error"]) == ("failed", "PEER_OFFLINE")
+    ended = [e for e in receiver.accepted() if e["type"] == "invitation.ended"]
+    assert sorted(e["data"]["id"] for e in ended) == sorted(every)  # once each, signed
+    assert all(d.signature_ok for d in receiver.requests)
+    for e in ended:
+        assert e["node"] == e["data"]["caller_node"]
+    for i, node_samples in enumerate(samples):
+        assert value(node_samples, "rtmcall_invitations_total") == len(lines[i])
+        assert value(node_samples, "rtmcall_redis_up") == 1
+        assert value(node_samples, "rtmcall_redis_operations_total") > 0
+        assert all(("node", f"n{i}") in labels for _, labels in node_samples)
