@@ -36,6 +36,7 @@ Commands:
   scenario  Play scenario files: multi-user flows with expectations.
   bench     Load a server with call setups; report rate and latency.
   health    Check a server node: exit 0 when healthy.
+  top       Watch server nodes live: users, calls/s, outcomes.
 """
 
 
