@@ -98,14 +98,42 @@ def _reserve_port(host: str) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-def _options_json(opts: ServerOptions, port: int, node_id: str) -> bytes:
+def _options_json(opts: ServerOptions, port: int, node_id: str, index: int = 0) -> bytes:
     data = asdict(opts)
     data.update(port=port, node_id=node_id, reuse_port=True)
     for name in ("cert", "key"):
         if data[name] is not None:
             data[name] = str(data[name])
     data["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in opts.config.items()}
+    ops = data.get("ops")
+    if ops is not None:
+        # Each worker is a node of its own: its node id labels its metrics, and a
+        # --metrics-port P is P + the worker's index (the shared port cannot be scraped
+        # per worker: the kernel picks who answers).
+        ops["node"] = None
+        if ops.get("metrics_port"):
+            ops["metrics_port"] += index
+        if ops.get("webhooks"):
+            ops["webhooks"]["secret"] = ops["webhooks"]["secret"].hex()
+            ops["webhooks"]["urls"] = list(ops["webhooks"]["urls"])
     return json.dumps(data).encode()
+
+
+def _ops_from_json(ops: dict[str, Any] | None) -> Any:
+    """The worker's side of :func:`_options_json`: OpsOptions again."""
+    if ops is None:
+        return None
+    from .observer import ObserverWindows
+    from .ops import OpsOptions
+    from .webhooks import WebhookConfig
+
+    hooks = ops.pop("webhooks", None)
+    if hooks is not None:
+        hooks = WebhookConfig(
+            **{**hooks, "urls": tuple(hooks["urls"]), "secret": bytes.fromhex(hooks["secret"])}
+        )
+    windows = ObserverWindows(**ops.pop("windows", {}))
+    return OpsOptions(**ops, webhooks=hooks, windows=windows)
 
 
 class _Worker:
@@ -134,7 +162,7 @@ async def _start(worker: _Worker, opts: ServerOptions, port: int) -> int | None:
     worker.proc = proc
     assert proc.stdin is not None and proc.stdout is not None
     # The options (with the secret) go through a pipe: not on a command line.
-    await proc.stdin.send_all(_options_json(opts, port, worker.node_id))
+    await proc.stdin.send_all(_options_json(opts, port, worker.node_id, worker.index))
     await proc.stdin.aclose()
     line = b""
     while not line.endswith(b"\n"):
@@ -270,7 +298,8 @@ def _worker_main() -> int:
         config["allowed_origins"] = tuple(config["allowed_origins"])
     # (Ctrl-C in a terminal reaches the whole process group: every worker stops itself
     # as on SIGTERM, and the supervisor does not restart them.)
-    return run_server(ServerOptions(**data, config=config))
+    ops = _ops_from_json(data.pop("ops", None))
+    return run_server(ServerOptions(**data, config=config, ops=ops))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,12 @@ RTMCALL = [sys.executable, "-m", "rtmcall.cli"]
 
 
 @contextmanager
-def supervisor(redis_url: str, workers: int = 2) -> Iterator[tuple[subprocess.Popen, str]]:
+def supervisor(
+    redis_url: str, workers: int = 2, *extra: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
     proc = subprocess.Popen(
         [*RTMCALL, "server", "--port", "0", "--redis", redis_url, "--workers", str(workers),
-         "--node-id", "w", "--presence-ttl", "3", "-q"],
+         "--node-id", "w", "--presence-ttl", "3", "-q", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -153,3 +155,30 @@ def test_workers_need_redis() -> None:
     assert done.returncode == 2
     assert "--workers needs --redis" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_workers_serve_metrics_each_on_its_own_port(shared_redis: RedisProcess) -> None:
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .redisproc import free_port
+
+    base = free_port()
+    with supervisor(shared_redis.url, 2, "--metrics-port", str(base)):
+        nodes = set()
+        for port in (base, base + 1):
+            for _ in range(50):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                        text = r.read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.2)  # the workers are still starting
+            else:
+                raise AssertionError(f"no metrics on port {port}")
+            for family in text_string_to_metric_families(text):
+                if family.name == "rtmcall_connections":
+                    nodes.update(s.labels["node"] for s in family.samples)
+        assert len(nodes) == 2  # each worker labels its own metrics with its node id
