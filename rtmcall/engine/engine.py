@@ -94,13 +94,15 @@ _MAX_REFS = 4096
 
 #: The timer kind of the rate-limit resends, and the "side" of its key (``Q:<id>``).
 RESEND = "resend"
-#: Which phase a message is still wanted in, by (side, kind): a message the server refused
-#: with TOO_OFTEN is sent again only if its invitation (or call) is still there. (An ACK
+#: Which phases a message is still wanted in, by (side, kind): a message the server refused
+#: with TOO_OFTEN is sent again only if its invitation (or call) is in one of them. (An ACK
 #: once the callee answered, an Invite once the caller canceled, are obsolete: the answer
-#: implies the ACK, and an Invite resent after its Cancel would ring for nothing.)
+#: implies the ACK, and an Invite resent after its Cancel would ring for nothing. A Cancel
+#: is still wanted once CANCELED: an accept that crossed it ended the caller CANCELED on
+#: the promise that the Cancel is on its way.)
 _WANTED: dict[tuple[str, str], frozenset[object]] = {
     ("L", "invite"): frozenset({CallerPhase.SENT}),
-    ("L", "cancel"): CALLER_CANCELING,
+    ("L", "cancel"): CALLER_CANCELING | {CallerPhase.CANCELED},
     ("L", "cancel_again"): frozenset({CallerPhase.CANCELED}),
     ("L", "confirm"): frozenset({CallerPhase.ACCEPTED}),
     ("L", "end"): frozenset({CallerPhase.FAILED}),
