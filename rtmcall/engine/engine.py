@@ -21,7 +21,9 @@ Which input moves which invitation where is in ``invitation.py``'s tables, and w
 a call (an accepted invitation, until its hang-up) in ``call.py``'s; this module only
 translates inputs and performs the effects of each transition. The busy policy
 (``EngineConfig.when_busy``) and do-not-disturb refuse a new invitation at once, with the
-refuse reason ``busy``.
+refuse reason ``busy``. A peer message the server refuses as over the sender's rate limit
+(TOO_OFTEN) is sent again on a backoff timer (``resend``), in order per invitation, while
+it still applies and within the invitation's window.
 """
 
 from __future__ import annotations
@@ -344,9 +346,9 @@ class CallEngine:
         #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
         self.logged_in = False
         self._next_ref = 0
-        #: ref -> (side, invitation id, message kind), for delivery results we act on.
+        #: ref -> (side, invitation id, message kind, message), for delivery results we
+        #: act on: every send (any may come back TOO_OFTEN, and is then sent again).
         #: (Only failures may be reported, with quiet sends: bounded, oldest forgotten.)
-        #: Every send is tracked (any may come back TOO_OFTEN, and is then sent again).
         self._refs: OrderedDict[int, tuple[str, str, str, f.PeerMsg]] = OrderedDict()
         #: Rate-limited messages waiting to be sent again, by invitation id.
         self._resend: dict[str, _Resend] = {}
