@@ -10,6 +10,9 @@
   (:meth:`subscribe`): a peer is subscribed on the server while either wants it. Presence
   answers and pushes go to ``engine.peer_state`` (engine-watched peers) and as
   ``PeersOnlineStatusChanged`` events (application-watched peers).
+  A Subscribe the server refuses as over the rate limit (``Error(too_often)``: Subscribe
+  shares the user's peer-message bucket) is asked again after a backoff (0.5 s, doubling
+  up to 2 s) for the peers still watched, so that the engine does learn their presence.
 * Events → published as they come, in order.
 
 Everything here is synchronous except :meth:`Timers.run`: the engine is called and its
@@ -64,6 +67,12 @@ def delivery_code(frame: AnswerFrame) -> PeerMessageError:
     if isinstance(frame, f.Error):
         return ERROR_TO_PEER_MESSAGE_ERROR.get(frame.code, PeerMessageError.FAILURE)
     return PeerMessageError.FAILURE
+
+
+#: The driver's own timer (engine timer keys are ``<side>:<id>``), and its backoff.
+_RESUBSCRIBE: TimerKey = ("resubscribe", "driver")
+RESUBSCRIBE_FIRST = 0.5
+RESUBSCRIBE_MAX = 2.0
 
 
 class Timers:
@@ -143,6 +152,9 @@ class Driver:
         self.presence: dict[str, PeerOnlineState] = {}
         #: When each call that is on started (trio time): CallEnded's duration.
         self.call_started: dict[str, float] = {}
+        #: Peers whose Subscribe was refused as too often, to ask again (and the backoff).
+        self._resubscribe: set[str] = set()
+        self._resubscribe_delay = RESUBSCRIBE_FIRST
 
     # --- engine outputs ------------------------------------------------------------------
 
@@ -186,6 +198,13 @@ class Driver:
         self.apply(self.engine.delivery_result(ref, delivery_code(answer)))
 
     def _timer_fired(self, key: TimerKey) -> None:
+        if key == _RESUBSCRIBE:
+            watched = self.engine_watch | self.user_watch
+            peers = self._resubscribe & watched
+            self._resubscribe.clear()
+            if peers:
+                self.subscribe(peers)
+            return
         self.apply(self.engine.timer_fired(key))
 
     def timer_deadline(self, inv: LocalInvitation | RemoteInvitation) -> float | None:
@@ -213,7 +232,10 @@ class Driver:
         for i in range(0, len(peers), f.MAX_PEERS_PER_QUERY):
             chunk = peers[i : i + f.MAX_PEERS_PER_QUERY]
             rid = self.transport.next_rid()
-            self.transport.send(f.Subscribe(rid=rid, users=chunk), self._subscribed)
+            self.transport.send(
+                f.Subscribe(rid=rid, users=chunk),
+                lambda answer, chunk=chunk: self._subscribed(answer, chunk),
+            )
 
     def unsubscribe(self, peers: Iterable[str]) -> None:
         peers = sorted(set(peers))
@@ -230,9 +252,16 @@ class Driver:
         if watched:
             self.subscribe(watched)
 
-    def _subscribed(self, answer: AnswerFrame) -> None:
+    def _subscribed(self, answer: AnswerFrame, users: list[str]) -> None:
         if isinstance(answer, f.Presence):
+            if not self._resubscribe and self.timers.deadline(_RESUBSCRIBE) is None:
+                self._resubscribe_delay = RESUBSCRIBE_FIRST
             self.presence_update(answer.states)
+        elif isinstance(answer, f.Error) and answer.code == "too_often":
+            self._resubscribe.update(users)
+            if self.timers.deadline(_RESUBSCRIBE) is None:
+                self.timers.start(_RESUBSCRIBE, self._resubscribe_delay)
+                self._resubscribe_delay = min(self._resubscribe_delay * 2, RESUBSCRIBE_MAX)
 
     def presence_update(
         self, states: dict[str, int], *, announce: Iterable[str] = ()

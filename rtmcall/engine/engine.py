@@ -21,7 +21,9 @@ Which input moves which invitation where is in ``invitation.py``'s tables, and w
 a call (an accepted invitation, until its hang-up) in ``call.py``'s; this module only
 translates inputs and performs the effects of each transition. The busy policy
 (``EngineConfig.when_busy``) and do-not-disturb refuse a new invitation at once, with the
-refuse reason ``busy``.
+refuse reason ``busy``. A peer message the server refuses as over the sender's rate limit
+(TOO_OFTEN) is sent again on a backoff timer (``resend``), in order per invitation, while
+it still applies and within the invitation's window.
 """
 
 from __future__ import annotations
@@ -92,6 +94,44 @@ API = InvitationApiCallError
 #: ignored: the invitation timers end what a lost reply would have ended).
 _MAX_REFS = 4096
 
+#: The timer kind of the rate-limit resends, and the "side" of its key (``Q:<id>``).
+RESEND = "resend"
+#: Which phases a message is still wanted in, by (side, kind): a message the server refused
+#: with TOO_OFTEN is sent again only if its invitation (or call) is in one of them. (An ACK
+#: once the callee answered, an Invite once the caller canceled, are obsolete: the answer
+#: implies the ACK, and an Invite resent after its Cancel would ring for nothing. A Cancel
+#: is still wanted once CANCELED: an accept that crossed it ended the caller CANCELED on
+#: the promise that the Cancel is on its way.)
+_WANTED: dict[tuple[str, str], frozenset[object]] = {
+    ("L", "invite"): frozenset({CallerPhase.SENT}),
+    ("L", "cancel"): CALLER_CANCELING | {CallerPhase.CANCELED},
+    ("L", "cancel_again"): frozenset({CallerPhase.CANCELED}),
+    ("L", "confirm"): frozenset({CallerPhase.ACCEPTED}),
+    ("L", "end"): frozenset({CallerPhase.FAILED}),
+    ("R", "ack"): frozenset({CalleePhase.RINGING}),
+    ("R", "accept"): frozenset({CalleePhase.ACCEPTING}),
+    ("R", "refuse"): frozenset({CalleePhase.REFUSED}),
+    ("R", "cancel_ack"): frozenset({CalleePhase.CANCELED}),
+    ("R", "end"): frozenset({CalleePhase.FAILED}),
+    ("C", "hangup"): frozenset({CallPhase.HANGING_UP}),
+    ("C", "hangup_ack"): frozenset(CallPhase),
+}
+
+
+@dataclass(eq=False)
+class _Resend:
+    """The rate-limited messages of one invitation (and its call), waiting for the resend
+    timer; the backoff so far."""
+
+    #: How long the resends of this invitation may go on, in all (its longest window).
+    budget: float
+    #: The next backoff delay, and the sum of those already waited.
+    delay: float
+    spent: float = 0.0
+    #: (order, side, kind, msg): resent in ``order``, which is the order they were made.
+    queue: list[tuple[int, str, str, f.PeerMsg]] = field(default_factory=list)
+    armed: bool = False
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -126,6 +166,12 @@ class EngineConfig:
     #: Hold a call after each accept (SPEC §6) until a hang-up. False: Agora 1.x's
     #: behaviour, the accept ends everything (a load generator that never hangs up).
     calls: bool = True
+    #: A peer message the server refused as over the rate limit (TOO_OFTEN) is sent again
+    #: after this backoff, doubled on each further refusal up to ``resend_max`` — for as
+    #: long as its invitation's window (lifetime + grace; for a call's messages, the
+    #: hang-up's tries) allows.
+    resend_first: float = 0.5
+    resend_max: float = 2.0
 
 
 #: The refuse reasons (frames.RefuseReason).
@@ -300,9 +346,12 @@ class CallEngine:
         #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
         self.logged_in = False
         self._next_ref = 0
-        #: ref -> (side, invitation id, message kind), for delivery results we act on.
+        #: ref -> (side, invitation id, message kind, message), for delivery results we
+        #: act on: every send (any may come back TOO_OFTEN, and is then sent again).
         #: (Only failures may be reported, with quiet sends: bounded, oldest forgotten.)
-        self._refs: OrderedDict[int, tuple[str, str, str]] = OrderedDict()
+        self._refs: OrderedDict[int, tuple[str, str, str, f.PeerMsg]] = OrderedDict()
+        #: Rate-limited messages waiting to be sent again, by invitation id.
+        self._resend: dict[str, _Resend] = {}
         #: Last presence of every watched peer (for a new invitation to a watched peer).
         self._presence: dict[str, PeerOnlineState] = {}
         #: Live invitations by peer: who must be watched, and what a presence change hits.
@@ -510,7 +559,10 @@ class CallEngine:
         entry = self._refs.pop(ref, None)
         if entry is None:
             return out
-        side, inv_id, kind = entry
+        side, inv_id, kind, msg = entry
+        if code == PeerMessageError.TOO_OFTEN:
+            self._too_often(out, side, inv_id, kind, msg, ref)
+            return self._done(out)
         delivered = code in (PeerMessageError.OK, PeerMessageError.CACHED_BY_SERVER)
         offline = code == PeerMessageError.PEER_UNREACHABLE
         if side == "C":
@@ -538,6 +590,10 @@ class CallEngine:
         out: list[Output] = []
         kind, inv_key = key
         side, _, inv_id = inv_key.partition(":")
+        if side == "Q":
+            if kind == RESEND:
+                self._resend_now(out, inv_id)
+            return self._done(out)
         if side == "L":
             inv = self.local.get(inv_id)
             if inv is None or kind not in inv.timers:
@@ -623,6 +679,10 @@ class CallEngine:
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
+        for inv_id, pending in self._resend.items():
+            if pending.armed:
+                out.append(CancelTimer((RESEND, f"Q:{inv_id}")))
+        self._resend.clear()
         return self._done(out)
 
     # --- queries ----------------------------------------------------------------------
@@ -957,12 +1017,73 @@ class CallEngine:
     ) -> None:
         self._next_ref += 1
         ref = self._next_ref
-        if kind in ("invite", "cancel", "ack", "accept", "hangup"):
-            refs = self._refs
-            refs[ref] = (side, inv.id, kind)
-            if len(refs) > _MAX_REFS:
-                refs.popitem(last=False)
+        pending = self._resend.get(inv.id)
+        if pending is not None and pending.queue:
+            # Earlier messages of this invitation wait for the resend timer: this one goes
+            # after them, so that the peer sees them in the order they were made.
+            pending.queue.append((ref, side, kind, msg))
+            return
+        refs = self._refs
+        refs[ref] = (side, inv.id, kind, msg)
+        if len(refs) > _MAX_REFS:
+            refs.popitem(last=False)
         out.append(SendPeer(inv.peer, msg, ref))
+
+    def _target(self, side: str, inv_id: str) -> _Tracked | None:
+        table: dict = {"L": self.local, "R": self.remote, "C": self.calls}[side]
+        return table.get(inv_id)
+
+    def _wanted(self, side: str, inv_id: str, kind: str) -> _Tracked | None:
+        """The invitation (or call) a message is about, if the message still applies."""
+        target = self._target(side, inv_id)
+        if target is None or target.phase not in _WANTED.get((side, kind), ()):
+            return None
+        return target
+
+    def _too_often(
+        self, out: list[Output], side: str, inv_id: str, kind: str, msg: f.PeerMsg, ref: int
+    ) -> None:
+        """The server refused a send as over our rate limit: send it again after a backoff
+        (with whatever else of this invitation is made meanwhile, in order), unless it no
+        longer applies or the invitation's window is spent."""
+        target = self._wanted(side, inv_id, kind)
+        if target is None:
+            return
+        pending = self._resend.get(inv_id)
+        if pending is None:
+            pending = self._resend[inv_id] = _Resend(
+                budget=self._resend_budget(side, target), delay=self.config.resend_first
+            )
+        if pending.spent + pending.delay > pending.budget:
+            return  # given up: the invitation's own timers end it
+        pending.queue.append((ref, side, kind, msg))
+        if not pending.armed:
+            pending.armed = True
+            out.append(StartTimer((RESEND, f"Q:{inv_id}"), pending.delay))
+
+    def _resend_budget(self, side: str, target: _Tracked) -> float:
+        cfg = self.config
+        if side == "C":
+            return HANGUP_TRIES * cfg.confirm_timeout
+        lifetime = target.lifetime if target.lifetime is not None else cfg.lifetime  # type: ignore[union-attr]
+        return lifetime + cfg.expire_grace
+
+    def _resend_now(self, out: list[Output], inv_id: str) -> None:
+        """The resend timer fired: send the waiting messages that still apply, in order."""
+        pending = self._resend.get(inv_id)
+        if pending is None or not pending.armed:
+            return
+        pending.armed = False
+        pending.spent += pending.delay
+        pending.delay = min(pending.delay * 2, self.config.resend_max)
+        queue = sorted(pending.queue, key=lambda item: item[0])
+        pending.queue = []
+        for _, side, kind, msg in queue:
+            target = self._wanted(side, inv_id, kind)
+            if target is not None:
+                self._send(out, side, target, msg, kind)
+        if not pending.queue and all(self._target(side, inv_id) is None for side in "LRC"):
+            del self._resend[inv_id]  # (forgotten meanwhile)
 
     def _retime(
         self,
@@ -998,6 +1119,9 @@ class CallEngine:
             old = table.get(old_id)
             if old is not None and old.terminal:
                 del table[old_id]
+                pending = self._resend.get(old_id)
+                if pending is not None and not pending.armed:
+                    del self._resend[old_id]
 
     def _became_live(self, side: str, inv: _Tracked) -> None:
         peer = inv.peer

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from rtmcall.client.driver import Driver, delivery_code
 from rtmcall.client.events import PeersOnlineStatusChanged
 from rtmcall.engine import frames as f
@@ -123,3 +125,39 @@ def test_delivery_codes() -> None:
     assert delivery_code(f.Result(rid=1, code=999)) is PeerMessageError.FAILURE
     assert delivery_code(f.Error(code="too_often", message="", rid=1)) is PeerMessageError.TOO_OFTEN
     assert delivery_code(f.Error(code="what", message="", rid=1)) is PeerMessageError.FAILURE
+
+
+async def test_a_subscribe_refused_as_too_often_is_asked_again(autojump_clock: Any) -> None:
+    """Subscribe shares the user's rate bucket: a refused one is repeated after a backoff
+    for the peers still watched, so the engine learns when a caller goes offline."""
+    key = ("resubscribe", "driver")
+
+    def refuse_all(subs: list[f.Subscribe]) -> None:
+        for sub in subs:
+            transport.answer(sub, f.Error(code="too_often", message="too many", rid=sub.rid))
+
+    def fire() -> float:
+        deadline = driver.timers.deadline(key)
+        assert deadline is not None
+        driver.timers.cancel(key)
+        driver._timer_fired(key)
+        return deadline - trio.current_time()
+
+    driver, transport, _ = make(EngineConfig(keep_watching=0))
+    driver.apply(driver.engine.receive("bob", f.Invite(id="i1")))
+    driver.apply(driver.engine.receive("carol", f.Invite(id="i2")))
+    first = transport.frames(f.Subscribe)
+    assert [s.users for s in first] == [["bob"], ["carol"]]
+    refuse_all(first)
+    # carol's invitation ends meanwhile and she is no longer watched: only bob is asked.
+    driver.apply(driver.engine.refuse("i2"))
+    assert fire() == 0.5
+    (again,) = transport.frames(f.Subscribe)[2:]
+    assert again.users == ["bob"]
+    refuse_all([again])
+    assert fire() == 1.0  # the backoff doubles
+    (third,) = transport.frames(f.Subscribe)[3:]
+    transport.answer(third, f.Presence(states={"bob": 2}, rid=third.rid))
+    # The answer came: bob is offline, so his invitation fails; nothing more is asked.
+    assert driver.engine.remote["i1"].terminal
+    assert driver.timers.deadline(key) is None

@@ -45,6 +45,11 @@ class Network:
         #: (sender, receiver) -> deque of (msg, ref): frames in flight.
         self.wire: dict[tuple[str, str], deque] = {}
         self.counter = 0
+        #: user -> how many of its next sends the server refuses as over its rate limit
+        #: (TOO_OFTEN, as the real server answers a rate-limited Send).
+        self.too_often: dict[str, int] = {}
+        #: Every send refused as TOO_OFTEN: (sender, msg).
+        self.refused: list[tuple[str, object]] = []
 
     def add(self, user: str, *, online: bool = True) -> Node:
         self.counter += 1
@@ -70,7 +75,11 @@ class Network:
                     node.call_events.append(o)
                 case SendPeer(to=to, msg=msg, ref=ref):
                     peer = self.nodes.get(to)
-                    if peer is None or not peer.online:
+                    if self.too_often.get(user, 0) > 0:
+                        self.too_often[user] -= 1
+                        self.refused.append((user, msg))
+                        code = PeerMessageError.TOO_OFTEN
+                    elif peer is None or not peer.online:
                         code = PeerMessageError.PEER_UNREACHABLE
                     else:
                         self.wire.setdefault((user, to), deque()).append(msg)

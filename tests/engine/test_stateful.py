@@ -22,12 +22,16 @@ back. Checked:
   the two ends' reasons match — (HANGUP_LOCAL, HANGUP_REMOTE) either way round,
   (HANGUP_LOCAL, HANGUP_LOCAL) for a race, (PEER_OFFLINE, SESSION_LOST) for a drop.
 
+The server may refuse any user's next sends as over its rate limit (TOO_OFTEN): the engine
+sends them again on its resend timer, so agreement holds all the same.
+
 The network model is the real server's contract: per-pair FIFO while connected. Timers model
 time: the callee's lifetime timer (the authority on expiry) may fire at any moment; the
 *backstop* timers (the caller's no-ACK, lifetime and cancel windows and the callee's confirm
 window) fire only when nothing is in flight between the two peers, i.e. when the window is
-longer than the network's latency — which is what the windows are for — and the caller's
-expiry backstop only after the callee's own expiry timer is gone.
+longer than the network's latency — which is what the windows are for; a rate-limited
+message waiting for its resend is in flight too — and the caller's expiry backstop only
+after the callee's own expiry timer is gone.
 """
 
 from __future__ import annotations
@@ -146,6 +150,13 @@ class Invitations(RuleBasedStateMachine):
         for link, q in self.net.wire.items():
             if callee in link:
                 self.tainted.update(m.id for m in q)
+        # And what waits for its resend (rate-limited), to or from it: in flight too.
+        for user, other in self.net.nodes.items():
+            eng = other.engine
+            for inv_id in eng._resend:
+                inv = eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
+                if user == callee or (inv is not None and inv.peer == callee):
+                    self.tainted.add(inv_id)
         self.net.set_online(callee, False)
 
     @rule(callee=st.sampled_from(CALLEES))
@@ -174,6 +185,11 @@ class Invitations(RuleBasedStateMachine):
             # The same frame arrives twice (a resend after a resume, say).
             self.net.apply(link[1], self.net.nodes[link[1]].engine.receive(link[0], q[0]))
 
+    @rule(user=st.sampled_from(("alice", *CALLEES)), count=st.integers(1, 3))
+    def rate_limited(self, user: str, count: int) -> None:
+        """The server refuses the user's next ``count`` sends as TOO_OFTEN."""
+        self.net.too_often[user] = count
+
     @rule(link=st.sampled_from(LINKS))
     def drop(self, link: tuple[str, str]) -> None:
         q = self._queue(link)
@@ -184,7 +200,8 @@ class Invitations(RuleBasedStateMachine):
     # --- time -----------------------------------------------------------------------
 
     def _quiet(self, a: str, b: str) -> bool:
-        return not self._queue((a, b)) and not self._queue((b, a))
+        resending = any(k[0] == "resend" for user in (a, b) for k in self.net.nodes[user].timers)
+        return not resending and not self._queue((a, b)) and not self._queue((b, a))
 
     def _fireable(self, user: str) -> list[tuple[str, str]]:
         node = self.net.nodes[user]
@@ -192,6 +209,9 @@ class Invitations(RuleBasedStateMachine):
         for key in node.timers:
             kind, inv_key = key
             side, _, inv_id = inv_key.partition(":")
+            if kind == "resend":
+                keys.append(key)
+                continue
             eng = node.engine
             tables = {"L": eng.local, "R": eng.remote, "C": eng.calls}
             inv = tables[side].get(inv_id)
