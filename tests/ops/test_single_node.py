@@ -191,6 +191,7 @@ async def test_every_outcome_in_log_metrics_and_webhooks(
         "invitation.ended": 7,
         "invitation.missed": 5,
         "callee.offline": 1,
+        "call.ended": 1,
         "user.online": 5,
         "user.offline": 5,
     }
