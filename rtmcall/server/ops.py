@@ -127,7 +127,11 @@ class Operations:
             self.webhooks.user_event(True, session.user, session.id)
 
     def session_ended(self, session: Session, why: str) -> None:
-        self.observer.session_ended(session.user, session.id)
+        if not (self.server.stopping or why == "server shutdown"):
+            # (a stopping server's ``observer.shutdown`` ends what is open: the reason is
+            # the shutdown, not the sessions it ends; "server shutdown" is the ``why`` of
+            # the connections and reapers it cancels)
+            self.observer.session_ended(session.user, session.id)
         if self.webhooks is not None and session.id in self._online:
             self._online.discard(session.id)
             self.webhooks.user_event(False, session.user, session.id, why)
