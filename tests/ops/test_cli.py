@@ -124,9 +124,9 @@ async def test_call_log_on_stdout_webhooks_and_a_top_snapshot(
         assert "\x1b[" not in text  # plain text, not a live screen
         row = next(line for line in text.splitlines() if server.url.split("//")[1] in line)
         cells = [c.strip() for c in re.split(r"[│┃|]", row) if c.strip()]
-        # node, status, users, calls/s, live, accepted, refused, canceled, failed, missed
+        # node, status, users, calls/s, live, in call, accepted, refused, canceled, ...
         assert cells[1] == "up" and cells[2] == "2"
-        assert cells[5:10] == ["1", "1", "0", "0", "0"]
+        assert cells[5:11] == ["0", "1", "1", "0", "0", "0"]
         await receiver.wait_for(
             lambda: sum(e["type"] == "invitation.ended" for e in receiver.accepted()) == 2
         )
