@@ -102,6 +102,9 @@ class CallEnd(StrEnum):
     CALLER_OFFLINE = "caller_offline"
     #: The callee's session ended for good (or, on another node, its presence went OFFLINE).
     CALLEE_OFFLINE = "callee_offline"
+    #: The caller's session resumed on another node: this node, which holds the call, sees
+    #: no more of it (the duration is up to then).
+    CALLER_MOVED = "caller_moved"
     #: No hang-up within ``ObserverWindows.call`` (clients that never send one).
     MAX_DURATION = "max_duration"
     #: The server stopped while the call was on.
@@ -346,6 +349,23 @@ class InvitationObserver:
                 self._end_call(record, CallEnd.CALLER_OFFLINE)
             elif record.callee == user and record.callee_session == session:
                 self._end_call(record, CallEnd.CALLEE_OFFLINE)
+
+    def session_moved(self, user: str, session: str) -> None:
+        """A local session was handed over to another node (resume on any node). A
+        callee's invitations and calls go on, the callee now remote (its answers and
+        hang-ups come through the hub, its going offline by presence). A caller's cannot
+        be followed from here: open invitations end as when the session ends; calls end
+        ``caller_moved``."""
+        for record in self._of(user):
+            if record.callee == user and record.callee_session == session:
+                record.callee_node = record.callee_session = None
+            elif record.caller == user and record.caller_session == session:
+                self._caller_gone(record)
+        for record in self._calls_of(user):
+            if record.callee == user and record.callee_session == session:
+                record.callee_node = record.callee_session = None
+            elif record.caller == user and record.caller_session == session:
+                self._end_call(record, CallEnd.CALLER_MOVED)
 
     def peer_offline(self, user: str) -> None:
         """Presence says ``user`` (on another node) is OFFLINE."""

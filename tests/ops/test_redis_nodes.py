@@ -20,7 +20,7 @@ from rtmcall.server.ops import OpsOptions
 from rtmcall.server.redis_hub import open_redis_hub
 from rtmcall.server.webhooks import WebhookConfig
 
-from ..e2e.conftest import phone
+from ..e2e.conftest import Phone, Proxy, phone
 from ..e2e.test_calls import connect_call, ended
 from ..redis.redisproc import RedisProcess
 from .receiver import Receiver
@@ -197,3 +197,53 @@ async def test_calls_across_nodes_end_on_the_caller_s_node_at_either_side_s_hang
     hooks = [e for e in receiver.accepted() if e["type"] == "call.ended"]
     assert sorted(e["data"]["id"] for e in hooks) == sorted(lines)
     assert all(e["node"] == "n0" for e in hooks)
+
+
+async def test_a_call_whose_callee_resumes_on_another_node_goes_on(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Resume on any node: the callee's session moves from the caller's node to the other
+    one mid-call; the call goes on there, and its hang-up, now through Redis, ends it.
+    The caller moving ends it ``caller_moved`` (its node cannot follow it)."""
+    receiver = await nursery.start(Receiver(SECRET).run)
+    logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
+    with trio.fail_after(60):
+        async with two_nodes(shared_redis.url, logs, receiver.url("/ok")) as (n0, n1):
+            balancer = await nursery.start(Proxy(n0.port).run)
+
+            async def move(p: Phone) -> None:
+                balancer.target_port = n1.port  # new connections land on the other node
+                balancer.cut()
+                await p.wait_for(
+                    lambda: (
+                        p.client.transport.login_ok is not None
+                        and p.client.transport.login_ok.resumed
+                    ),
+                    W,
+                )
+
+            async with (
+                phone(n0.url, "alice", FAST) as alice,
+                phone(balancer.url, "bob", FAST) as bob,
+            ):
+                callee_moved = await connect_call(alice, bob)
+                await move(bob)
+                await trio.sleep(0.5)
+                assert alice.client.calls[callee_moved].active
+                await bob.client.hangup(callee_moved)
+                await ended(alice, callee_moved, W)
+            balancer.target_port = n0.port
+            async with (
+                phone(balancer.url, "carol", FAST) as carol,
+                phone(n1.url, "dave", FAST) as dave,
+            ):
+                caller_moved = await connect_call(carol, dave)
+                await move(carol)
+                await carol.client.hangup(caller_moved)
+                await ended(dave, caller_moved, W)
+            await trio.sleep(0.5)
+    lines = {x["id"]: x for x in (json.loads(y) for y in logs[0].read_text().splitlines())}
+    assert len(lines) == 2 and logs[1].read_text() == ""
+    assert lines[callee_moved]["call_end"] == "hangup_by_callee"
+    assert lines[callee_moved]["call_duration"] >= 0.5
+    assert lines[caller_moved]["call_end"] == "caller_moved"
