@@ -234,8 +234,9 @@ def _iso(t: float | None) -> str | None:
 
 class ObserverSink(Protocol):
     """Told of invitation lifecycle events (must not block or raise). A sink with a true
-    ``every_event`` attribute hears every kind; others only ``ended`` (the observer counts
-    the rest itself, so most invitations cost one sink call)."""
+    ``every_event`` attribute hears every kind; others only ``ended`` and ``call_ended``
+    (the observer counts the rest itself, so most invitations cost one sink call, an
+    accepted one two)."""
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         """``kind``: ``sent``, ``callee_offline``, ``ringing``, ``ended`` or (an accepted
