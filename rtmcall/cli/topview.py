@@ -31,6 +31,7 @@ class NodeReading:
     connections: float = 0
     sent: float = 0
     in_progress: float = 0
+    calls: float = 0
     missed: float = 0
     #: outcome -> count; failures also by error in ``failures``.
     outcomes: dict[str, float] = field(default_factory=dict)
@@ -61,6 +62,8 @@ def parse_node(source: str, at: float, text: str) -> NodeReading:
                 r.sent += value
             elif name == "rtmcall_invitations_in_progress":
                 r.in_progress += value
+            elif name == "rtmcall_calls_in_progress":
+                r.calls += value
             elif name == "rtmcall_invitations_missed_total":
                 r.missed += value
             elif name == "rtmcall_invitations_total":
@@ -128,6 +131,8 @@ class NodeRow:
     failures: dict[str, float]
     #: Why the node could not be read (status DOWN).
     problem: str | None = None
+    #: Calls in progress (accepted, not yet hung up).
+    calls: float = 0
 
 
 def rows(latest: list[NodeReading], previous: dict[str, NodeReading]) -> list[NodeRow]:
@@ -176,6 +181,7 @@ def rows(latest: list[NodeReading], previous: dict[str, NodeReading]) -> list[No
                 redis,
                 hooks,
                 r.failures,
+                calls=r.calls,
             )
         )
     return out
@@ -198,6 +204,7 @@ def build_view(node_rows: list[NodeRow], title: str = "rtmcall top") -> Group:
         ("users", "right"),
         ("calls/s", "right"),
         ("live", "right"),
+        ("in call", "right"),
         *((o, "right") for o in OUTCOMES),
         ("missed", "right"),
         ("setup p50", "right"),
@@ -214,6 +221,7 @@ def build_view(node_rows: list[NodeRow], title: str = "rtmcall top") -> Group:
             _n(row.users),
             "–" if row.per_second is None else f"{row.per_second:.1f}",
             _n(row.in_progress),
+            _n(row.calls),
             *(_n(row.outcomes.get(o, 0)) for o in OUTCOMES),
             _n(row.missed),
             _ms(row.p50),
@@ -230,6 +238,7 @@ def build_view(node_rows: list[NodeRow], title: str = "rtmcall top") -> Group:
             _n(sum(r.users for r in live)),
             f"{sum(rates):.1f}" if rates else "–",
             _n(sum(r.in_progress for r in live)),
+            _n(sum(r.calls for r in live)),
             *(_n(sum(r.outcomes.get(o, 0) for r in live)) for o in OUTCOMES),
             _n(sum(r.missed for r in live)),
             "",

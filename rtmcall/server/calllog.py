@@ -1,9 +1,12 @@
 """The call log: one JSON line per invitation when it ends (``--call-log FILE|-``).
 
 Each line is :meth:`~.observer.InvitationRecord.as_dict` (id, caller, callee, nodes,
-sent/ringing/answered/ended times, outcome, errors, reason, response, setup time), written
-and flushed at once. A file is rotated by size the way ``logging``'s RotatingFileHandler
-does (``FILE`` → ``FILE.1`` → … → ``FILE.<backups>``, the oldest dropped).
+sent/ringing/answered/ended times, outcome, errors, reason, response, setup time, and for
+an accepted invitation the call's end time, duration and how it ended), written and
+flushed at once. An accepted invitation's line is written when its call ends (its
+``call_ended`` event), every other one when the invitation ends. A file is rotated by
+size the way ``logging``'s RotatingFileHandler does (``FILE`` → ``FILE.1`` → … →
+``FILE.<backups>``, the oldest dropped).
 
 Error handling: a file that cannot be opened or written costs one warning (and another
 once it works again); the server keeps serving, lines are counted as ``errors``, and the
@@ -19,7 +22,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from .observer import InvitationRecord
+from .observer import InvitationRecord, Outcome
 
 log = logging.getLogger("rtmcall.server")
 
@@ -39,7 +42,7 @@ class CallLog:
             self._open()
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
-        if kind == "ended":
+        if kind == "call_ended" or (kind == "ended" and record.outcome is not Outcome.ACCEPTED):
             self.write(record.as_dict())
 
     def write(self, entry: dict[str, object]) -> None:

@@ -54,6 +54,10 @@ class HubListener(Protocol):
     def peer_offline(self, user: str) -> None:
         """A user watched here went OFFLINE (also when a login elsewhere replaced it)."""
 
+    def session_moved(self, session: Session, node: str) -> None:
+        """A local session was handed over to ``node`` (resume on any node): it lives on
+        there (its end here follows, with the reason ``resumed on node …``)."""
+
 
 class Hub(Protocol):
     async def register(self, session: Session) -> Session | None:

@@ -28,7 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .observer import InvitationObserver, InvitationRecord, Outcome
+from .observer import CallEnd, InvitationObserver, InvitationRecord, Outcome
 
 if TYPE_CHECKING:
     from .calllog import CallLog
@@ -39,6 +39,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: Call-setup time buckets (seconds): a LAN handshake is milliseconds, a person seconds.
 SETUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+#: Call duration buckets (seconds): a wrong number to an hour-long meeting.
+CALL_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
 class ServerMetrics:
@@ -64,12 +66,21 @@ class ServerMetrics:
         #: Observations per SETUP_BUCKETS slot (the last: above every bound), and their sum.
         self.setup_counts = [0] * (len(SETUP_BUCKETS) + 1)
         self.setup_sum = 0.0
+        #: Calls ended, by how (CallEnd), and their durations per CALL_BUCKETS slot.
+        self.calls_ended: dict[str, int] = {c.value: 0 for c in CallEnd}
+        self.call_counts = [0] * (len(CALL_BUCKETS) + 1)
+        self.call_sum = 0.0
         self.registry.register(_ServerCollector(server, self))
 
     # --- ObserverSink ---------------------------------------------------------------------
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         if kind != "ended":
+            if kind == "call_ended":
+                self.calls_ended[record.call_end] += 1  # type: ignore[index]
+                seconds = record.call_seconds or 0.0
+                self.call_counts[bisect_left(CALL_BUCKETS, seconds)] += 1
+                self.call_sum += seconds
             return
         by_error = self.ended[record.outcome]  # type: ignore[index]
         error = record.error.name if record.error else ""
@@ -131,6 +142,24 @@ class ServerMetrics:
         bounds = [*(floatToGoString(b) for b in SETUP_BUCKETS), "+Inf"]
         setup.add_metric([node], list(zip(bounds, cumulative, strict=True)), self.setup_sum)
         yield setup
+        calls = CounterMetricFamily(
+            "rtmcall_calls_ended",
+            "Calls (accepted invitations) ended, by how: hangup_by_caller, hangup_by_callee, "
+            "caller_offline, callee_offline, caller_moved, max_duration, server_shutdown.",
+            labels=["node", "end"],
+        )
+        for end, count in self.calls_ended.items():
+            calls.add_metric([node, end], count)
+        yield calls
+        duration = HistogramMetricFamily(
+            "rtmcall_call_duration_seconds",
+            "Calls' durations, Confirm to hang-up, as the server saw them.",
+            labels=["node"],
+        )
+        cumulative = list(accumulate(self.call_counts))
+        bounds = [*(floatToGoString(b) for b in CALL_BUCKETS), "+Inf"]
+        duration.add_metric([node], list(zip(bounds, cumulative, strict=True)), self.call_sum)
+        yield duration
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -253,6 +282,11 @@ class _ServerCollector(Collector):
                 "rtmcall_invitations_in_progress",
                 "Invitations sent and not yet ended (this node's callers).",
                 len(observer.open),
+            )
+            yield gauge(
+                "rtmcall_calls_in_progress",
+                "Calls on now: accepted and not yet hung up (this node's callers).",
+                len(observer.calls),
             )
         yield from self._metrics.families()
         yield from self._redis(node)

@@ -28,9 +28,15 @@ SDK sends an End for it (delivered or not, the server sees it). Clients that sen
 nothing are covered by backstop deadlines (the SPEC's default windows plus a grace): such
 outcomes are marked ``inferred``.
 
-Extension point (calls, SPEC §6): an accepted invitation's record is where a call's
-hang-up and duration will be added; ``ended`` is emitted at the invitation's end, so a
-call's end will be an event of its own.
+Calls (SPEC §6): an accepted invitation (its Confirm relayed) starts a call, held in
+:attr:`InvitationObserver.calls` until the first Hangup (or HangupAck) relayed between its
+two parties, either party's session ending for good (logout, kick, not resumed in time;
+presence OFFLINE for a callee on another node), a backstop (``ObserverWindows.call``:
+clients that never hang up, Agora 1.x ones), or the server's shutdown. Its end is an event
+of its own, ``call_ended``, told to every sink, with :attr:`InvitationRecord.call_end`
+(:class:`CallEnd`) and the duration from the Confirm. ``ended`` is still told at the
+accept (the invitation's outcome); the call log writes an accepted invitation's line at
+``call_ended`` instead, so each invitation still has one line.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ from rtmcall.engine.frames import (
     CancelAck,
     Confirm,
     End,
+    Hangup,
+    HangupAck,
     Invite,
     PeerMsg,
     Refuse,
@@ -82,6 +90,25 @@ class Outcome(StrEnum):
     REFUSED = "refused"
     CANCELED = "canceled"
     FAILED = "failed"
+
+
+class CallEnd(StrEnum):
+    """How a call ended, as the server saw it (the call log's ``call_end``)."""
+
+    #: The caller's Hangup was relayed (or the callee's HangupAck, the Hangup unseen).
+    HANGUP_BY_CALLER = "hangup_by_caller"
+    HANGUP_BY_CALLEE = "hangup_by_callee"
+    #: The caller's session ended for good (logout, kicked, not resumed in time).
+    CALLER_OFFLINE = "caller_offline"
+    #: The callee's session ended for good (or, on another node, its presence went OFFLINE).
+    CALLEE_OFFLINE = "callee_offline"
+    #: The caller's session resumed on another node: this node, which holds the call, sees
+    #: no more of it (the duration is up to then).
+    CALLER_MOVED = "caller_moved"
+    #: No hang-up within ``ObserverWindows.call`` (clients that never send one).
+    MAX_DURATION = "max_duration"
+    #: The server stopped while the call was on.
+    SERVER_SHUTDOWN = "server_shutdown"
 
 
 #: End.reason (from either side) -> (caller's error, callee's error), as the engines map it.
@@ -131,6 +158,16 @@ class InvitationRecord:
     response: str = ""
     #: The outcome came from a backstop deadline, not from a frame.
     inferred: bool = False
+    #: A call (accepted): when it ended (it started at ``ended_at``, the Confirm) and how.
+    call_ended_at: float | None = None
+    call_end: CallEnd | None = None
+
+    @property
+    def call_seconds(self) -> float | None:
+        """The call's duration, Confirm to its end (None: no call, or still on)."""
+        if self.call_ended_at is None or self.ended_at is None:
+            return None
+        return self.call_ended_at - self.ended_at
 
     @property
     def setup_seconds(self) -> float | None:
@@ -174,6 +211,9 @@ class InvitationRecord:
             "callee_was_offline": self.callee_was_offline,
             "missed": self.missed if self.outcome is not None else None,
             "inferred": self.inferred,
+            "call_ended_at": self.wall(self.call_ended_at),
+            "call_duration": None if self.call_seconds is None else round(self.call_seconds, 3),
+            "call_end": self.call_end.value if self.call_end is not None else None,
         }
 
 
@@ -194,11 +234,13 @@ def _iso(t: float | None) -> str | None:
 
 class ObserverSink(Protocol):
     """Told of invitation lifecycle events (must not block or raise). A sink with a true
-    ``every_event`` attribute hears every kind; others only ``ended`` (the observer counts
-    the rest itself, so most invitations cost one sink call)."""
+    ``every_event`` attribute hears every kind; others only ``ended`` and ``call_ended``
+    (the observer counts the rest itself, so most invitations cost one sink call, an
+    accepted one two)."""
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
-        """``kind``: ``sent``, ``callee_offline``, ``ringing`` or ``ended``."""
+        """``kind``: ``sent``, ``callee_offline``, ``ringing``, ``ended`` or (an accepted
+        invitation's call, told to every sink) ``call_ended``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +254,8 @@ class ObserverWindows:
     grace: float = 5.0
     #: Ended invitations remembered, to absorb their late and repeated frames.
     keep_ended: int = 10_000
+    #: The longest a call is held without a hang-up (then it ends ``max_duration``).
+    call: float = 12 * 3600.0
 
 
 class InvitationObserver:
@@ -235,22 +279,31 @@ class InvitationObserver:
         self._keep_ended = windows.keep_ended
         #: Open invitations by id (in progress only: ended ones leave at once).
         self.open: dict[str, InvitationRecord] = {}
+        #: Calls in progress by id (accepted invitations not yet hung up).
+        self.calls: dict[str, InvitationRecord] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[float, str]] = []
         self.sent_total = 0
         self.callee_offline_total = 0
         self.ringing_total = 0
         self.ended_total = 0
+        self.calls_ended_total = 0
 
     # --- inputs -------------------------------------------------------------------------
 
     def sent(self, sender: str, session: str, to: str, msg: PeerMsg, code: int) -> None:
         """A local user (``session``) sent ``msg`` to ``to``; the hub answered ``code``."""
-        if type(msg) is Text:
+        kind = type(msg)
+        if kind is Text:
+            return
+        if kind is Hangup or kind is HangupAck:
+            call = self.calls.get(msg.id)  # type: ignore[union-attr]
+            if call is not None:
+                self._call_msg(call, sender, to, kind)
             return
         delivered = code in _DELIVERED
-        if type(msg) is Invite:
-            self._on_invite(sender, session, to, msg, delivered)
+        if kind is Invite:
+            self._on_invite(sender, session, to, msg, delivered)  # type: ignore[arg-type]
             return
         record = self.open.get(msg.id)  # type: ignore[union-attr]
         if record is None:
@@ -275,6 +328,11 @@ class InvitationObserver:
         msg = frame.msg
         if msg is None or type(msg) is Text or type(msg) is Invite:
             return
+        if type(msg) is Hangup or type(msg) is HangupAck:
+            call = self.calls.get(msg.id)
+            if call is not None and frame.sender == call.callee:
+                self._call_msg(call, call.callee, call.caller, type(msg))
+            return
         record = self.open.get(msg.id)  # type: ignore[union-attr]
         if record is not None and frame.sender == record.callee:
             self._from_callee(record, msg)
@@ -287,12 +345,37 @@ class InvitationObserver:
                 self._caller_gone(record)
             elif record.callee == user and record.callee_session == session:
                 self._callee_gone(record)
+        for record in self._calls_of(user):
+            if record.caller == user and record.caller_session == session:
+                self._end_call(record, CallEnd.CALLER_OFFLINE)
+            elif record.callee == user and record.callee_session == session:
+                self._end_call(record, CallEnd.CALLEE_OFFLINE)
+
+    def session_moved(self, user: str, session: str) -> None:
+        """A local session was handed over to another node (resume on any node). A
+        callee's invitations and calls go on, the callee now remote (its answers and
+        hang-ups come through the hub, its going offline by presence). A caller's cannot
+        be followed from here: open invitations end as when the session ends; calls end
+        ``caller_moved``."""
+        for record in self._of(user):
+            if record.callee == user and record.callee_session == session:
+                record.callee_node = record.callee_session = None
+            elif record.caller == user and record.caller_session == session:
+                self._caller_gone(record)
+        for record in self._calls_of(user):
+            if record.callee == user and record.callee_session == session:
+                record.callee_node = record.callee_session = None
+            elif record.caller == user and record.caller_session == session:
+                self._end_call(record, CallEnd.CALLER_MOVED)
 
     def peer_offline(self, user: str) -> None:
         """Presence says ``user`` (on another node) is OFFLINE."""
         for record in self._of(user):
             if record.callee == user and record.callee_node != self.node:
                 self._callee_gone(record)
+        for record in self._calls_of(user):
+            if record.callee == user and record.callee_node != self.node:
+                self._end_call(record, CallEnd.CALLEE_OFFLINE)
 
     def expire(self, now: float | None = None) -> float:
         """End invitations whose backstop deadline passed; the next deadline (inf: none)."""
@@ -304,7 +387,10 @@ class InvitationObserver:
                 return deadline
             record = self.open.get(inv_id)
             if record is None:
-                heapq.heappop(heap)  # ended
+                heapq.heappop(heap)  # ended (or a call past the invitation's first entry)
+                call = self.calls.get(inv_id)
+                if call is not None and now >= call.ended_at + self.windows.call:  # type: ignore[operator]
+                    self._end_call(call, CallEnd.MAX_DURATION)
                 continue
             due = self._due(record)
             if due > now:
@@ -342,11 +428,16 @@ class InvitationObserver:
             record.inferred = True
             record.reason = "server_shutdown"
             self._end(record, Outcome.FAILED, L.NOT_LOGGEDIN, R.PEER_OFFLINE)
+        for record in list(self.calls.values()):
+            self._end_call(record, CallEnd.SERVER_SHUTDOWN)
 
     def _of(self, user: str) -> list[InvitationRecord]:
         # A scan, not an index: sessions end far less often than invitations start, and
         # only invitations in progress are open (an index costs allocations per call).
         return [r for r in self.open.values() if r.caller == user or r.callee == user]
+
+    def _calls_of(self, user: str) -> list[InvitationRecord]:
+        return [r for r in self.calls.values() if r.caller == user or r.callee == user]
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -488,8 +579,31 @@ class InvitationObserver:
         if len(ended) > self._keep_ended:
             ended.popitem(last=False)
         self.ended_total += 1
+        if outcome is Outcome.ACCEPTED:
+            # The call starts (before the sinks hear ``ended``: the call log waits for it).
+            self.calls[record.id] = record
+            heapq.heappush(self._heap, (record.ended_at + self.windows.call, record.id))
         for sink in self.sinks:
             sink.invitation_event("ended", record)
+
+    def _call_msg(self, record: InvitationRecord, sender: str, to: str, kind: type) -> None:
+        """A Hangup (or HangupAck) relayed about a call in progress."""
+        if sender == record.caller and to == record.callee:
+            by_caller = kind is Hangup
+        elif sender == record.callee and to == record.caller:
+            by_caller = kind is HangupAck
+        else:
+            return
+        self._end_call(record, CallEnd.HANGUP_BY_CALLER if by_caller else CallEnd.HANGUP_BY_CALLEE)
+
+    def _end_call(self, record: InvitationRecord, how: CallEnd) -> None:
+        if self.calls.pop(record.id, None) is None:
+            return
+        record.call_ended_at = self._clock()
+        record.call_end = how
+        self.calls_ended_total += 1
+        for sink in self.sinks:
+            sink.invitation_event("call_ended", record)
 
     def _emit(self, kind: str, record: InvitationRecord) -> None:
         for sink in self._every:

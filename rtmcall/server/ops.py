@@ -109,6 +109,8 @@ class Operations:
             self.metrics.observer = self.observer
         #: Sessions told online (user.online) and not yet offline.
         self._online: set[str] = set()
+        #: Sessions handed over to another node whose end here is still to come.
+        self._moved: set[str] = set()
         #: ``http://host:port/metrics`` when metrics are on.
         self.metrics_url: str | None = None
         hub = server.hub
@@ -127,7 +129,13 @@ class Operations:
             self.webhooks.user_event(True, session.user, session.id)
 
     def session_ended(self, session: Session, why: str) -> None:
-        self.observer.session_ended(session.user, session.id)
+        if session.id in self._moved:
+            self._moved.discard(session.id)  # (the observer was told at the handover)
+        elif not (self.server.stopping or why == "server shutdown"):
+            # (a stopping server's ``observer.shutdown`` ends what is open: the reason is
+            # the shutdown, not the sessions it ends; "server shutdown" is the ``why`` of
+            # the connections and reapers it cancels)
+            self.observer.session_ended(session.user, session.id)
         if self.webhooks is not None and session.id in self._online:
             self._online.discard(session.id)
             self.webhooks.user_event(False, session.user, session.id, why)
@@ -137,6 +145,10 @@ class Operations:
 
     def peer_offline(self, user: str) -> None:
         self.observer.peer_offline(user)
+
+    def session_moved(self, session: Session, node: str) -> None:
+        self._moved.add(session.id)
+        self.observer.session_moved(session.user, session.id)
 
     # --- tasks ----------------------------------------------------------------------------
 

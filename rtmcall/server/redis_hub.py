@@ -711,6 +711,8 @@ class RedisHub:
         # takes the registration).
         del self._local[user]
         self._drop_watches(session)
+        if self.listener is not None:
+            self.listener.session_moved(session, node)
         session.ended = True
         session.end_reason = f"resumed on node {node}"
         if session.link is not None:

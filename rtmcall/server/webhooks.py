@@ -3,7 +3,8 @@
 Events (``type``): ``invitation.sent``, ``invitation.ringing``, ``invitation.ended`` (with
 the outcome), ``invitation.missed`` (ended without the callee's accept or refuse),
 ``callee.offline`` (an Invite found its callee logged out: the moment to send a push),
-``user.online`` / ``user.offline`` (a session began / ended on this node).
+``user.online`` / ``user.offline`` (a session began / ended on this node), ``call.ended``
+(an accepted invitation's call ended: ``call_duration`` in seconds, ``call_end``).
 
 Body: ``{"id", "type", "created_at", "node", "data"}``; ``id`` is unique per event and
 stays the same across retries (the idempotency key; also in ``Rtmcall-Event-Id``).
@@ -56,6 +57,7 @@ EVENT_TYPES = (
     "invitation.ended",
     "invitation.missed",
     "callee.offline",
+    "call.ended",
     "user.online",
     "user.offline",
 )
@@ -214,6 +216,8 @@ class WebhookSender:
                 self.emit("invitation.missed", data)
         elif kind == "callee_offline":
             self.emit("callee.offline", data)
+        elif kind == "call_ended":
+            self.emit("call.ended", data)
         else:
             self.emit(f"invitation.{kind}", data)
 

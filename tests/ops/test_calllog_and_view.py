@@ -62,6 +62,8 @@ rtmcall_call_setup_seconds_bucket{le="0.1",node="a"} 6.0
 rtmcall_call_setup_seconds_bucket{le="+Inf",node="a"} 7.0
 rtmcall_call_setup_seconds_count{node="a"} 7.0
 rtmcall_call_setup_seconds_sum{node="a"} 0.5
+# TYPE rtmcall_calls_in_progress gauge
+rtmcall_calls_in_progress{node="a"} 3.0
 # TYPE rtmcall_redis_up gauge
 rtmcall_redis_up{node="a"} 0.0
 # TYPE rtmcall_webhook_backlog gauge
@@ -84,8 +86,9 @@ def test_top_shows_rates_outcomes_percentiles_redis_and_the_backlog() -> None:
     text = out.getvalue()
     line = next(x for x in text.splitlines() if x.startswith("│ a "))
     cells = [c.strip() for c in line.split("│")[1:-1]]
-    assert cells[:10] == ["a", "up", "12", "5.0", "0", "7", "0", "0", "2", "0"]
-    assert cells[12] == "DOWN" and cells[13] == "40 queued, 3 dropped"
+    # node, status, users, calls/s, live, in call, accepted, refused, canceled, failed, missed
+    assert cells[:11] == ["a", "up", "12", "5.0", "0", "3", "7", "0", "0", "2", "0"]
+    assert cells[13] == "DOWN" and cells[14] == "40 queued, 3 dropped"
     assert "DOWN http://b/metrics: ConnectError" in text
     assert "failed by error: PEER_OFFLINE 2" in text
     assert "1/2 up" in text

@@ -19,6 +19,8 @@ from rtmcall.client import ClientConfig
 
 from ..cli.conftest import REPO, RTMCALL, cli_env
 from ..e2e.conftest import phone
+from ..e2e.test_calls import call_events
+from ..e2e.test_calls import ended as call_ended
 from .receiver import Receiver
 from .test_single_node import SECRET
 
@@ -97,6 +99,9 @@ async def test_call_log_on_stdout_webhooks_and_a_top_snapshot(
             await bob.wait("RemoteInvitationReceived", accepted.id, 10)
             await bob.client.accept(accepted.id)
             await bob.wait("RemoteInvitationAccepted", accepted.id, 10)
+            await alice.wait_for(lambda: bool(call_events(alice, "CallStarted", accepted.id)), 10)
+            await alice.client.hangup(accepted.id)  # the accepted line: at the call's end
+            await call_ended(bob, accepted.id, 10)
             refused = await alice.client.call("bob")
             await bob.wait("RemoteInvitationReceived", refused.id, 10)
             await bob.client.refuse(refused.id, response="busy")
@@ -106,6 +111,9 @@ async def test_call_log_on_stdout_webhooks_and_a_top_snapshot(
                 (accepted.id, "accepted"),
                 (refused.id, "refused"),
             ]
+            assert lines[0]["call_end"] == "hangup_by_caller"
+            assert 0 <= lines[0]["call_duration"] < 10
+            assert lines[1]["call_end"] is None and lines[1]["call_duration"] is None
             snapshot = await trio.run_process(
                 [*RTMCALL, "top", "--server", server.url, "--interval", "0.3"],
                 capture_stdout=True,
@@ -116,9 +124,9 @@ async def test_call_log_on_stdout_webhooks_and_a_top_snapshot(
         assert "\x1b[" not in text  # plain text, not a live screen
         row = next(line for line in text.splitlines() if server.url.split("//")[1] in line)
         cells = [c.strip() for c in re.split(r"[│┃|]", row) if c.strip()]
-        # node, status, users, calls/s, live, accepted, refused, canceled, failed, missed
+        # node, status, users, calls/s, live, in call, accepted, refused, canceled, ...
         assert cells[1] == "up" and cells[2] == "2"
-        assert cells[5:10] == ["1", "1", "0", "0", "0"]
+        assert cells[5:11] == ["0", "1", "1", "0", "0", "0"]
         await receiver.wait_for(
             lambda: sum(e["type"] == "invitation.ended" for e in receiver.accepted()) == 2
         )

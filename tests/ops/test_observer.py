@@ -198,3 +198,88 @@ def test_a_callee_logging_in_late_rings_after_one_callee_offline() -> None:
     assert kinds == ["sent", "callee_offline", "ringing", "ended"]
     assert w.outcome() == ("accepted", None, False)
     assert w.sink.ended["i1"].as_dict()["callee_was_offline"] is True
+
+
+def connect(w: World, inv: str) -> None:
+    w.caller(f.Invite(id=inv))
+    w.callee(f.Ack(id=inv))
+    w.callee(f.Accept(id=inv))
+    w.caller(f.Confirm(id=inv))
+    assert inv in w.obs.calls
+
+
+def call_end(w: World, inv: str) -> tuple[str | None, float | None]:
+    """How the call ``inv`` ended and how long it was (its one ``call_ended``)."""
+    assert [k for k, i, _ in w.sink.events if i == inv].count("call_ended") == 1
+    record = w.sink.ended[inv]
+    return (record.call_end, record.call_seconds)
+
+
+def test_a_call_ends_at_the_first_hangup_between_its_parties() -> None:
+    w = World()
+    connect(w, "c1")
+    w.tick(40)
+    w.obs.sent("eve", "s-eve", "alice", f.Hangup(id="c1"), OK)  # a stranger: nothing
+    w.obs.sent("alice", "s-alice", "eve", f.Hangup(id="c1"), OK)
+    assert "c1" in w.obs.calls
+    w.callee(f.Hangup(id="c1"), GONE)  # (undelivered: bob's side is over all the same)
+    w.tick(1)
+    w.caller(f.HangupAck(id="c1"))
+    w.callee(f.Hangup(id="c1"))
+    assert call_end(w, "c1") == ("hangup_by_callee", 40.0)
+    # A HangupAck whose Hangup this node did not see tells who hung up.
+    connect(w, "c2")
+    w.tick(3)
+    w.callee(f.HangupAck(id="c2"))
+    assert call_end(w, "c2") == ("hangup_by_caller", 3.0)
+    kinds = [k for k, i, _ in w.sink.events if i == "c2"]
+    assert kinds == ["sent", "ringing", "ended", "call_ended"]
+    assert not w.obs.calls and w.obs.calls_ended_total == 2
+
+
+def test_a_callee_s_hangup_through_another_node_and_its_presence() -> None:
+    w = World()
+    w.obs.sent("alice", "s-alice", "bob", f.Invite(id="c1"), OK)
+    for msg in (f.Ack(id="c1"), f.Accept(id="c1")):
+        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)))
+    w.caller(f.Confirm(id="c1"))
+    w.tick(2)
+    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Hangup(id="c1"))))
+    assert "c1" in w.obs.calls
+    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Hangup(id="c1"))))
+    assert call_end(w, "c1") == ("hangup_by_callee", 2.0)
+    w.obs.sent("alice", "s-alice", "bob", f.Invite(id="c2"), OK)
+    for msg in (f.Ack(id="c2"), f.Accept(id="c2")):
+        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)))
+    w.caller(f.Confirm(id="c2"))
+    w.obs.peer_offline("carol")
+    w.tick(5)
+    w.obs.peer_offline("bob")
+    assert call_end(w, "c2") == ("callee_offline", 5.0)
+
+
+def test_sessions_ending_the_backstop_and_the_shutdown_end_calls_once() -> None:
+    w = World()
+    w.obs.windows = ObserverWindows(no_response=30, lifetime=60, confirm=5, grace=5, call=3600)
+    connect(w, "caller_left")
+    connect(w, "callee_left")
+    w.tick(10)
+    w.obs.session_ended("alice", "s-other")  # another session of alice's: not this call's
+    assert len(w.obs.calls) == 2
+    w.obs.session_ended("bob", "s-bob")
+    assert call_end(w, "caller_left") == ("callee_offline", 10.0)
+    assert call_end(w, "callee_left") == ("callee_offline", 10.0)
+    connect(w, "forever")
+    w.tick(3599)
+    w.obs.session_ended("alice", "s-alice")  # (already ended ones stay ended once)
+    assert call_end(w, "forever") == ("caller_offline", 3599.0)
+    connect(w, "long")
+    for _ in range(3601):
+        w.tick(1)
+    assert call_end(w, "long") == ("max_duration", 3600.0)
+    connect(w, "open")
+    w.tick(60)
+    w.obs.shutdown()
+    assert call_end(w, "open") == ("server_shutdown", 60.0)
+    assert w.sink.ended["open"].as_dict()["call_duration"] == 60.0
+    assert not w.obs.calls

@@ -20,7 +20,8 @@ from rtmcall.server.ops import OpsOptions
 from rtmcall.server.redis_hub import open_redis_hub
 from rtmcall.server.webhooks import WebhookConfig
 
-from ..e2e.conftest import phone
+from ..e2e.conftest import Phone, Proxy, phone
+from ..e2e.test_calls import connect_call, ended
 from ..redis.redisproc import RedisProcess
 from .receiver import Receiver
 from .test_single_node import _OUTCOME, SECRET, metrics, scrape, value
@@ -141,3 +142,108 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
         assert value(node_samples, "rtmcall_redis_up") == 1
         assert value(node_samples, "rtmcall_redis_operations_total") > 0
         assert all(("node", f"n{i}") in labels for _, labels in node_samples)
+
+
+async def test_calls_across_nodes_end_on_the_caller_s_node_at_either_side_s_hangup(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """The callee's Hangup reaches the caller's node through Redis (the hub's remote
+    delivery): that node ends the call and logs its one line; the callee's node logs none."""
+    receiver = await nursery.start(Receiver(SECRET).run)
+    logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
+    with trio.fail_after(60):
+        async with two_nodes(shared_redis.url, logs, receiver.url("/ok")) as (n0, n1):
+            assert n0.ops is not None and n0.ops.metrics_url is not None
+            url = n0.ops.metrics_url
+
+            async def in_progress() -> float:
+                return value(metrics(await scrape(url)), "rtmcall_calls_in_progress")
+
+            async with (
+                phone(n0.url, "alice", FAST) as alice,
+                phone(n1.url, "bob", FAST) as bob,
+            ):
+                by_callee = await connect_call(alice, bob)
+                assert await in_progress() == 1
+                await trio.sleep(0.5)
+                await bob.client.hangup(by_callee)
+                await ended(alice, by_callee, W)
+                await trio.sleep(0.3)
+                assert await in_progress() == 0
+
+                by_caller = await connect_call(alice, bob)
+                assert await in_progress() == 1
+                await alice.client.hangup(by_caller)
+                await ended(bob, by_caller, W)
+                await trio.sleep(0.3)
+                assert await in_progress() == 0
+
+                async with phone(n1.url, "carol", FAST) as carol:
+                    dropped = await connect_call(alice, carol)
+                    await carol.client.logout()
+                await ended(alice, dropped, W)
+                await trio.sleep(0.3)
+                assert await in_progress() == 0
+                await receiver.wait_for(
+                    lambda: sum(e["type"] == "call.ended" for e in receiver.accepted()) >= 3
+                )
+    lines = {x["id"]: x for x in (json.loads(y) for y in logs[0].read_text().splitlines())}
+    assert len(lines) == 3 and logs[1].read_text() == ""
+    assert lines[by_callee]["call_end"] == "hangup_by_callee"
+    assert 0.4 < lines[by_callee]["call_duration"] < W
+    assert lines[by_caller]["call_end"] == "hangup_by_caller"
+    assert lines[dropped]["call_end"] == "callee_offline"
+    assert {x["callee_node"] for x in lines.values()} == {None}  # (held on another node)
+    hooks = [e for e in receiver.accepted() if e["type"] == "call.ended"]
+    assert sorted(e["data"]["id"] for e in hooks) == sorted(lines)
+    assert all(e["node"] == "n0" for e in hooks)
+
+
+async def test_a_call_whose_callee_resumes_on_another_node_goes_on(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Resume on any node: the callee's session moves from the caller's node to the other
+    one mid-call; the call goes on there, and its hang-up, now through Redis, ends it.
+    The caller moving ends it ``caller_moved`` (its node cannot follow it)."""
+    receiver = await nursery.start(Receiver(SECRET).run)
+    logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
+    with trio.fail_after(60):
+        async with two_nodes(shared_redis.url, logs, receiver.url("/ok")) as (n0, n1):
+            balancer = await nursery.start(Proxy(n0.port).run)
+
+            async def move(p: Phone) -> None:
+                balancer.target_port = n1.port  # new connections land on the other node
+                balancer.cut()
+                await p.wait_for(
+                    lambda: (
+                        p.client.transport.login_ok is not None
+                        and p.client.transport.login_ok.resumed
+                    ),
+                    W,
+                )
+
+            async with (
+                phone(n0.url, "alice", FAST) as alice,
+                phone(balancer.url, "bob", FAST) as bob,
+            ):
+                callee_moved = await connect_call(alice, bob)
+                await move(bob)
+                await trio.sleep(0.5)
+                assert alice.client.calls[callee_moved].active
+                await bob.client.hangup(callee_moved)
+                await ended(alice, callee_moved, W)
+            balancer.target_port = n0.port
+            async with (
+                phone(balancer.url, "carol", FAST) as carol,
+                phone(n1.url, "dave", FAST) as dave,
+            ):
+                caller_moved = await connect_call(carol, dave)
+                await move(carol)
+                await carol.client.hangup(caller_moved)
+                await ended(dave, caller_moved, W)
+            await trio.sleep(0.5)
+    lines = {x["id"]: x for x in (json.loads(y) for y in logs[0].read_text().splitlines())}
+    assert len(lines) == 2 and logs[1].read_text() == ""
+    assert lines[callee_moved]["call_end"] == "hangup_by_callee"
+    assert lines[callee_moved]["call_duration"] >= 0.5
+    assert lines[caller_moved]["call_end"] == "caller_moved"

@@ -151,6 +151,9 @@ async def test_every_outcome_in_log_metrics_and_webhooks(
     assert accepted["response"] == "on my way" and accepted["content"] == "lunch?"
     assert accepted["ringing_at"] <= accepted["answered_at"] <= accepted["ended_at"]
     assert accepted["setup_ms"] is not None and accepted["missed"] is False
+    # Its call, never hung up, ended when bob (the callee) logged out first.
+    assert accepted["call_end"] == "callee_offline" and accepted["call_duration"] > 0
+    assert all(line["call_end"] is None for line in lines if line is not accepted)
     assert by_id[invs["refused"].id]["response"] == "busy"
     assert by_id[invs["offline"].id]["ringing_at"] is None
     assert by_id[invs["offline"].id]["callee_was_offline"] is True
@@ -191,6 +194,7 @@ async def test_every_outcome_in_log_metrics_and_webhooks(
         "invitation.ended": 7,
         "invitation.missed": 5,
         "callee.offline": 1,
+        "call.ended": 1,
         "user.online": 5,
         "user.offline": 5,
     }

@@ -16,6 +16,7 @@ from rtmcall.server.ops import OpsOptions
 from rtmcall.server.webhooks import WebhookConfig
 
 from ..e2e.conftest import phone
+from ..e2e.test_calls import call_events, ended
 from .receiver import Receiver
 from .test_single_node import SECRET, metrics, scrape, value
 
@@ -29,7 +30,8 @@ def dead_url() -> str:
 
 
 async def accept_calls(url: str, count: int) -> float:
-    """``count`` accepted invitations alice → bob; the (virtual) seconds they took."""
+    """``count`` calls alice → bob, each accepted then hung up by alice; the (virtual)
+    seconds they took."""
     async with phone(url, "alice") as alice, phone(url, "bob") as bob:
         start = trio.current_time()
         for _ in range(count):
@@ -38,6 +40,10 @@ async def accept_calls(url: str, count: int) -> float:
             await bob.client.accept(inv.id)
             await alice.wait("LocalInvitationAccepted", inv.id)
             await bob.wait("RemoteInvitationAccepted", inv.id)
+            started = partial(call_events, alice, "CallStarted", inv.id)
+            await alice.wait_for(lambda: bool(started()))  # noqa: B023 - awaited here
+            await alice.client.hangup(inv.id)
+            await ended(bob, inv.id)
         return trio.current_time() - start
 
 
@@ -58,8 +64,8 @@ async def test_500s_and_timeouts_are_retried_until_delivered_once_each(
     )
     took = await accept_calls(server.url, 3)
     assert took < 1.0  # the slow and failing endpoints cost the calls nothing
-    # 3 x (sent, ringing, ended) + 2 x user.online + 2 x user.offline
-    want = 3 * 3 + 2 + 2
+    # 3 x (sent, ringing, ended, call.ended) + 2 x user.online + 2 x user.offline
+    want = 3 * 4 + 2 + 2
     await receiver.wait_for(lambda: all(len(receiver.accepted(p)) == want for p in paths), 60)
     assert all(d.signature_ok for d in receiver.requests)
     ids = {p: sorted(e["id"] for e in receiver.accepted(p)) for p in paths}
@@ -101,7 +107,8 @@ async def test_a_dead_endpoint_and_a_refusing_one_bound_their_retries_and_drop_w
     )
     took = await accept_calls(server.url, 5)
     assert took < 1.0
-    events = 5 * 3 + 2 + 2  # (sent, ringing, ended) x 5, user.online x 2, user.offline x 2
+    # (sent, ringing, ended, call.ended) x 5, user.online x 2, user.offline x 2
+    events = 5 * 4 + 2 + 2
     http = server.url.replace("ws", "http", 1) + "/metrics"
     during = metrics(await scrape(http))
     assert value(during, "rtmcall_webhook_backlog", endpoint=dead) == 5  # 4 queued + 1 trying
