@@ -188,11 +188,20 @@ async def test_a_killed_node_s_users_go_offline_within_the_ttl(shared_redis: Red
         proc.wait()
 
 
+async def knows_where(hub: object, user_id: str) -> None:
+    """Until ``hub``'s directory holds ``user_id`` (told through Redis after the login on
+    another node): a test that stops Redis right after a login must not race it."""
+    with trio.fail_after(5):
+        while user_id not in hub._where:  # type: ignore[attr-defined]  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+
 async def test_redis_paused_messages_wait_and_arrive_once_in_order(
     own_redis: RedisProcess,
 ) -> None:
     async with nodes(own_redis.url, 2, op_timeout=0.3) as [(a, ha), (b, _)]:
         async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            await knows_where(ha, "bob")
             own_redis.pause()
             try:
                 for i in range(10):
@@ -221,6 +230,7 @@ async def test_redis_paused_messages_wait_and_arrive_once_in_order(
 async def test_redis_gone_longer_than_hold_gives_explicit_errors(own_redis: RedisProcess) -> None:
     async with nodes(own_redis.url, 2, op_timeout=0.3, hold=1.0) as [(a, ha), (b, _)]:
         async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            await knows_where(ha, "bob")
             own_redis.pause()
             try:
                 await send(
@@ -251,6 +261,7 @@ async def test_redis_gone_longer_than_hold_gives_explicit_errors(own_redis: Redi
 async def test_redis_restarted_nodes_resubscribe_and_reregister(own_redis: RedisProcess) -> None:
     async with nodes(own_redis.url, 2, op_timeout=0.3) as [(a, ha), (b, hb)]:
         async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            await knows_where(ha, "bob")
             own_redis.stop()  # every key is gone with it (no persistence)
             # Node a knows where bob is: the frame waits there for Redis.
             await send(wa, {"t": "send", "rid": 1, "to": "bob", "msg": {"k": "text", "text": "x"}})
