@@ -321,7 +321,23 @@ class ScenarioRun:
         for actor in self.actors.values():
             actor.proxy.upstream = address
 
+    async def _reach_servers(self) -> None:
+        """With ``--server``: each one must answer on TCP, or the run stops at once with
+        the URL (not the fault proxy's) and why."""
+        for url in self.servers or ():
+            try:
+                with trio.fail_after(3):
+                    stream = await trio.open_tcp_stream(*_host_port(url))
+            except (OSError, trio.TooSlowError) as exc:
+                why = "no answer within 3 s" if isinstance(exc, trio.TooSlowError) else exc
+                raise StepFailed(
+                    f"set-up: cannot reach the server {url}: {why} (is `rtmcall server` "
+                    "running there?)"
+                ) from None
+            await trio.aclose_forcefully(stream)
+
     async def _play_steps(self) -> None:
+        await self._reach_servers()
         first = [a for a in self.actors.values() if a.spec.login]
         async with trio.open_nursery() as logins:
             for actor in first:

@@ -174,3 +174,13 @@ def test_on_a_terminal_the_steps_tick_live(tmp_path: Path, config_dir: Path) -> 
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_an_unreachable_server_is_said_at_once(tmp_path: Path, config_dir: Path) -> None:
+    from ..redis.redisproc import free_port
+
+    (tmp_path / "a.yaml").write_text(PASSING)
+    url = f"ws://127.0.0.1:{free_port()}"
+    done = run(config_dir, str(tmp_path), "--server", url)
+    assert done.returncode == 1
+    assert f"FAIL accepted: set-up: cannot reach the server {url}: " in done.stdout
