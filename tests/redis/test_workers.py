@@ -165,7 +165,22 @@ def test_workers_serve_metrics_each_on_its_own_port(shared_redis: RedisProcess) 
 
     from .redisproc import free_port
 
-    base = free_port()
+    import socket
+
+    def two_free_ports() -> int:
+        # Worker i serves its metrics on base + i: both must be free (free_port() alone
+        # promises only the first).
+        for _ in range(50):
+            base = free_port()
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", base + 1))
+                except OSError:
+                    continue
+            return base
+        raise AssertionError("no two free ports in a row")
+
+    base = two_free_ports()
     with supervisor(shared_redis.url, 2, "--metrics-port", str(base)):
         nodes = set()
         for port in (base, base + 1):
