@@ -158,14 +158,13 @@ def test_workers_need_redis() -> None:
 
 
 def test_workers_serve_metrics_each_on_its_own_port(shared_redis: RedisProcess) -> None:
+    import socket
     import time
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     from .redisproc import free_port
-
-    import socket
 
     def two_free_ports() -> int:
         # Worker i serves its metrics on base + i: both must be free (free_port() alone
