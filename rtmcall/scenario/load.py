@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -460,8 +459,3 @@ def load_paths(
     if problems:
         raise ScenarioError(problems)
     return scenarios
-
-
-def with_vars(scenario: Scenario, variables: Mapping[str, str]) -> Scenario:
-    """The scenario with more variables set (the runner's ``run`` and ``i``)."""
-    return replace(scenario, vars={**scenario.vars, **variables})

@@ -13,8 +13,6 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from rtmcall.cli import commands as c
-
 #: Keys of a step mapping that are not actor names.
 RESERVED = frozenset({"parallel", "sleep", "server"})
 
@@ -151,19 +149,6 @@ class Scenario:
     #: invitation name -> the outcomes that would be right ("caller / callee").
     outcomes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def uses_server_steps(self) -> bool:
-        return any(isinstance(s, ServerStep) for s in walk(self.steps))
-
-
-def walk(steps: tuple[Step, ...]) -> list[Step]:
-    """Every step, those inside ``parallel`` blocks included, in file order."""
-    out: list[Step] = []
-    for step in steps:
-        out.append(step)
-        if isinstance(step, ParallelStep):
-            out.extend(walk(step.steps))
-    return out
-
 
 def step_text(step: Step) -> str:
     """A step in one line, as the reports show it."""
@@ -177,8 +162,3 @@ def step_text(step: Step) -> str:
         case ParallelStep(steps=steps):
             return "parallel: [" + "; ".join(step_text(s) for s in steps) + "]"
     return "?"
-
-
-def parsed(line: str) -> c.Command | None:
-    """A step line through the softphone's parser, in scenario mode."""
-    return c.parse(line, scenario=True)

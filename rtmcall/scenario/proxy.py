@@ -60,10 +60,6 @@ class FaultProxy:
         self._up.set()
         self._idle.set()
 
-    @property
-    def open_links(self) -> int:
-        return len(self._links)
-
     async def wait_idle(self) -> None:
         """Until no connection is relayed any more."""
         await self._idle.wait()

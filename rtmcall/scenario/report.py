@@ -20,7 +20,6 @@ from rich.text import Text
 
 from rtmcall.cli.states import describe
 
-from .match import brief
 from .runner import ScenarioResult, ScenarioRun, StepResult
 
 
@@ -226,8 +225,3 @@ def _actors_line(run: ScenarioRun, width: int) -> Text:
         line.append(f" · … {len(shown) - 12} more", style="dim")
     line.truncate(max(20, width))
     return line
-
-
-def last_events_text(run: ScenarioRun, actor: str, count: int = 5) -> str:
-    events = run.actors[actor].events[-count:]
-    return "; ".join(brief(r.obj, run.names) for r in events) or "none"

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.live import Live
 
 from . import report
-from .load import ScenarioError, load_paths, with_vars
+from .load import ScenarioError, load_paths
 from .model import Scenario
 from .runner import QuietObserver, ScenarioResult, ScenarioRun, StepResult
 
@@ -182,7 +182,7 @@ async def _play_all(
                 if state.interrupted:
                     break
                 run = ScenarioRun(
-                    with_vars(scenario, {}),
+                    scenario,
                     servers=opts.servers or None,
                     run=i,
                     runs=opts.repeat,

@@ -38,6 +38,14 @@ async def read_exactly(stream: trio.SocketStream, n: int) -> bytes:
     return data
 
 
+async def assert_reset(stream: trio.SocketStream) -> None:
+    """The stream ends with a reset, not an orderly end of stream."""
+    with pytest.raises(trio.BrokenResourceError):
+        while True:
+            if not await stream.receive_some(10):
+                raise AssertionError("closed with FIN, not reset")
+
+
 async def test_relays_both_ways_and_holds_everything_while_down() -> None:
     async with trio.open_nursery() as nursery:
         proxy, port = await start(nursery)
@@ -97,18 +105,12 @@ async def test_a_cut_resets_the_connection_and_the_next_one_passes() -> None:
             await client.send_all(b"x")
             assert await read_exactly(client, 1) == b"x"
             proxy.cut()
-            with pytest.raises(trio.BrokenResourceError):
-                while True:  # a reset, not an orderly end of stream
-                    if not await client.receive_some(10):
-                        raise AssertionError("closed with FIN, not reset")
+            await assert_reset(client)
             again = await trio.open_tcp_stream("127.0.0.1", port)
             await again.send_all(b"y")
             assert await read_exactly(again, 1) == b"y"
             assert proxy.connections == 2
             proxy.kill()  # from now on every connection is reset at once
             late = await trio.open_tcp_stream("127.0.0.1", port)
-            with pytest.raises(trio.BrokenResourceError):
-                while True:
-                    if not await late.receive_some(10):
-                        raise AssertionError("closed with FIN, not reset")
+            await assert_reset(late)
         nursery.cancel_scope.cancel()
