@@ -81,13 +81,15 @@ def redis_server() -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def node(
-    redis: str | None, profile: str | None = None, src: str | None = None
+    redis: str | None, profile: str | None = None, src: str | None = None, links: bool = True
 ) -> Iterator[tuple[str, int]]:
     """A bench server; ``src``: a directory with another rtmcall (``--before``)."""
     cmd = [PY, "-m", "rtmcall.bench.server_proc"]
     env = dict(os.environ, PYTHONPATH=src) if src else None
     if redis:
         cmd += ["--redis", redis]
+    if not links:
+        cmd += ["--no-links"]
     if profile:
         cmd += ["--profile", profile]
     # (Run in ``src``: ``python -m`` puts the working directory first on sys.path.)
@@ -178,6 +180,10 @@ def sample(kind: str, args: argparse.Namespace, profile: str | None = None) -> d
             a_url, a_pid = stack.enter_context(node(redis, profile))
             b_url, b_pid = stack.enter_context(node(redis))
             return load(a_url, b_url, [a_pid, b_pid, redis_pid], args)
+        if kind == "two-streams":
+            a_url, a_pid = stack.enter_context(node(redis, links=False))
+            b_url, b_pid = stack.enter_context(node(redis, links=False))
+            return load(a_url, b_url, [a_pid, b_pid, redis_pid], args)
         if kind == "two-before":
             a_url, a_pid = stack.enter_context(node(redis, src=args.before))
             b_url, b_pid = stack.enter_context(node(redis, src=args.before))
@@ -204,6 +210,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", action="store_true")
     p.add_argument(
+        "--streams", action="store_true", help="also two nodes without links (Redis streams)"
+    )
+    p.add_argument(
         "--before",
         metavar="DIR",
         help="also two nodes running the rtmcall package found in DIR (e.g. the code "
@@ -217,7 +226,8 @@ def main() -> None:
     p.add_argument("--profile", metavar="DIR")
     p.add_argument("--name", default="scale-out")
     args = p.parse_args()
-    kinds = ["one", "two"] + (["workers2"] if args.workers else [])
+    kinds = ["one", "two"] + (["two-streams"] if args.streams else [])
+    kinds += ["workers2"] if args.workers else []
     kinds += ["one-redis", "two-local"] if args.diagnose else []
     kinds += ["two-before"] if args.before else []
     samples: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -246,6 +256,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     one = med["one"]
     names = {"one": "one node", "two": "two nodes + Redis (callers on A, callees on B)",
+             "two-streams": "two nodes + Redis, no links (through Redis streams)",
              "workers2": "--workers 2 + Redis (one port)",
              "one-redis": "one node, Redis hub (every pair local)",
              "two-local": "two nodes + Redis, each pair on one node",

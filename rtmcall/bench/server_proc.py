@@ -32,7 +32,12 @@ BENCH_CONFIG: dict[str, Any] = {
 
 
 async def _main(
-    host: str, port: int, redis: str | None, watch_stdin: bool, ops: Any = None
+    host: str,
+    port: int,
+    redis: str | None,
+    watch_stdin: bool,
+    ops: Any = None,
+    links: bool = True,
 ) -> None:
     import trio
 
@@ -42,7 +47,7 @@ async def _main(
     async with trio.open_nursery() as nursery:
         hub = None
         if redis:
-            hub = await nursery.start(_redis_hub, redis)
+            hub = await nursery.start(_redis_hub, redis, links)
         server = await nursery.start(
             lambda task_status: serve(
                 host, port, hub=hub, config=config, ops=ops, task_status=task_status
@@ -81,10 +86,10 @@ def _report_trouble(stats: dict[str, int]) -> None:
         print(f"rtmcall bench server: {trouble}", file=sys.stderr, flush=True)
 
 
-async def _redis_hub(url: str, task_status: Any) -> None:
+async def _redis_hub(url: str, links: bool, task_status: Any) -> None:
     from rtmcall.server.redis_hub import open_redis_hub
 
-    async with open_redis_hub(url, node_id=f"bench-{os.getpid()}") as hub:
+    async with open_redis_hub(url, node_id=f"bench-{os.getpid()}", links=links) as hub:
         task_status.started(hub)
         import trio
 
@@ -105,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", default=None, help="share users through this Redis URL")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile pstats file")
+    parser.add_argument(
+        "--no-links", action="store_true", help="with --redis: no node links (Redis streams)"
+    )
     parser.add_argument(
         "--keep-running", action="store_true", help="ignore EOF on stdin (run in background)"
     )
@@ -142,12 +150,22 @@ def main(argv: list[str] | None = None) -> None:
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         try:
-            trio.run(_main, args.host, args.port, args.redis, not args.keep_running, ops)
+            trio.run(
+                _main,
+                args.host,
+                args.port,
+                args.redis,
+                not args.keep_running,
+                ops,
+                not args.no_links,
+            )
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        trio.run(_main, args.host, args.port, args.redis, not args.keep_running, ops)
+        trio.run(
+            _main, args.host, args.port, args.redis, not args.keep_running, ops, not args.no_links
+        )
 
 
 if __name__ == "__main__":

@@ -94,6 +94,22 @@ def server(
             help="With --redis: presence entries expire after S unless refreshed.",
         ),
     ] = 30.0,
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links/--no-links",
+            help="With --redis: send what goes to another node straight to it over a node "
+            "link (TCP), not through Redis.",
+        ),
+    ] = True,
+    link_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST[:PORT]",
+            help="With --redis: where this node listens for node links, and what it tells "
+            "the others. [default: --host, any free port]",
+        ),
+    ] = None,
     allowed_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -261,6 +277,8 @@ def server(
         redis=redis,
         node_id=node_id,
         presence_ttl=presence_ttl,
+        links=links,
+        link_address=_link_address(link_address),
         log_level="WARNING" if quiet else ("DEBUG" if verbose else "INFO"),
         ops=ops,
         config={
@@ -287,6 +305,19 @@ def server(
 
         raise typer.Exit(run_workers(options, workers))
     raise typer.Exit(run_server(options))
+
+
+def _link_address(value: str | None) -> str | None:
+    """``--link-address`` checked: HOST, HOST:PORT or [IPv6]:PORT."""
+    if value is None:
+        return None
+    from rtmcall.server.links import split_address
+
+    try:
+        split_address(value, "")
+    except ValueError as exc:
+        raise usage_error(str(exc), "--link-address") from None
+    return value
 
 
 def _startup_error(message: str, param: str) -> typer.Exit:

@@ -44,6 +44,9 @@ class ServerOptions:
     redis: str | None = None
     node_id: str | None = None
     presence_ttl: float = 30.0
+    #: Node links (``links.py``) with --redis, and where they listen (HOST[:PORT]).
+    links: bool = True
+    link_address: str | None = None
     log_level: str = "INFO"
     #: Share the port with other processes (SO_REUSEPORT): set for ``--workers`` workers.
     reuse_port: bool = False
@@ -106,11 +109,20 @@ async def _serve(opts: ServerOptions) -> int:
     async with AsyncExitStack() as stack:
         hub = None
         if opts.redis:
+            from rtmcall.server.links import split_address
             from rtmcall.server.redis_hub import open_redis_hub
 
+            link_host, link_port = split_address(opts.link_address or opts.host, opts.host)
             # Entered before (and so left after) the nursery: the hub runs its own tasks.
             hub = await stack.enter_async_context(
-                open_redis_hub(opts.redis, node_id=opts.node_id, presence_ttl=opts.presence_ttl)
+                open_redis_hub(
+                    opts.redis,
+                    node_id=opts.node_id,
+                    presence_ttl=opts.presence_ttl,
+                    links=opts.links,
+                    link_host=link_host,
+                    link_port=link_port,
+                )
             )
         async with trio.open_nursery() as nursery:
             try:

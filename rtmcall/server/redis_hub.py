@@ -73,6 +73,7 @@ from rtmcall.engine.frames import Presence, encode
 from . import handover
 from .config import ServerConfig
 from .hub import Health, HubListener, HubUnavailable
+from .links import BATCH_BYTES, LinkListener, PeerLink, advertised_host
 from .resp import RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
@@ -168,9 +169,12 @@ class _PassEnd(trio.abc.Instrument):
 
     def before_io_wait(self, timeout: float) -> None:
         hub = self.hub
-        if hub._out and not hub._retry:
+        if hub._out:
             try:
-                hub._flush()
+                if hub._retry:
+                    hub._send_links()  # (Redis writes wait for the flusher's retry)
+                else:
+                    hub._flush()
             except Exception:  # noqa: BLE001 - an instrument that raises is removed
                 log.exception("node %s: flush failed", hub.node_id)
 
@@ -192,6 +196,11 @@ class RedisHub:
       hold: how long (s) queued frames wait for an unreachable Redis before they are
         dropped and sends answer FAILURE.
       read_count: most stream entries read at once.
+      links: send what goes to another node over a direct TCP link to it
+        (:mod:`.links`) rather than through its Redis inbox, when that node has one.
+      link_host, link_port: where this node's link listener listens (port 0: any free
+        port); other nodes are told ``link_advertise`` (default: ``link_host``, or this
+        host's address when that is 0.0.0.0 or ::) and the port.
     """
 
     def __init__(
@@ -207,6 +216,10 @@ class RedisHub:
         inbox_len: int = 10_000,
         hold: float = 10.0,
         read_count: int = 512,
+        links: bool = True,
+        link_host: str = "127.0.0.1",
+        link_port: int = 0,
+        link_advertise: str | None = None,
     ) -> None:
         if not 0 < presence_ttl <= 60:
             raise ValueError("presence_ttl must be more than 0 and at most 60 seconds")
@@ -225,6 +238,19 @@ class RedisHub:
         self.hold = hold
         self.read_count = read_count
         self._inbox = f"{prefix}:in:{self.node_id}"
+        self._in_prefix = f"{prefix}:in:"
+        # Links (see links.py): the listener, the link to each node that has one, how
+        # each other node is reached ("link" or "stream", decided once per node), and
+        # records for nodes not decided yet (their node key is being read).
+        self.links = links
+        self._link_bind = (link_host, link_port)
+        self._link_advertise = link_advertise
+        self._link_listener: LinkListener | None = None
+        self._link_secret = b""
+        self._peers: dict[str, PeerLink] = {}
+        self._mode: dict[str, str] = {}
+        self._unresolved: dict[str, list[bytes]] = {}
+        self._node_value = b""
         self._presence_stream = f"{prefix}:ps"
         #: Sessions on this node, by user.
         self._local: dict[str, Session] = {}
@@ -375,7 +401,8 @@ class RedisHub:
             return _PEER_UNREACHABLE  # stale: not here any more
         if self._gone(where.node):
             return _PEER_UNREACHABLE  # that node died; its registrations will expire
-        if self._stalled():
+        peer = self._peers.get(where.node)
+        if peer.stalled() if peer is not None else self._stalled():
             return _FAILURE
         self._queue(self._inbox_of(where.node), b"D\t%s\t%s\t%s" % (to.encode(), where.sid, data))
         return _CACHED if where.state == _UNREACHABLE_STATE else _OK
@@ -497,9 +524,11 @@ class RedisHub:
         for session in sessions:
             self._drop_watches(session)
         self._local.clear()
-        commands = [
+        commands: list[tuple[Any, ...]] = [
             self._release.command([self._key(s.user)], [self._prefix_of(s)]) for s in sessions
         ]
+        if self._node_value:
+            commands.append(("DEL", self._node_key(self.node_id)))
         replies: list[Any] = []
         try:
             with trio.fail_after(self.op_timeout):
@@ -513,11 +542,21 @@ class RedisHub:
             if released == 1:
                 self._announce(session.user, _OFFLINE, session.id.encode())
         await self.drain()
+        for peer in self._peers.values():
+            peer.close()
+        if self._link_listener is not None:
+            self._link_listener.close_all()
 
     async def drain(self) -> None:
         """Wait until everything queued was written (or ``op_timeout`` passed)."""
         with trio.move_on_after(self.op_timeout):
-            while self._out or self._retry or self._inflight:
+            while (
+                self._out
+                or self._retry
+                or self._inflight
+                or self._unresolved
+                or any(p.unacked and p.up for p in self._peers.values())
+            ):
                 self._wake_flusher()
                 await trio.sleep(0.005)
 
@@ -528,6 +567,8 @@ class RedisHub:
         registrations and poll watched users, until cancelled. Reconnects by itself."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.links:
+                await self._open_links(nursery)
             await nursery.start(self._read_loop)
             nursery.start_soon(self._flush_loop)
             self._pass_end = _PassEnd(self)
@@ -797,6 +838,10 @@ class RedisHub:
         """Write what was queued (after what failed before, with the same seq: receivers
         skip what did arrive) as one XADD per stream, in one write, without waiting for
         the replies (they come to :meth:`_written`). Synchronous: no task switch."""
+        if self.links and self._out:
+            self._send_links()
+            if not self._out and not self._retry:
+                return True
         redis = self.redis
         if not redis.connected:
             self._wake_flusher()
@@ -834,6 +879,155 @@ class RedisHub:
         self.flushes += 1
         self.entries_written += len(entries)
         return True
+
+    # --- links (links.py) -----------------------------------------------------------
+
+    async def _open_links(self, nursery: trio.Nursery) -> None:
+        """Listen for links and tell the other nodes where (the node key), before any
+        user is registered here: whoever routes to a user of this node finds the key."""
+        try:
+            with trio.fail_after(self.op_timeout * 2):
+                key = f"{self.prefix}:links"
+                await self.redis.call("SET", key, secrets.token_hex(32), "NX")
+                secret = await self.redis.call("GET", key)
+        except _REDIS_ERRORS as exc:
+            raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
+        self._link_secret = secret if isinstance(secret, bytes) else str(secret).encode()
+        listener = self._link_listener = LinkListener(
+            epoch=self.epoch,
+            secret=self._link_secret,
+            on_batch=self._on_link_batch,
+            handshake_timeout=self.op_timeout,
+        )
+        host, port = self._link_bind
+        try:
+            port = await nursery.start(listener.run, host, port)
+        except OSError as exc:
+            raise HubUnavailable(f"cannot listen for node links on {host}:{port}: {exc}") from exc
+        advertise = self._link_advertise or advertised_host(host)
+        self._node_value = b"%s\t%s\t%d" % (self.epoch.encode(), advertise.encode(), port)
+        try:
+            with trio.fail_after(self.op_timeout * 2):
+                await self.redis.call(
+                    "SET", self._node_key(self.node_id), self._node_value, "PX", self._ttl_ms * 3
+                )
+        except _REDIS_ERRORS as exc:
+            raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
+        log.info("node %s: node links on %s:%d", self.node_id, advertise, port)
+
+    def _send_links(self) -> None:
+        """Take what is queued for nodes reached by link (or not decided yet) out of
+        ``_out`` and send it; what goes through Redis stays."""
+        out = self._out
+        prefix = self._in_prefix
+        for stream in [s for s in out if s.startswith(prefix)]:
+            node = stream[len(prefix) :]
+            mode = self._mode.get(node)
+            if mode == "stream" or node == self.node_id:
+                continue
+            records = out.pop(stream)
+            peer = self._peers.get(node) if mode == "link" else None
+            if peer is None:
+                held = self._unresolved.get(node)
+                if held is None:
+                    self._unresolved[node] = records
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._resolve, node)
+                else:
+                    held.extend(records)
+            else:
+                self._send_to(peer, records)
+
+    @staticmethod
+    def _send_to(peer: PeerLink, records: list[bytes]) -> None:
+        if len(records) == 1:
+            peer.send(records[0], 1)
+            return
+        batch: list[bytes] = []
+        size = 0
+        for record in records:
+            if batch and size + len(record) > BATCH_BYTES:
+                peer.send(b"\n".join(batch), len(batch))
+                batch, size = [], 0
+            batch.append(record)
+            size += len(record) + 1
+        peer.send(b"\n".join(batch), len(batch))
+
+    async def _resolve(self, node: str) -> None:
+        """How to reach ``node``: its node key names its link listener (a link), or it
+        has none (its Redis inbox). Decided once per node; held records go first."""
+        since = trio.current_time()
+        backoff = 0.05
+        while True:
+            try:
+                with trio.fail_after(self.op_timeout):
+                    value = await self.redis.call("GET", self._node_key(node))
+                break
+            except _REDIS_ERRORS as exc:
+                self._failed(exc)
+                if trio.current_time() - since > self.hold or self._gone(node):
+                    lost = self._unresolved.pop(node, [])
+                    self.dropped += len(lost)
+                    log.error("node %s: cannot tell how to reach node %s, %d records dropped",
+                              self.node_id, node, len(lost))  # fmt: skip
+                    return
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+        self._ok()
+        held = self._unresolved.pop(node, [])
+        parts = value.split(b"\t") if isinstance(value, bytes) else []
+        if len(parts) == 3 and parts[2].isdigit():
+            assert self._nursery is not None
+            peer = self._peers[node] = PeerLink(
+                self._nursery,
+                node=self.node_id,
+                epoch=self.epoch,
+                to_node=node,
+                to_epoch=parts[0].decode(),
+                host=parts[1].decode(),
+                port=int(parts[2]),
+                secret=self._link_secret,
+                op_timeout=self.op_timeout,
+                hold=self.hold,
+            )
+            self._mode[node] = "link"
+            if held:
+                self._send_to(peer, held)
+        else:
+            self._mode[node] = "stream"
+            if held:
+                stream = self._inbox_of(node)
+                self._out[stream] = held + self._out.get(stream, [])
+                if self._retry or not self.redis.connected:
+                    self._wake_flusher()
+
+    def _on_link_batch(self, body: bytes) -> None:
+        for record in body.split(b"\n"):
+            self.entries_read += 1
+            try:
+                self._on_inbox(record)
+            except Exception:  # noqa: BLE001 - one bad record must not stop the link
+                log.exception("node %s: bad record on a link %r", self.node_id, record[:80])
+
+    def _tend_links(self) -> None:
+        """The watchdog's tick: acks due, links that stalled or went quiet, links to
+        nodes that died (forgotten: a new process of that name is asked again)."""
+        if self._link_listener is not None:
+            self._link_listener.ack_due()
+        for node in list(self._mode):
+            if self._gone(node):
+                del self._mode[node]
+                peer = self._peers.pop(node, None)
+                if peer is not None:
+                    self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
+                    peer.close()
+                continue
+            peer = self._peers.get(node)
+            if peer is not None:
+                peer.check()
+                if peer.dropped:
+                    self.dropped += peer.dropped
+                    peer.dropped = 0
 
     async def _remove_instrument(self) -> None:
         try:
@@ -880,6 +1074,7 @@ class RedisHub:
         while True:
             await trio.sleep(min(0.1, self.op_timeout / 2))
             self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
+            self._tend_links()
             if self.redis.unanswered_for() > limit:
                 log.warning("node %s: no answer from redis for %g s, reconnecting",
                             self.node_id, limit)  # fmt: skip
@@ -894,7 +1089,11 @@ class RedisHub:
             self._moved = {s: m for s, m in self._moved.items() if m[1] > now}
             self._queue(self._presence_stream, b"N\t" + self._node_b)
             sessions = [s for s in self._local.values() if not s.ended]
-            await self._refresh(sessions, extra=[("PEXPIRE", self._inbox, self._ttl_ms * 20)])
+            extra: list[tuple[Any, ...]] = [("PEXPIRE", self._inbox, self._ttl_ms * 20)]
+            if self._node_value:
+                extra.append(("SET", self._node_key(self.node_id), self._node_value, "PX",
+                              self._ttl_ms * 3))  # fmt: skip
+            await self._refresh(sessions, extra=extra)
 
     async def _refresh(
         self, sessions: list[Session], extra: list[tuple[Any, ...]] | None = None
@@ -1052,6 +1251,9 @@ class RedisHub:
     def _inbox_of(self, node: str) -> str:
         return f"{self.prefix}:in:{node}"
 
+    def _node_key(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}"
+
     def _prefix_of(self, session: Session) -> str:
         return f"{self.node_id}\t{session.id}\t"
 
@@ -1089,6 +1291,10 @@ async def open_redis_hub(
     op_timeout: float = 2.0,
     prefix: str = "rtmcall",
     hold: float = 10.0,
+    links: bool = True,
+    link_host: str = "127.0.0.1",
+    link_port: int = 0,
+    link_advertise: str | None = None,
 ) -> AsyncIterator[RedisHub]:
     """Connect to Redis at ``url`` and run a :class:`RedisHub` until the block exits.
 
@@ -1121,6 +1327,10 @@ async def open_redis_hub(
             op_timeout=op_timeout,
             prefix=prefix,
             hold=hold,
+            links=links,
+            link_host=link_host,
+            link_port=link_port,
+            link_advertise=link_advertise,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)

@@ -101,6 +101,16 @@ def _reserve_port(host: str) -> tuple[socket.socket, int]:
 def _options_json(opts: ServerOptions, port: int, node_id: str, index: int = 0) -> bytes:
     data = asdict(opts)
     data.update(port=port, node_id=node_id, reuse_port=True)
+    if opts.link_address:
+        # Each worker listens for node links on a port of its own: a given PORT is the
+        # first worker's, PORT + i the i-th's (0: any free port for each).
+        from rtmcall.server.links import split_address
+
+        host, base = split_address(opts.link_address, opts.host)
+        if base:
+            data["link_address"] = (
+                f"[{host}]:{base + index}" if ":" in host else f"{host}:{base + index}"
+            )
     for name in ("cert", "key"):
         if data[name] is not None:
             data[name] = str(data[name])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
+import pytest
 import trio
 
 from rtmcall.cli.cmd_health import _check as check_health
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
+from rtmcall.server.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import phone
 from .redisproc import RedisProcess, free_port
@@ -17,9 +20,20 @@ from .redisproc import RedisProcess, free_port
 RTMCALL = [sys.executable, "-m", "rtmcall.cli"]
 
 
-def start_node(redis_url: str, name: str) -> tuple[subprocess.Popen, str]:
+def start_node(redis_url: str, name: str, *extra: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [*RTMCALL, "server", "--port", "0", "--redis", redis_url, "--node-id", name, "-q"],
+        [
+            *RTMCALL,
+            "server",
+            "--port",
+            "0",
+            "--redis",
+            redis_url,
+            "--node-id",
+            name,
+            "-q",
+            *extra,
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -30,8 +44,13 @@ def start_node(redis_url: str, name: str) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
-async def test_two_server_processes_share_users(shared_redis: RedisProcess) -> None:
-    nodes = [start_node(shared_redis.url, f"cli{i}") for i in range(2)]
+@pytest.mark.parametrize("links", ["links", "no-links"])
+async def test_two_server_processes_share_users(shared_redis: RedisProcess, links: str) -> None:
+    port = free_port()
+    extra = (
+        [["--link-address", f"127.0.0.1:{port}"], []] if links == "links" else [["--no-links"]] * 2
+    )
+    nodes = [start_node(shared_redis.url, f"cli{i}-{links}", *extra[i]) for i in range(2)]
     try:
         (_, url_a), (_, url_b) = nodes
         assert await check_health(url_a, 5, True, None) == 0
@@ -46,6 +65,15 @@ async def test_two_server_processes_share_users(shared_redis: RedisProcess) -> N
                 await bob.wait("RemoteInvitationAccepted", inv.id)
                 assert inv.state is LocalInvitationState.ACCEPTED_BY_REMOTE
                 assert bob.client.remote_invitations[inv.id].state is RemoteInvitationState.ACCEPTED
+        # With links, nothing went through Redis; without, everything did.
+        async with RedisConnection(RedisAddress.from_url(shared_redis.url)) as admin:
+            inboxes = [await admin.call("XLEN", f"rtmcall:in:cli{i}-{links}") for i in range(2)]
+            node_a = await admin.call("GET", f"rtmcall:node:cli0-{links}")
+        if links == "links":
+            assert inboxes == [0, 0]
+            assert node_a.endswith(b"\t127.0.0.1\t%d" % port)  # where it was told to listen
+        else:
+            assert min(inboxes) >= 1 and node_a is None
     finally:
         for proc, _ in nodes:
             proc.terminate()
@@ -66,3 +94,24 @@ def test_unreachable_redis_is_one_clear_line() -> None:
     err = done.stderr.strip().splitlines()
     assert err and f"cannot reach redis at {url}" in err[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_link_port_in_use_or_malformed_is_one_clear_line(shared_redis: RedisProcess) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [*RTMCALL, "server", "--port", "0", "--redis", shared_redis.url,
+             "--link-address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert f"cannot listen for node links on 127.0.0.1:{port}" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    done = subprocess.run(
+        [*RTMCALL, "server", "--redis", shared_redis.url, "--link-address", "127.0.0.1:http"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--link-address" in done.stderr and "the port must be a number" in done.stderr

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -33,7 +35,7 @@ TTL = 1.5
 
 @asynccontextmanager
 async def cluster(
-    redis_url: str, count: int, *, op_timeout: float = 0.5, **config: Any
+    redis_url: str, count: int, *, op_timeout: float = 0.5, links: bool = True, **config: Any
 ) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
     prefix = f"s{secrets.token_hex(3)}"
     async with AsyncExitStack() as stack:
@@ -45,6 +47,7 @@ async def cluster(
                     presence_ttl=TTL,
                     op_timeout=op_timeout,
                     prefix=prefix,
+                    links=links,
                 )
             )
             for i in range(count)
@@ -109,8 +112,12 @@ class Counter:
             await trio.sleep(gap)
 
 
-async def _count_through(outage: Any, redis: RedisProcess, count: int = 120) -> None:
-    async with cluster(redis.url, 2) as [(a, _), (b, _)]:
+async def _count_through(
+    outage: Any, redis: RedisProcess, count: int = 120, links: bool = True
+) -> list[RedisHub]:
+    """``count`` messages each way between alice (node n0) and bob (n1), ``outage()``
+    during them: every one answered OK and delivered once, in order. Returns the hubs."""
+    async with cluster(redis.url, 2, links=links) as [(a, hub_a), (b, hub_b)]:
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
@@ -140,35 +147,58 @@ async def _count_through(outage: Any, redis: RedisProcess, count: int = 120) -> 
                 nursery.start_soon(there.send_all, count, 0.02)
                 nursery.start_soon(back.send_all, count, 0.02)
                 await trio.sleep(0.6)
-                await outage()
+                await outage([hub_a, hub_b])
             for c in (there, back):
                 assert c.codes == {i + 1: 0 for i in range(count)}, c.codes
                 assert c.got == list(range(count))  # all of them, in order, once
             with trio.move_on_after(0.5):
                 frame = await recv(wb, "msg")
                 raise AssertionError(f"a message delivered twice: {frame}")
+    return [hub_a, hub_b]
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["links", "streams"])
 async def test_no_peer_message_lost_or_doubled_across_a_2s_redis_pause(
-    own_redis: RedisProcess,
+    own_redis: RedisProcess, links: bool
 ) -> None:
-    async def outage() -> None:
+    async def outage(hubs: list[RedisHub]) -> None:
         own_redis.pause()
         await trio.sleep(2.0)
         own_redis.resume()
 
-    await _count_through(outage, own_redis)
+    await _count_through(outage, own_redis, links=links)
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["links", "streams"])
 async def test_no_peer_message_lost_or_doubled_when_a_node_s_redis_connections_are_cut(
-    own_redis: RedisProcess,
+    own_redis: RedisProcess, links: bool
 ) -> None:
-    async def outage() -> None:
+    async def outage(hubs: list[RedisHub]) -> None:
         for node in ("n1", "n0", "n1"):
             assert await kill_connections(own_redis.url, node) >= 1
             await trio.sleep(0.3)
 
-    await _count_through(outage, own_redis)
+    await _count_through(outage, own_redis, links=links)
+
+
+async def test_no_peer_message_lost_or_doubled_when_the_node_links_are_cut(
+    own_redis: RedisProcess,
+) -> None:
+    async def outage(hubs: list[RedisHub]) -> None:
+        for hub, other in ((hubs[0], "n1"), (hubs[1], "n0"), (hubs[0], "n1")):
+            sock = hub._peers[other]._sock
+            assert sock is not None
+            sock.shutdown(socket.SHUT_RDWR)  # both ways, with whatever was on the wire
+            await trio.sleep(0.3)
+
+    found = await _count_through(outage, own_redis)
+    peers = [h._peers[o] for h, o in zip(found, ("n1", "n0"), strict=True)]
+    assert sum(p.batches for p in peers) >= 240  # it went over the links
+    assert sum(p.resent for p in peers) >= 1 and sum(p.connects for p in peers) >= 5
+    # Nothing went through Redis: the inboxes stayed empty.
+    async with RedisConnection(RedisAddress.from_url(own_redis.url)) as admin:
+        for hub in found:
+            assert await admin.call("XLEN", hub._inbox) == 0
 
 
 async def test_a_session_resumes_on_another_node_with_its_messages_and_answers(
@@ -309,3 +339,32 @@ async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
         finally:
             proc.kill()
             proc.wait()
+
+
+async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
+    shared_redis: RedisProcess,
+) -> None:
+    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, _)]:
+        assert hub_a._link_listener is not None
+        port = hub_a._link_listener.port
+        for hello, answer in (
+            (b"GET / HTTP/1.1\r\n\r\n", b"NO not a link\n"),
+            (b"RTMLINK1 n9 e9 %s %s\n" % (hub_a.epoch.encode(), b"0" * 64), b"NO bad key\n"),
+        ):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(hello)
+            with trio.fail_after(5):
+                got = b""
+                while data := await stream.receive_some(100):
+                    got += data
+            assert got == answer
+            await stream.aclose()
+        assert hub_a._link_listener.refused == 2
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            msg = {"k": "text", "text": "still here"}
+            await send(wa, {"t": "send", "rid": 1, "to": "bob", "msg": msg})
+            assert (await recv(wb, "msg"))["msg"] == msg
+            assert (await recv(wa, "result")).get("code", 0) == 0
+            assert hub_a._peers["n1"].batches == 1  # over the link, which opened fine

@@ -1,0 +1,553 @@
+"""Node-to-node links: what one node sends another goes over TCP, not through Redis.
+
+Through Redis, every record a node sends another costs Redis an XADD, waking the blocked
+XREAD of the receiver and the next XREAD (two commands and four socket wake-ups in Redis
+per batch), and both nodes the RESP around them. A link is one TCP connection from the
+sending node to the receiving one, carrying the same records (``D``eliver, ``F``orward,
+``K``ick, ``H``and over, ``S``tate: see :mod:`.redis_hub`) in the same order.
+
+Wire format, after the opening exchange (one line each way)::
+
+    connector: RTMLINK1 <node> <epoch> <to-epoch> <hmac>\\n
+    listener:  OK <last seq seen from <epoch>>\\n      (or "NO <reason>\\n", then close)
+    connector: batches, each  seq (u64) | length (u32) | records joined by "\\n"
+    listener:  acks, each  seq (u64): every batch up to seq was handled
+
+``hmac`` is HMAC-SHA256 over ``"<node> <epoch> <to-epoch>"`` with the cluster's secret
+(kept in Redis: who can read Redis is inside the cluster anyway); ``to-epoch`` names the
+receiving *process* (a node id reused by a new process is another epoch, and the
+connector learns the new one from the NO answer).
+
+Nothing is lost when a link breaks: the sender keeps every batch until it is acknowledged
+(acks are sent lazily, every :data:`ACK_INTERVAL` or every :data:`ACK_EVERY` batches), and
+when it is connected again it sends what the listener has not seen, oldest first; the
+listener skips batches whose seq it has seen from that sender process (``OK <last>`` lets
+the sender drop those at once). So every record arrives once, in order. A link down for
+longer than ``hold`` seconds drops what it holds (counted) and the hub answers FAILURE
+for that node until the link is back, as it does for Redis. A link whose acks stop for
+``2 * op_timeout`` while batches wait is taken for dead (a half-open TCP connection) and
+made again.
+
+Sockets are plain non-blocking sockets driven with trio's ``wait_readable`` /
+``wait_writable`` (as :mod:`.resp` does): a batch is written with one ``send`` at the end
+of the scheduler pass that queued it, without a task switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+log = logging.getLogger("rtmcall.server.links")
+
+_HEAD = struct.Struct("!QI")
+_ACK = struct.Struct("!Q")
+#: The listener acknowledges at least this often while batches come (s)...
+ACK_INTERVAL = 0.1
+#: ... and at once after this many batches unacknowledged.
+ACK_EVERY = 256
+#: A batch larger than this is refused (a sender splits long queues into several).
+MAX_BATCH = 16 * 1024 * 1024
+#: A sender puts at most about this many bytes of records in one batch.
+BATCH_BYTES = 256 * 1024
+_HELLO_MAX = 512
+_ERRORS = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def mac(secret: bytes, node: str, epoch: str, to_epoch: str) -> str:
+    return hmac.new(secret, f"{node} {epoch} {to_epoch}".encode(), hashlib.sha256).hexdigest()
+
+
+class LinkRefused(ConnectionError):
+    """The listener said NO (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _read_line(stream: trio.SocketStream) -> tuple[bytes, bytes]:
+    """One line (without the newline) and what came after it."""
+    buf = b""
+    while b"\n" not in buf:
+        data = await stream.receive_some(_HELLO_MAX)
+        if not data:
+            raise ConnectionError("the link closed during the opening exchange")
+        buf += data
+        if len(buf) > _HELLO_MAX and b"\n" not in buf:
+            raise ConnectionError("the link's opening line is too long")
+    line, _, rest = buf.partition(b"\n")
+    return line, rest
+
+
+def _raw(stream: trio.SocketStream) -> socket.socket:
+    """The stream's socket, as a plain non-blocking socket (the stream is given up)."""
+    sock = socket.socket(fileno=stream.socket.detach())
+    sock.setblocking(False)
+    return sock
+
+
+class _Incoming:
+    """One accepted link: its socket, its sender process, what it was last told."""
+
+    __slots__ = ("sock", "epoch", "acked", "unacked")
+
+    def __init__(self, sock: socket.socket, epoch: bytes, acked: int) -> None:
+        self.sock = sock
+        self.epoch = epoch
+        self.acked = acked
+        self.unacked = 0
+
+
+class LinkListener:
+    """Accepts links from other nodes and hands each new batch to ``on_batch``.
+
+    ``on_batch(records)`` gets the batch's body (records joined by ``\\n``), once per
+    sender process and seq, in the order sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        epoch: str,
+        secret: bytes,
+        on_batch: Callable[[bytes], None],
+        handshake_timeout: float = 2.0,
+    ) -> None:
+        self.epoch = epoch
+        self.secret = secret
+        self.on_batch = on_batch
+        self.handshake_timeout = handshake_timeout
+        #: Last seq handled, per sender process (its epoch).
+        self.seen: dict[bytes, int] = {}
+        self._due: set[_Incoming] = set()
+        self._open: set[_Incoming] = set()
+        self.port = 0
+        #: Counters (metrics, tests).
+        self.batches = 0
+        self.duplicates = 0
+        self.refused = 0
+
+    async def run(
+        self,
+        host: str,
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        try:
+            await trio.serve_listeners(self._serve, listeners)
+        finally:
+            for conn in list(self._open):
+                self._close(conn)
+
+    def ack_due(self) -> None:
+        """Acknowledge what was handled since the last ack (the hub's tick calls this)."""
+        for conn in list(self._due):
+            self._ack(conn)
+
+    def close_all(self) -> None:
+        for conn in list(self._open):
+            self._close(conn)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.fail_after(self.handshake_timeout):
+                line, rest = await _read_line(stream)
+                parts = line.split()
+                if len(parts) != 5 or parts[0] != b"RTMLINK1":
+                    raise LinkRefused("not a link")
+                node, epoch, to_epoch, their_mac = (p.decode(errors="replace") for p in parts[1:])
+                if not hmac.compare_digest(their_mac, mac(self.secret, node, epoch, to_epoch)):
+                    raise LinkRefused("bad key")
+                if to_epoch != self.epoch:
+                    raise LinkRefused(f"epoch {self.epoch}")
+                last = self.seen.get(parts[2], 0)
+                await stream.send_all(b"OK %d\n" % last)
+        except LinkRefused as exc:
+            self.refused += 1
+            log.info("refused a link from %s: %s", _peer(stream), exc.reason)
+            with trio.move_on_after(0.5):
+                try:
+                    await stream.send_all(b"NO %s\n" % exc.reason.encode())
+                except _ERRORS:
+                    pass
+            await trio.aclose_forcefully(stream)
+            return
+        except (*_ERRORS, ConnectionError, UnicodeError) as exc:
+            log.info("a link from %s failed to open: %r", _peer(stream), exc)
+            await trio.aclose_forcefully(stream)
+            return
+        conn = _Incoming(_raw(stream), parts[2], last)
+        self._open.add(conn)
+        try:
+            await self._read(conn, bytearray(rest))
+        finally:
+            self._close(conn)
+
+    async def _read(self, conn: _Incoming, buf: bytearray) -> None:
+        sock = conn.sock
+        seen = self.seen
+        epoch = conn.epoch
+        while True:
+            pos = 0
+            n = len(buf)
+            while n - pos >= _HEAD.size:
+                seq, size = _HEAD.unpack_from(buf, pos)
+                if size > MAX_BATCH:
+                    log.warning("a link sent a batch of %d bytes: closing it", size)
+                    return
+                end = pos + _HEAD.size + size
+                if end > n:
+                    break
+                if seq <= seen.get(epoch, 0):
+                    self.duplicates += 1
+                else:
+                    seen[epoch] = seq
+                    self.batches += 1
+                    try:
+                        self.on_batch(bytes(buf[pos + _HEAD.size : end]))
+                    except Exception:  # noqa: BLE001 - one bad batch must not stop the link
+                        log.exception("a bad batch on a link (seq %d)", seq)
+                    conn.unacked += 1
+                pos = end
+            if pos:
+                del buf[:pos]
+                if conn.unacked >= ACK_EVERY:
+                    self._ack(conn)
+                elif conn.unacked:
+                    self._due.add(conn)
+            try:
+                await trio.lowlevel.wait_readable(sock)
+                data = sock.recv(262144)
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
+                return
+            if not data:
+                return
+            buf += data
+
+    def _ack(self, conn: _Incoming) -> None:
+        self._due.discard(conn)
+        last = self.seen.get(conn.epoch, 0)
+        if last == conn.acked:
+            conn.unacked = 0
+            return
+        try:
+            sent = conn.sock.send(_ACK.pack(last))
+        except (BlockingIOError, OSError):
+            sent = 0
+        if sent == _ACK.size:
+            conn.acked = last
+            conn.unacked = 0
+        elif sent:
+            self._close(conn)  # half an ack would garble the rest: the sender reconnects
+        # (no write at all: tried again at the next tick)
+
+    def _close(self, conn: _Incoming) -> None:
+        self._due.discard(conn)
+        self._open.discard(conn)
+        if conn.sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(conn.sock)
+            conn.sock.close()
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except (OSError, ValueError):
+        return "?"
+    return f"{host}:{port}"
+
+
+class PeerLink:
+    """The link from this node to one other node (its process ``to_epoch``).
+
+    :meth:`send` is synchronous (the hub calls it at the end of a scheduler pass): it
+    numbers the batch, keeps it until acknowledged and writes it at once if connected;
+    otherwise a task connects (and reconnects, with a backoff) in ``nursery``.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        node: str,
+        epoch: str,
+        to_node: str,
+        to_epoch: str,
+        host: str,
+        port: int,
+        secret: bytes,
+        op_timeout: float,
+        hold: float,
+    ) -> None:
+        self._nursery = nursery
+        self.node, self.epoch = node, epoch
+        self.to_node, self.to_epoch = to_node, to_epoch
+        self.host, self.port = host, port
+        self.secret = secret
+        self.op_timeout = op_timeout
+        self.hold = hold
+        self.seq = 0
+        #: (seq, encoded batch, records in it), oldest first, until acknowledged.
+        self.unacked: deque[tuple[int, bytes, int]] = deque()
+        self._sock: socket.socket | None = None
+        self._wbuf = bytearray()
+        #: The socket the writer task is draining ``_wbuf`` into, if it runs.
+        self._writer_sock: socket.socket | None = None
+        self._connecting = False
+        self._closed = False
+        #: trio time since when something waits for the link to be (made) up again;
+        #: None while it is up, or down with nothing to send (it is made on demand).
+        self.down_since: float | None = None
+        #: trio time of the last ack that moved, or when the queue stopped being empty.
+        self._progress = trio.current_time()
+        self._warned = False
+        #: Counters: batches sent (each once), sent again after a reconnect, records
+        #: dropped after ``hold``, connections made.
+        self.batches = 0
+        self.resent = 0
+        self.dropped = 0
+        self.connects = 0
+
+    @property
+    def up(self) -> bool:
+        return self._sock is not None
+
+    def stalled(self) -> bool:
+        """Down for longer than ``hold``: sends to that node fail rather than wait."""
+        since = self.down_since
+        return since is not None and trio.current_time() - since > self.hold
+
+    def send(self, body: bytes, records: int) -> None:
+        if self._closed:
+            self.dropped += records
+            return
+        self.seq += 1
+        frame = _HEAD.pack(self.seq, len(body)) + body
+        if not self.unacked:
+            self._progress = trio.current_time()
+        self.unacked.append((self.seq, frame, records))
+        self.batches += 1
+        if self._sock is not None:
+            self._write(frame)
+            return
+        if self.down_since is None:
+            self.down_since = trio.current_time()
+        if not self._connecting:
+            self._start_connecting()
+
+    def check(self) -> None:
+        """The hub's tick: drop what waited past ``hold``; reset a link whose acks
+        stopped (half-open); connect if something waits and nobody is connecting."""
+        now = trio.current_time()
+        if self.unacked and self.stalled():
+            lost = sum(r for _, _, r in self.unacked)
+            self.dropped += lost
+            self.unacked.clear()
+            log.error("node %s: link to node %s down for %g s, %d queued records dropped",
+                      self.node, self.to_node, self.hold, lost)  # fmt: skip
+        if self._sock is not None and self.unacked and now - self._progress > 2 * self.op_timeout:
+            self._broken(ConnectionError(f"no ack for {2 * self.op_timeout:g} s"))
+        if self.down_since is not None and self._sock is None and not self._connecting:
+            self._start_connecting()
+
+    def close(self) -> None:
+        self._closed = True
+        self.down_since = None
+        self._drop_socket()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _write(self, data: bytes | bytearray) -> None:
+        sock = self._sock
+        assert sock is not None
+        if self._wbuf:
+            self._wbuf += data
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._broken(exc)
+            return
+        if sent < len(data):
+            self._wbuf += data[sent:]
+            if self._writer_sock is not sock:
+                self._writer_sock = sock
+                self._nursery.start_soon(self._writer, sock)
+
+    async def _writer(self, sock: socket.socket) -> None:
+        try:
+            while self._wbuf and self._sock is sock:
+                await trio.lowlevel.wait_writable(sock)
+                if self._sock is not sock:
+                    return
+                try:
+                    sent = sock.send(self._wbuf)
+                except BlockingIOError:
+                    continue
+                del self._wbuf[:sent]
+        except (OSError, ValueError, trio.ClosedResourceError) as exc:
+            if self._sock is sock:
+                self._broken(exc)
+        finally:
+            if self._writer_sock is sock:
+                self._writer_sock = None
+
+    async def _reader(self, sock: socket.socket) -> None:
+        buf = bytearray()
+        try:
+            while self._sock is sock:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise ConnectionError("the other node closed the link")
+                buf += data
+                whole = len(buf) - len(buf) % _ACK.size
+                if whole:
+                    (last,) = _ACK.unpack_from(buf, whole - _ACK.size)
+                    del buf[:whole]
+                    self._acked(last)
+        except (OSError, ValueError, trio.ClosedResourceError) as exc:
+            if self._sock is sock:
+                self._broken(exc)
+
+    def _acked(self, last: int) -> None:
+        unacked = self.unacked
+        moved = False
+        while unacked and unacked[0][0] <= last:
+            unacked.popleft()
+            moved = True
+        if moved:
+            self._progress = trio.current_time()
+
+    def _start_connecting(self) -> None:
+        self._connecting = True
+        self._nursery.start_soon(self._connect_loop)
+
+    async def _connect_loop(self) -> None:
+        backoff = 0.05
+        try:
+            while not self._closed and self.down_since is not None:
+                try:
+                    await self._connect()
+                    return
+                except LinkRefused as exc:
+                    if exc.reason.startswith("epoch "):
+                        # Another process has the node's name now: talk to that one.
+                        self.to_epoch = exc.reason.split()[1]
+                        continue
+                    self._note_failure(exc)
+                except (*_ERRORS, ConnectionError, ValueError) as exc:
+                    self._note_failure(exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+        finally:
+            self._connecting = False
+
+    def _note_failure(self, exc: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("node %s: cannot link to node %s at %s:%d: %r", self.node,
+                        self.to_node, self.host, self.port, exc)  # fmt: skip
+
+    async def _connect(self) -> None:
+        with trio.fail_after(self.op_timeout):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+            try:
+                key = mac(self.secret, self.node, self.epoch, self.to_epoch)
+                hello = f"RTMLINK1 {self.node} {self.epoch} {self.to_epoch} {key}\n"
+                await stream.send_all(hello.encode())
+                line, rest = await _read_line(stream)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+        parts = line.split(maxsplit=1)
+        if not parts or parts[0] != b"OK" or len(parts) != 2:
+            await trio.aclose_forcefully(stream)
+            reason = parts[1].decode(errors="replace") if len(parts) == 2 else line.decode()
+            raise LinkRefused(reason)
+        last = int(parts[1])
+        if self._closed or rest:
+            await trio.aclose_forcefully(stream)
+            if rest:
+                raise ConnectionError("the other node sent more than its answer")
+            return
+        sock = _raw(stream)
+        self._acked(last)
+        self._sock = sock
+        self.connects += 1
+        if self._warned or self.connects > 1:
+            log.info("node %s: linked to node %s again", self.node, self.to_node)
+        self._warned = False
+        self.down_since = None
+        self._progress = trio.current_time()
+        self._nursery.start_soon(self._reader, sock)
+        if self.unacked:
+            self.resent += len(self.unacked)
+            self._write(b"".join(frame for _, frame, _ in self.unacked))
+
+    def _broken(self, exc: BaseException) -> None:
+        if self._sock is None:
+            return
+        # (An idle link the other node closed: it stopped, or restarted; no loss.)
+        level = logging.WARNING if self.unacked else logging.INFO
+        log.log(level, "node %s: link to node %s broke: %r", self.node, self.to_node, exc)
+        self._drop_socket()
+        if self.unacked and not self._closed:
+            # (an idle link that broke is made again when something is sent)
+            self.down_since = trio.current_time()
+            if not self._connecting:
+                self._start_connecting()
+
+    def _drop_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        self._wbuf.clear()
+        self._writer_sock = None
+        if sock is not None and sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+def advertised_host(bind: str) -> str:
+    """The address other nodes use to reach a link listener bound to ``bind``."""
+    if bind not in ("", "0.0.0.0", "::"):
+        return bind
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def split_address(value: str, default_host: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); port 0 when absent.
+
+    Raises:
+      ValueError: a port that is not a number from 0 to 65535.
+    """
+    host, port = value, ""
+    if value.startswith("["):
+        inside, _, after = value[1:].partition("]")
+        host, port = inside, after.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    if port and (not port.isdigit() or int(port) > 65535):
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return host or default_host, int(port or 0)
