@@ -9,7 +9,8 @@ sending node to the receiving one, carrying the same records (``D``eliver, ``F``
 Wire format, after the opening exchange (one line each way)::
 
     connector: RTMLINK1 <node> <epoch> <to-epoch> <hmac>\\n
-    listener:  OK <last seq seen from <epoch>>\\n      (or "NO <reason>\\n", then close)
+    listener:  OK <last seq seen from <epoch>>\\n      (or "NO <reason>\\n", then close;
+               "NO epoch <node> <epoch>": that node is another process now)
     connector: batches, each  seq (u64) | length (u32) | records joined by "\\n"
     listener:  acks, each  seq (u64): every batch up to seq was handled
 
@@ -41,7 +42,7 @@ import logging
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -116,11 +117,13 @@ class LinkListener:
     def __init__(
         self,
         *,
+        node: str,
         epoch: str,
         secret: bytes,
         on_batch: Callable[[bytes], None],
         handshake_timeout: float = 2.0,
     ) -> None:
+        self.node = node
         self.epoch = epoch
         self.secret = secret
         self.on_batch = on_batch
@@ -171,7 +174,7 @@ class LinkListener:
                 if not hmac.compare_digest(their_mac, mac(self.secret, node, epoch, to_epoch)):
                     raise LinkRefused("bad key")
                 if to_epoch != self.epoch:
-                    raise LinkRefused(f"epoch {self.epoch}")
+                    raise LinkRefused(f"epoch {self.node} {self.epoch}")
                 last = self.seen.get(parts[2], 0)
                 await stream.send_all(b"OK %d\n" % last)
         except LinkRefused as exc:
@@ -292,8 +295,12 @@ class PeerLink:
         secret: bytes,
         op_timeout: float,
         hold: float,
+        lookup: Callable[[], Awaitable[tuple[str, str, int] | None]] | None = None,
     ) -> None:
         self._nursery = nursery
+        #: Reads again where the node is (epoch, host, port), after failed connects: a
+        #: node restarted under the same name listens elsewhere.
+        self._lookup = lookup
         self.node, self.epoch = node, epoch
         self.to_node, self.to_epoch = to_node, to_epoch
         self.host, self.port = host, port
@@ -363,6 +370,12 @@ class PeerLink:
             self._broken(ConnectionError(f"no ack for {2 * self.op_timeout:g} s"))
         if self.down_since is not None and self._sock is None and not self._connecting:
             self._start_connecting()
+
+    def take_held(self) -> list[bytes]:
+        """The records of every batch not acknowledged, oldest first (forgotten here)."""
+        held = [r for _, frame, _ in self.unacked for r in frame[_HEAD.size :].split(b"\n")]
+        self.unacked.clear()
+        return held
 
     def close(self) -> None:
         self._closed = True
@@ -450,15 +463,20 @@ class PeerLink:
                     await self._connect()
                     return
                 except LinkRefused as exc:
-                    if exc.reason.startswith("epoch "):
+                    words = exc.reason.split()
+                    if len(words) == 3 and words[0] == "epoch" and words[1] == self.to_node:
                         # Another process has the node's name now: talk to that one.
-                        self.to_epoch = exc.reason.split()[1]
+                        self.to_epoch = words[2]
                         continue
                     self._note_failure(exc)
                 except (*_ERRORS, ConnectionError, ValueError) as exc:
                     self._note_failure(exc)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
+                if self._lookup is not None and backoff >= 0.4:
+                    found = await self._lookup()
+                    if found is not None and found[0] != self.to_epoch:
+                        self.to_epoch, self.host, self.port = found
         finally:
             self._connecting = False
 
@@ -526,10 +544,20 @@ class PeerLink:
             sock.close()
 
 
-def advertised_host(bind: str) -> str:
-    """The address other nodes use to reach a link listener bound to ``bind``."""
+def advertised_host(bind: str, toward: tuple[str, int] | None = None) -> str:
+    """The address other nodes use to reach a link listener bound to ``bind``: ``bind``
+    itself, or for a wildcard (0.0.0.0, ::) the address this host reaches ``toward``
+    from (Redis: the other nodes reach it too), else the host name's address."""
     if bind not in ("", "0.0.0.0", "::"):
         return bind
+    if toward is not None:
+        family = socket.AF_INET6 if bind == "::" else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect(toward)  # (UDP: nothing is sent, the route is chosen)
+                return probe.getsockname()[0]
+        except OSError:
+            pass
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

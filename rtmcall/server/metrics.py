@@ -299,6 +299,19 @@ class _ServerCollector(Collector):
         up = GaugeMetricFamily("rtmcall_redis_up", "1 while Redis answers.", labels=["node"])
         up.add_metric([node], 1 if getattr(hub, "_redis_ok", False) else 0)
         yield up
+        peers = list(getattr(hub, "_peers", {}).values())
+        links = GaugeMetricFamily(
+            "rtmcall_node_links_up", "Links from this node to other nodes, up.", labels=["node"]
+        )
+        links.add_metric([node], sum(1 for p in peers if p.up))
+        yield links
+        batches = CounterMetricFamily(
+            "rtmcall_node_link_batches",
+            "Batches sent to other nodes over links (each once; resends not counted).",
+            labels=["node"],
+        )
+        batches.add_metric([node], sum(p.batches for p in peers))
+        yield batches
         for name, attr, doc in (
             ("rtmcall_redis_operations", "ops", "Redis operations that succeeded."),
             ("rtmcall_redis_errors", "errors", "Redis operations that failed or timed out."),

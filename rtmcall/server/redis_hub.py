@@ -894,6 +894,7 @@ class RedisHub:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         self._link_secret = secret if isinstance(secret, bytes) else str(secret).encode()
         listener = self._link_listener = LinkListener(
+            node=self.node_id,
             epoch=self.epoch,
             secret=self._link_secret,
             on_batch=self._on_link_batch,
@@ -904,7 +905,8 @@ class RedisHub:
             port = await nursery.start(listener.run, host, port)
         except OSError as exc:
             raise HubUnavailable(f"cannot listen for node links on {host}:{port}: {exc}") from exc
-        advertise = self._link_advertise or advertised_host(host)
+        redis_at = (self.redis.address.host, self.redis.address.port)
+        advertise = self._link_advertise or advertised_host(host, redis_at)
         self._node_value = b"%s\t%s\t%d" % (self.epoch.encode(), advertise.encode(), port)
         try:
             with trio.fail_after(self.op_timeout * 2):
@@ -953,6 +955,24 @@ class RedisHub:
             size += len(record) + 1
         peer.send(b"\n".join(batch), len(batch))
 
+    async def _node_link(self, node: str) -> tuple[str, str, int] | None:
+        """Where ``node``'s link listener is (epoch, host, port), from its node key; None
+        when it has none. Raises Redis errors."""
+        with trio.fail_after(self.op_timeout):
+            value = await self.redis.call("GET", self._node_key(node))
+        self._ok()
+        parts = value.split(b"\t") if isinstance(value, bytes) else []
+        if len(parts) != 3 or not parts[2].isdigit():
+            return None
+        return parts[0].decode(), parts[1].decode(), int(parts[2])
+
+    async def _relookup(self, node: str) -> tuple[str, str, int] | None:
+        try:
+            return await self._node_link(node)
+        except _REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+
     async def _resolve(self, node: str) -> None:
         """How to reach ``node``: its node key names its link listener (a link), or it
         has none (its Redis inbox). Decided once per node; held records go first."""
@@ -960,8 +980,7 @@ class RedisHub:
         backoff = 0.05
         while True:
             try:
-                with trio.fail_after(self.op_timeout):
-                    value = await self.redis.call("GET", self._node_key(node))
+                found = await self._node_link(node)
                 break
             except _REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -973,22 +992,21 @@ class RedisHub:
                     return
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
-        self._ok()
         held = self._unresolved.pop(node, [])
-        parts = value.split(b"\t") if isinstance(value, bytes) else []
-        if len(parts) == 3 and parts[2].isdigit():
+        if found is not None:
             assert self._nursery is not None
             peer = self._peers[node] = PeerLink(
                 self._nursery,
                 node=self.node_id,
                 epoch=self.epoch,
                 to_node=node,
-                to_epoch=parts[0].decode(),
-                host=parts[1].decode(),
-                port=int(parts[2]),
+                to_epoch=found[0],
+                host=found[1],
+                port=found[2],
                 secret=self._link_secret,
                 op_timeout=self.op_timeout,
                 hold=self.hold,
+                lookup=lambda: self._relookup(node),
             )
             self._mode[node] = "link"
             if held:
@@ -1000,6 +1018,26 @@ class RedisHub:
                 self._out[stream] = held + self._out.get(stream, [])
                 if self._retry or not self.redis.connected:
                     self._wake_flusher()
+
+    def _link_unusable(self, node: str, peer: PeerLink) -> bool:
+        """A link never made within ``2 * op_timeout`` of its first use (the address it
+        publishes is not reachable from here, say): reach that node through its inbox
+        from now on, with what the link held, in order (none of it went out)."""
+        since = peer.down_since
+        if peer.connects or since is None or trio.current_time() - since <= 2 * self.op_timeout:
+            return False
+        log.warning("node %s: cannot link to node %s at %s:%d; reaching it through Redis"
+                    " (check its --link-address)", self.node_id, node, peer.host,
+                    peer.port)  # fmt: skip
+        held = peer.take_held()
+        peer.close()
+        del self._peers[node]
+        self._mode[node] = "stream"
+        if held:
+            stream = self._inbox_of(node)
+            self._out[stream] = held + self._out.get(stream, [])
+            self._wake_flusher()
+        return True
 
     def _on_link_batch(self, body: bytes) -> None:
         for record in body.split(b"\n"):
@@ -1023,6 +1061,8 @@ class RedisHub:
                     peer.close()
                 continue
             peer = self._peers.get(node)
+            if peer is not None and self._link_unusable(node, peer):
+                continue
             if peer is not None:
                 peer.check()
                 if peer.dropped:

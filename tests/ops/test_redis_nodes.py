@@ -141,6 +141,9 @@ async def test_each_invitation_is_logged_once_by_its_caller_s_node(
         assert value(node_samples, "rtmcall_invitations_total") == len(lines[i])
         assert value(node_samples, "rtmcall_redis_up") == 1
         assert value(node_samples, "rtmcall_redis_operations_total") > 0
+        # Both nodes sent to the other (calls and their answers): over links, not Redis.
+        assert value(node_samples, "rtmcall_node_links_up") == 1
+        assert value(node_samples, "rtmcall_node_link_batches_total") > 0
         assert all(("node", f"n{i}") in labels for _, labels in node_samples)
 
 

@@ -368,3 +368,55 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
             assert (await recv(wb, "msg"))["msg"] == msg
             assert (await recv(wa, "result")).get("code", 0) == 0
             assert hub_a._peers["n1"].batches == 1  # over the link, which opened fine
+
+
+async def test_a_node_restarted_under_its_name_is_linked_to_again(
+    shared_redis: RedisProcess,
+) -> None:
+    """The sender's link points at the old process (its port, its epoch): it finds the
+    new one from the node key and delivers there."""
+    prefix = f"r{secrets.token_hex(3)}"
+    hub = partial(open_redis_hub, shared_redis.url, presence_ttl=TTL, op_timeout=0.5, prefix=prefix)
+    msg = {"k": "text", "text": "after the restart"}
+    async with hub(node_id="n0") as hub_a, trio.open_nursery() as nursery:
+        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
+        async with open_websocket_url(a.url) as wa:
+            await login(wa, "alice")
+            for round_ in range(2):
+                async with hub(node_id="n1") as hub_b, trio.open_nursery() as inner:
+                    b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
+                    async with open_websocket_url(b.url) as wb:
+                        await login(wb, "bob")
+                        await send(wa, {"t": "send", "rid": round_ + 1, "to": "bob", "msg": msg})
+                        assert (await recv(wb, "msg"))["msg"] == msg
+                        assert (await recv(wa, "result")).get("code", 0) == 0
+                        assert hub_a._peers["n1"].to_epoch == hub_b.epoch
+                    inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
+    shared_redis: RedisProcess,
+) -> None:
+    """n1 publishes a link address nobody listens on (a wrong --link-address): n0 tries,
+    then sends what it held through n1's inbox, in order, and everything after too."""
+    prefix = f"f{secrets.token_hex(3)}"
+    hub = partial(open_redis_hub, shared_redis.url, presence_ttl=TTL, op_timeout=0.5, prefix=prefix)
+    async with (
+        hub(node_id="n0") as hub_a,
+        hub(node_id="n1", link_advertise="127.0.0.2") as hub_b,
+        trio.open_nursery() as nursery,
+    ):
+        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
+        b = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            for i in range(5):
+                msg = {"k": "text", "text": str(i)}
+                await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg, "quiet": True})
+                await trio.sleep(0.1)
+            got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
+            assert got == ["0", "1", "2", "3", "4"]
+            assert hub_a._mode["n1"] == "stream" and "n1" not in hub_a._peers
+        nursery.cancel_scope.cancel()
