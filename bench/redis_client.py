@@ -1,5 +1,6 @@
 """Client CPU per Redis command: coredis vs rtmcall's own RESP client (``resp.py``).
 
+    .venv/bin/pip install -e '.[bench]'    # coredis: not a dependency of rtmcall itself
     .venv/bin/python bench/redis_client.py [--count 3000]
 
 Starts its own ``redis-server`` (no persistence) and times, in this process (CPU time, user +

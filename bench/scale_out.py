@@ -265,8 +265,23 @@ def main() -> None:
         print(f"| {names[k]} | {m['ops_per_s']:.1f} | {m['cpu_us_per_op']:.0f} | "
               f"{m['cpu_us_per_op'] / one['cpu_us_per_op']:.2f} | {m['p50_ms']:.1f} | "
               f"{m['p99_ms']:.1f} | {m['p99_ms'] / one['p99_ms']:.2f} |")  # fmt: skip
+    # Each run's ratio to the "one" sample next to it (the machine drifts within a run).
+    ratios = {
+        k: statistics.median(
+            s["cpu_us_per_op"] / o["cpu_us_per_op"] for s, o in zip(v, samples["one"], strict=True)
+        )
+        for k, v in samples.items()
+        if k != "one"
+    }
+    print()
+    for k, r in ratios.items():
+        print(f"{names[k]}: median of the runs' CPU ratios to one node {r:.2f}")
     out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{args.name}.json"
-    out.write_text(json.dumps({"args": vars(args), "samples": samples, "medians": med}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "samples": samples, "medians": med, "ratios": ratios}, indent=1
+        )
+    )
     print(f"\n{out.relative_to(ROOT)}")
 
 
