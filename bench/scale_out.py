@@ -260,7 +260,7 @@ def main() -> None:
              "workers2": "--workers 2 + Redis (one port)",
              "one-redis": "one node, Redis hub (every pair local)",
              "two-local": "two nodes + Redis, each pair on one node",
-             "two-before": "two nodes + Redis, before (pub/sub, GET per message)"}  # fmt: skip
+             "two-before": "two nodes + Redis, the code in --before DIR"}  # fmt: skip
     for k, m in med.items():
         print(f"| {names[k]} | {m['ops_per_s']:.1f} | {m['cpu_us_per_op']:.0f} | "
               f"{m['cpu_us_per_op'] / one['cpu_us_per_op']:.2f} | {m['p50_ms']:.1f} | "

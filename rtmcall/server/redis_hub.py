@@ -16,11 +16,12 @@ hub knows which one it talks to. What lives where:
 
 Routing a peer message to another node costs no Redis round trip of its own: the node
 looks the receiver up in its directory (a GET only on a miss, or when that node has not
-been heard from for a TTL), answers the sender at once and queues the frame. At the end of
-each trio scheduler pass (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever
-the pass queued is written as one XADD per receiving stream, in one ``send``, without a
-task switch and without waiting for the replies (they are read lazily, by the watchdog's
-tick or with the next reply a task waits for). Each node reads its inbox and the presence
+been heard from for a TTL), answers the sender at once and queues the frame. Before trio
+next sleeps (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever the wake-up
+queued goes out as one batch per receiving node — over that node's link (:mod:`.links`),
+or as one XADD to its inbox stream, in one ``send`` — without a task switch and without
+waiting for the replies (they are read lazily, by the watchdog's tick or with the next
+reply a task waits for). Each node reads its inbox and the presence
 stream with one blocking XREAD (up to ``read_count`` entries); its reply is handled in the
 connection's reader task, which sends the next XREAD at once. A wake-up costs more than a
 Redis command on a small machine, so the design counts wake-ups: one per batch of
@@ -89,6 +90,9 @@ _FAILURE = PeerMessageError.FAILURE
 _REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
 #: How long one XREAD blocks in Redis (ms).
 _BLOCK_MS = 1000
+#: Queued records go out before trio next sleeps, or after waiting this long (s) in a
+#: process too busy to sleep (see ``_PassEnd``).
+_FLUSH_WITHIN = 0.001
 
 # Set the registration only if it is absent or still ours (its value starts with our
 # "node\tsession\t"); answer 0 when another session owns the user now.
@@ -156,9 +160,14 @@ class _Handover:
 
 
 class _PassEnd(trio.abc.Instrument):
-    """Calls the hub's flush once per scheduler pass, just before trio waits for I/O:
-    every record queued by the tasks that ran in the pass goes out in one write, and no
-    task switch is spent on it (a wake-up costs more than the write itself).
+    """Calls the hub's flush just before trio waits for I/O: every record queued by the
+    tasks that ran goes out in one write per receiving node, and no task switch is spent on
+    it (a wake-up costs more than the write itself).
+
+    Only before a wait that may sleep (``timeout > 0``), or once what is queued has waited
+    :data:`_FLUSH_WITHIN` s: the passes of one wake-up (a reader, then the writer it woke,
+    then the next frame of the same read...) share one batch, so the receiving node is
+    woken once for them rather than once per pass.
 
     It must not make a task runnable (trio has computed its I/O timeout already): the
     flush only writes to a socket; the rare follow-ups (a write that did not fit, an
@@ -169,7 +178,7 @@ class _PassEnd(trio.abc.Instrument):
 
     def before_io_wait(self, timeout: float) -> None:
         hub = self.hub
-        if hub._out:
+        if hub._out and (timeout > 0 or trio.current_time() - hub._out_since >= _FLUSH_WITHIN):
             try:
                 if hub._retry:
                     hub._send_links()  # (Redis writes wait for the flusher's retry)
@@ -281,6 +290,8 @@ class RedisHub:
         # Writing: records queued per stream (insertion order), and entries sent but not
         # yet confirmed (sent again first, same seq, after a failure).
         self._out: dict[str, list[bytes]] = {}
+        #: trio time the oldest record in ``_out`` was queued.
+        self._out_since = 0.0
         #: Entries (stream, tag, body) whose write failed, to send again first.
         self._retry: list[tuple[str, bytes, bytes]] = []
         #: Entries written whose replies have not come yet.
@@ -1192,6 +1203,8 @@ class RedisHub:
         with everything else queued in it."""
         records = self._out.get(stream)
         if records is None:
+            if not self._out:
+                self._out_since = trio.current_time()
             self._out[stream] = [record]
         else:
             records.append(record)

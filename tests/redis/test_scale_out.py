@@ -420,3 +420,29 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
             assert got == ["0", "1", "2", "3", "4"]
             assert hub_a._mode["n1"] == "stream" and "n1" not in hub_a._peers
         nursery.cancel_scope.cancel()
+
+
+async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
+    shared_redis: RedisProcess,
+) -> None:
+    """What a wake-up queues for other nodes goes out before the process sleeps; a process
+    that never sleeps (here: a task that always has more to do) sends it within ~1 ms."""
+    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, _)]:
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            async with trio.open_nursery() as spin:
+
+                async def busy() -> None:
+                    while True:
+                        await trio.lowlevel.checkpoint()  # always runnable: trio never sleeps
+
+                spin.start_soon(busy)
+                for i in range(3):
+                    msg = {"k": "text", "text": str(i)}
+                    await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
+                    start = trio.current_time()
+                    assert (await recv(wb, "msg", within=2))["msg"] == msg
+                    assert trio.current_time() - start < 0.5
+                spin.cancel_scope.cancel()
+            assert hub_a._peers["n1"].batches == 3
