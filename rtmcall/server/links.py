@@ -46,6 +46,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ._sockio import drain
+
 log = logging.getLogger("rtmcall.server.links")
 
 _HEAD = struct.Struct("!QI")
@@ -405,15 +407,7 @@ class PeerLink:
 
     async def _writer(self, sock: socket.socket) -> None:
         try:
-            while self._wbuf and self._sock is sock:
-                await trio.lowlevel.wait_writable(sock)
-                if self._sock is not sock:
-                    return
-                try:
-                    sent = sock.send(self._wbuf)
-                except BlockingIOError:
-                    continue
-                del self._wbuf[:sent]
+            await drain(sock, self._wbuf, lambda: self._sock is sock)
         except (OSError, ValueError, trio.ClosedResourceError) as exc:
             if self._sock is sock:
                 self._broken(exc)

@@ -36,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 import outcome
 import trio
 
+from ._sockio import drain
+
 #: A reply element: bytes, int, None, a list of them, or a ReplyError.
 Reply = Any
 #: Called with the replies of a pipeline, or the error that lost them.
@@ -379,22 +381,13 @@ class RedisConnection:
     async def _writer(self, live: object) -> None:
         """Send what did not fit in one ``send`` (or everything, over TLS)."""
         try:
-            while self._wbuf and self._live is live:
-                if self._stream is not None and live is self._stream:
+            if isinstance(live, socket.socket):
+                await drain(live, self._wbuf, lambda: self._live is live)
+            elif isinstance(live, trio.SSLStream):
+                while self._wbuf and self._live is live:
                     data = bytes(self._wbuf)
                     self._wbuf.clear()
-                    await self._stream.send_all(data)
-                    continue
-                sock = self._sock
-                assert sock is not None
-                await trio.lowlevel.wait_writable(sock)
-                if self._live is not live:
-                    return
-                try:
-                    sent = sock.send(self._wbuf)
-                except BlockingIOError:
-                    continue
-                del self._wbuf[:sent]
+                    await live.send_all(data)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._drop(ConnectionError(f"redis write failed: {exc!r}"), live)
         finally:

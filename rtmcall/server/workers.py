@@ -29,10 +29,12 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,7 +128,7 @@ def _options_json(opts: ServerOptions, port: int, node_id: str, index: int = 0) 
         if ops.get("webhooks"):
             ops["webhooks"]["secret"] = ops["webhooks"]["secret"].hex()
             ops["webhooks"]["urls"] = list(ops["webhooks"]["urls"])
-    return json.dumps(data).encode()
+    return json.dumps(data).encode() + b"\n"
 
 
 def _ops_from_json(ops: dict[str, Any] | None) -> Any:
@@ -171,9 +173,10 @@ async def _start(worker: _Worker, opts: ServerOptions, port: int) -> int | None:
     )
     worker.proc = proc
     assert proc.stdin is not None and proc.stdout is not None
-    # The options (with the secret) go through a pipe: not on a command line.
+    # The options (with the secret) go through a pipe: not on a command line. The pipe
+    # stays open: when the supervisor is gone, however it died, the worker reads its end
+    # and stops (``_stop_with_the_supervisor``) instead of serving on, orphaned.
     await proc.stdin.send_all(_options_json(opts, port, worker.node_id, worker.index))
-    await proc.stdin.aclose()
     line = b""
     while not line.endswith(b"\n"):
         chunk = await proc.stdout.receive_some(4096)
@@ -299,7 +302,8 @@ def _worker_main() -> int:
     """A worker: read its options from stdin and run one node on the shared port."""
     from rtmcall.cli.serverrun import ServerOptions, run_server
 
-    data: dict[str, Any] = json.loads(sys.stdin.buffer.read())
+    data: dict[str, Any] = json.loads(sys.stdin.buffer.readline())
+    threading.Thread(target=_stop_with_the_supervisor, daemon=True).start()
     for name in ("cert", "key"):
         if data[name] is not None:
             data[name] = Path(data[name])
@@ -310,6 +314,14 @@ def _worker_main() -> int:
     # as on SIGTERM, and the supervisor does not restart them.)
     ops = _ops_from_json(data.pop("ops", None))
     return run_server(ServerOptions(**data, config=config, ops=ops))
+
+
+def _stop_with_the_supervisor() -> None:
+    """(A thread of the worker.) The supervisor holds our stdin open while it lives: at
+    EOF it is gone, and we stop as on SIGTERM (clients are told, then the process ends)."""
+    while sys.stdin.buffer.read(4096):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def free_port() -> int:
 class RedisProcess:
     """One redis-server; ``stop``/``start`` keep the port so clients can come back."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[str] | None = None) -> None:
+        #: More redis-server options (e.g. a TLS port).
+        self.extra = extra or []
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="rtmcall-redis-")
         self.proc: subprocess.Popen | None = None
@@ -58,6 +60,7 @@ class RedisProcess:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", self.dir,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ everything stopped together by SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -43,9 +44,11 @@ def supervisor(
         yield proc, line.split()[-1]
     finally:
         if proc.poll() is None:
+            children = psutil.Process(proc.pid).children()  # (before: then they are init's)
             proc.kill()
-            for child in psutil.Process(proc.pid).children() if proc.poll() is None else []:
-                child.kill()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             proc.wait(10)
 
 
@@ -196,3 +199,26 @@ def test_workers_serve_metrics_each_on_its_own_port(shared_redis: RedisProcess) 
                 if family.name == "rtmcall_connections":
                     nodes.update(s.labels["node"] for s in family.samples)
         assert len(nodes) == 2  # each worker labels its own metrics with its node id
+
+
+def test_workers_stop_when_their_supervisor_is_killed(own_redis: RedisProcess) -> None:
+    """However the supervisor dies (here SIGKILL: no chance to stop them), its workers do
+    not serve on as orphans: each sees its pipe from the supervisor close, and stops."""
+    import time
+
+    with supervisor(own_redis.url, 2) as (proc, _url):
+        workers = [psutil.Process(pid) for pid in worker_pids(proc)]
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            alive = []
+            for w in workers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if w.status() != psutil.STATUS_ZOMBIE:
+                        alive.append(w)
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, f"workers still running: {[w.pid for w in alive]}"
