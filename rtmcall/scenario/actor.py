@@ -48,6 +48,12 @@ class RecordingSink(JsonSink):
         self._actor.changed()
 
 
+#: How long a scenario's set-up keeps trying a login refused as too often (s), and how
+#: long it waits between tries.
+LOGIN_PATIENCE = 5.0
+LOGIN_RETRY = 0.5
+
+
 @dataclass
 class ActorRun:
     """Runs one actor's sessions (a ``login`` step starts a new one)."""
@@ -103,15 +109,30 @@ class ActorRun:
 
     # --- sessions -----------------------------------------------------------------------
 
-    async def login(self) -> None:
+    async def login(self, *, patient: bool = False) -> None:
         """Log in through the proxy; a refusal is recorded as pipe mode reports it
-        (``LoginFailure`` and an ``Error``), not raised."""
+        (``LoginFailure`` and an ``Error``), not raised.
+
+        ``patient`` (a scenario's set-up): a login the server refuses as too often (a real
+        server's per-user login rate: scenarios run back to back reuse the user ids) is
+        tried again for up to :data:`LOGIN_PATIENCE` s, unrecorded. A ``login`` step is
+        never patient: its refusal is what the step shows."""
         if self.killed:
             raise RtmError(f"{self.name} was killed; it cannot log in again")
         if self.live:
             raise RtmError(f"{self.name} is logged in already")
+        give_up = trio.current_time() + LOGIN_PATIENCE
         try:
-            await self.nursery.start(self._session)
+            while True:
+                try:
+                    await self.nursery.start(self._session)
+                    return
+                except LoginFailed as exc:
+                    if not patient or exc.reason is not LoginError.TOO_OFTEN:
+                        raise
+                    if trio.current_time() + LOGIN_RETRY > give_up:
+                        raise
+                await trio.sleep(LOGIN_RETRY)
         except (ConnectFailed, LoginFailed) as exc:
             reason = exc.reason if isinstance(exc, LoginFailed) else LoginError.UNKNOWN
             message = str(exc)

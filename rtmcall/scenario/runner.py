@@ -17,6 +17,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -341,7 +342,7 @@ class ScenarioRun:
         first = [a for a in self.actors.values() if a.spec.login]
         async with trio.open_nursery() as logins:
             for actor in first:
-                logins.start_soon(actor.login)
+                logins.start_soon(partial(actor.login, patient=True))
         refused = [a for a in first if not a.logged_in]
         if refused:
             a = refused[0]

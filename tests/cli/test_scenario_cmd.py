@@ -128,6 +128,18 @@ def test_against_a_real_server(tmp_path: Path, config_dir: Path, server_url: str
     assert "PASS accepted" in done.stdout
 
 
+def test_runs_back_to_back_against_a_real_server_wait_out_its_login_rate(
+    tmp_path: Path, config_dir: Path, server_url: str
+) -> None:
+    """A real server allows a user 2 logins a second; five runs of one scenario log the
+    same users in faster than that. The set-up waits for the server rather than failing."""
+    text = PASSING.replace("alice", "rr_alice").replace("bob", "rr_bob")
+    (tmp_path / "a.yaml").write_text(text)
+    done = run(config_dir, str(tmp_path), "--server", server_url, "--repeat", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASS accepted") == 5
+
+
 def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
     tmp_path: Path, config_dir: Path
 ) -> None:
