@@ -61,6 +61,27 @@ async def cluster(
         nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def alice_and_bob(
+    redis_url: str, a: dict[str, Any], b: dict[str, Any], **common: Any
+) -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection, RedisHub, RedisHub]]:
+    """alice logged in on node n0 and bob on n1 (``a``, ``b``: their open_redis_hub
+    options, ``common`` both's)."""
+    hub = partial(open_redis_hub, redis_url, prefix=f"p{secrets.token_hex(3)}", **common)
+    async with (
+        hub(node_id="n0", **a) as hub_a,
+        hub(node_id="n1", **b) as hub_b,
+        trio.open_nursery() as nursery,
+    ):
+        node_a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
+        node_b = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
+        async with open_websocket_url(node_a.url) as wa, open_websocket_url(node_b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            yield wa, wb, hub_a, hub_b
+        nursery.cancel_scope.cancel()
+
+
 async def send(ws: WebSocketConnection, frame: dict) -> None:
     await ws.send_message(json.dumps(frame))
 
@@ -400,26 +421,16 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
 ) -> None:
     """n1 publishes a link address nobody listens on (a wrong --link-address): n0 tries,
     then sends what it held through n1's inbox, in order, and everything after too."""
-    prefix = f"f{secrets.token_hex(3)}"
-    hub = partial(open_redis_hub, shared_redis.url, presence_ttl=TTL, op_timeout=0.5, prefix=prefix)
-    async with (
-        hub(node_id="n0") as hub_a,
-        hub(node_id="n1", link_advertise="127.0.0.2") as hub_b,
-        trio.open_nursery() as nursery,
-    ):
-        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
-        b = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
-        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
-            await login(wa, "alice")
-            await login(wb, "bob")
-            for i in range(5):
-                msg = {"k": "text", "text": str(i)}
-                await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg, "quiet": True})
-                await trio.sleep(0.1)
-            got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
-            assert got == ["0", "1", "2", "3", "4"]
-            assert hub_a._mode["n1"] == "stream" and "n1" not in hub_a._peers
-        nursery.cancel_scope.cancel()
+    wrong = {"link_advertise": "127.0.0.2"}
+    nodes = alice_and_bob(shared_redis.url, {}, wrong, presence_ttl=TTL, op_timeout=0.5)
+    async with nodes as (wa, wb, hub_a, _):
+        for i in range(5):
+            msg = {"k": "text", "text": str(i)}
+            await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg, "quiet": True})
+            await trio.sleep(0.1)
+        got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
+        assert got == ["0", "1", "2", "3", "4"]
+        assert hub_a._mode["n1"] == "stream" and "n1" not in hub_a._peers
 
 
 async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(

@@ -3,21 +3,14 @@ frames between nodes going through Redis (``links=False``) and over links."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
-import trio
 import trustme
-from trio_websocket import open_websocket_url
-
-from rtmcall.server import serve
-from rtmcall.server.redis_hub import open_redis_hub
 
 from .redisproc import RedisProcess, free_port
-from .test_scale_out import login, recv, send
+from .test_scale_out import alice_and_bob, recv, send
 
 
 @pytest.fixture
@@ -40,23 +33,13 @@ def tls_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.mark.parametrize("links", [False, True], ids=["streams", "links"])
 async def test_two_nodes_over_tls_redis(tls_redis: str, links: bool) -> None:
-    hub = partial(open_redis_hub, tls_redis, op_timeout=1.0, prefix=secrets.token_hex(3))
-    async with (
-        hub(node_id="n0", links=links) as hub_a,
-        hub(node_id="n1", links=links) as hub_b,
-        trio.open_nursery() as nursery,
-    ):
-        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
-        b = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
-        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
-            await login(wa, "alice")
-            await login(wb, "bob")
-            for i in range(20):  # (each through the TLS connection's writer task)
-                msg = {"k": "text", "text": str(i) * 2000}
-                await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
-            got = [(await recv(wb, "msg"))["msg"]["text"] for _ in range(20)]
-            assert got == [str(i) * 2000 for i in range(20)]
-        assert hub_a.redis.address.tls
-        through_redis = await hub_a.redis.call("XLEN", hub_b._inbox)
+    options = {"links": links}
+    async with alice_and_bob(tls_redis, options, options, op_timeout=1.0) as (wa, wb, a, b):
+        for i in range(20):  # (each through the TLS connection's writer task)
+            msg = {"k": "text", "text": str(i) * 2000}
+            await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
+        got = [(await recv(wb, "msg"))["msg"]["text"] for _ in range(20)]
+        assert got == [str(i) * 2000 for i in range(20)]
+        assert a.redis.address.tls
+        through_redis = await a.redis.call("XLEN", b._inbox)
         assert (through_redis == 0) is links  # (without links: an entry per batch)
-        nursery.cancel_scope.cancel()
