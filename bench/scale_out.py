@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -151,7 +152,16 @@ def load(
     if odd_pairs_url:
         cmd += ["--odd-pairs-url", odd_pairs_url]
     loadavg = os.getloadavg()[0]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 240)
+    pin = None
+    if args.pin:
+        # As the outside measurement: every server process on core 0, the load
+        # generator on core 1.
+        for pid in pids:
+            psutil.Process(pid).cpu_affinity([0])
+        pin = partial(os.sched_setaffinity, 0, {1})
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=args.duration + 240, preexec_fn=pin
+    )
     start = done.stdout.find("{")
     if start < 0:
         raise RuntimeError(f"no output from the load generator: {done.stderr[-2000:]}")
@@ -209,6 +219,9 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", action="store_true")
+    p.add_argument(
+        "--pin", action="store_true", help="servers and Redis on core 0, the load on core 1"
+    )
     p.add_argument(
         "--streams", action="store_true", help="also two nodes without links (Redis streams)"
     )
