@@ -118,6 +118,10 @@ _WANTED: dict[tuple[str, str], frozenset[object]] = {
 }
 
 
+#: How many invitation ids ``Engine.gave_up`` keeps.
+_GAVE_UP_KEPT = 1000
+
+
 @dataclass(eq=False)
 class _Resend:
     """The rate-limited messages of one invitation (and its call), waiting for the resend
@@ -352,6 +356,10 @@ class CallEngine:
         self._refs: OrderedDict[int, tuple[str, str, str, f.PeerMsg]] = OrderedDict()
         #: Rate-limited messages waiting to be sent again, by invitation id.
         self._resend: dict[str, _Resend] = {}
+        #: Invitations (by id) a rate-limited message of which was given up: the server
+        #: refused it for longer than the invitation's window, so it was lost, as on a
+        #: dead line, and the two sides may end differently (most recent last, bounded).
+        self.gave_up: dict[str, None] = {}
         #: Last presence of every watched peer (for a new invitation to a watched peer).
         self._presence: dict[str, PeerOnlineState] = {}
         #: Live invitations by peer: who must be watched, and what a presence change hits.
@@ -1055,7 +1063,11 @@ class CallEngine:
                 budget=self._resend_budget(side, target), delay=self.config.resend_first
             )
         if pending.spent + pending.delay > pending.budget:
-            return  # given up: the invitation's own timers end it
+            # Given up: the invitation's own timers end it.
+            self.gave_up[inv_id] = None
+            if len(self.gave_up) > _GAVE_UP_KEPT:
+                del self.gave_up[next(iter(self.gave_up))]
+            return
         pending.queue.append((ref, side, kind, msg))
         if not pending.armed:
             pending.armed = True
