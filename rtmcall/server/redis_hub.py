@@ -248,16 +248,16 @@ class RedisHub:
         self.read_count = read_count
         self._inbox = f"{prefix}:in:{self.node_id}"
         self._in_prefix = f"{prefix}:in:"
-        # Links (see links.py): the listener, the link to each node that has one, how
-        # each other node is reached ("link" or "stream", decided once per node), and
-        # records for nodes not decided yet (their node key is being read).
+        # Links (see links.py): the listener, the link to each node reached by one, the
+        # nodes reached through their Redis inbox instead (how is decided once per node),
+        # and records for nodes not decided yet (their node key is being read).
         self.links = links
         self._link_bind = (link_host, link_port)
         self._link_advertise = link_advertise
         self._link_listener: LinkListener | None = None
         self._link_secret = b""
         self._peers: dict[str, PeerLink] = {}
-        self._mode: dict[str, str] = {}
+        self._via_redis: set[str] = set()
         self._unresolved: dict[str, list[bytes]] = {}
         self._node_value = b""
         self._presence_stream = f"{prefix}:ps"
@@ -935,11 +935,10 @@ class RedisHub:
         prefix = self._in_prefix
         for stream in [s for s in out if s.startswith(prefix)]:
             node = stream[len(prefix) :]
-            mode = self._mode.get(node)
-            if mode == "stream" or node == self.node_id:
+            if node in self._via_redis or node == self.node_id:
                 continue
             records = out.pop(stream)
-            peer = self._peers.get(node) if mode == "link" else None
+            peer = self._peers.get(node)
             if peer is None:
                 held = self._unresolved.get(node)
                 if held is None:
@@ -1019,16 +1018,19 @@ class RedisHub:
                 hold=self.hold,
                 lookup=lambda: self._relookup(node),
             )
-            self._mode[node] = "link"
             if held:
                 self._send_to(peer, held)
         else:
-            self._mode[node] = "stream"
-            if held:
-                stream = self._inbox_of(node)
-                self._out[stream] = held + self._out.get(stream, [])
-                if self._retry or not self.redis.connected:
-                    self._wake_flusher()
+            self._reach_through_redis(node, held)
+
+    def _reach_through_redis(self, node: str, held: list[bytes]) -> None:
+        """From now on ``node`` is reached through its inbox; ``held`` goes first."""
+        self._via_redis.add(node)
+        if held:
+            stream = self._inbox_of(node)
+            self._out[stream] = held + self._out.get(stream, [])
+            if self._retry or not self.redis.connected:
+                self._wake_flusher()  # (else the end of this pass writes them)
 
     def _link_unusable(self, node: str, peer: PeerLink) -> bool:
         """A link never made within ``2 * op_timeout`` of its first use (the address it
@@ -1043,11 +1045,7 @@ class RedisHub:
         held = peer.take_held()
         peer.close()
         del self._peers[node]
-        self._mode[node] = "stream"
-        if held:
-            stream = self._inbox_of(node)
-            self._out[stream] = held + self._out.get(stream, [])
-            self._wake_flusher()
+        self._reach_through_redis(node, held)
         return True
 
     def _on_link_batch(self, body: bytes) -> None:
@@ -1063,9 +1061,9 @@ class RedisHub:
         nodes that died (forgotten: a new process of that name is asked again)."""
         if self._link_listener is not None:
             self._link_listener.ack_due()
-        for node in list(self._mode):
+        for node in [*self._peers, *self._via_redis]:
             if self._gone(node):
-                del self._mode[node]
+                self._via_redis.discard(node)
                 peer = self._peers.pop(node, None)
                 if peer is not None:
                     self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped

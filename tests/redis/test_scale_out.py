@@ -430,7 +430,7 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
             await trio.sleep(0.1)
         got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
         assert got == ["0", "1", "2", "3", "4"]
-        assert hub_a._mode["n1"] == "stream" and "n1" not in hub_a._peers
+        assert "n1" in hub_a._via_redis and "n1" not in hub_a._peers
 
 
 async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
