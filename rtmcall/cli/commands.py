@@ -145,10 +145,13 @@ class Net:
     """Scenario files: a fault on the line between this actor and its server.
 
     ``action`` is ``down`` (``seconds``: for how long, None until ``net up``), ``up``,
-    ``delay`` (``seconds``: each direction's added latency; 0 ends it) or ``cut``."""
+    ``delay`` (``seconds``: each direction's added latency; 0 ends it) or ``cut`` (``to``:
+    the ``--server`` index the line leads to from now on, as when a balancer sends the
+    reconnect to another node; None: the same)."""
 
     action: str
     seconds: float | None = None
+    to: int | None = None
 
 
 Command = (
@@ -220,7 +223,10 @@ SCENARIO_USAGE: dict[str, tuple[str, str]] = {
     "login": ("login", "log this actor in"),
     "logout": ("logout", "log this actor out"),
     "kill": ("kill", "drop the connection without a logout; the client stops for good"),
-    "net": ("net down [S] | net up | net delay MS | net cut", "a fault on this actor's line"),
+    "net": (
+        "net down [S] | net up | net delay MS | net cut [--to N]",
+        "a fault on this actor's line",
+    ),
 }
 #: Scenario files: ``call … --as NAME`` names the new invitation.
 _CALL_OPTIONS = {"--content": "content", "--channel": "channel", "--lifetime": "lifetime"}
@@ -308,14 +314,22 @@ def _expect(name: str, args: list[str]) -> Expect:
 
 
 def _net(args: list[str]) -> Net:
-    actions = "net down [S], net up, net delay MS or net cut"
+    actions = "net down [S], net up, net delay MS or net cut [--to N]"
     if not args:
         raise CommandError(f"net: say what the line does: {actions}")
     action, rest = args[0].lower(), args[1:]
-    if action in ("up", "cut"):
+    if action == "up":
         if rest:
-            raise CommandError(f"net {action}: takes no arguments")
+            raise CommandError("net up: takes no arguments")
         return Net(action)
+    if action == "cut":
+        if not rest:
+            return Net("cut")
+        if len(rest) != 2 or rest[0] != "--to":
+            raise CommandError("net cut: takes only --to N (the --server to reconnect to)")
+        if not rest[1].isdigit():
+            raise CommandError(f"net cut --to: needs a --server index (0, 1, …), not {rest[1]!r}")
+        return Net("cut", to=int(rest[1]))
     if action == "down":
         if len(rest) > 1:
             raise CommandError("net down: takes at most the number of seconds")

@@ -289,6 +289,14 @@ class _Checker:
                 "(an event name of SPEC §4, e.g. RemoteInvitationReceived)",
             )
             return None
+        if isinstance(cmd, c.Net) and cmd.to is not None and self.servers is not None:
+            if cmd.to >= self.servers:
+                self.problem(
+                    path,
+                    f"net cut --to {cmd.to} but {self.servers} --server given "
+                    f"(indexes 0 to {self.servers - 1})",
+                )
+                return None
         if isinstance(cmd, c.Call) and cmd.name is not None:
             self.names.add(cmd.name)
         return cmd

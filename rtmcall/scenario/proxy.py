@@ -10,6 +10,9 @@ to the server and relays the bytes both ways, and the scenario's ``net`` steps a
 - ``cut()``: every relayed connection is reset now (TCP RST on both sides); later
   connections pass as usual, so the client reconnects by itself.
 - ``kill()``: a cut, and from now on every connection is reset at once (the app is gone).
+- Fail-over: when ``upstream`` cannot be connected to (a server that was killed), a new
+  connection goes to the first of ``fallbacks`` that takes it, and so do the later ones
+  (as a load balancer takes a dead node out); the client sees a reset only when none does.
 
 It works on real sockets below the WebSocket layer, so the client and the server see what a
 real network would show them: silence, latency, resets.
@@ -26,6 +29,8 @@ from functools import partial
 import trio
 
 _CHUNK = 65536
+#: A server that does not answer a connect within this is taken for gone.
+_CONNECT_WITHIN = 3.0
 
 
 def _reset(stream: trio.SocketStream) -> None:
@@ -45,6 +50,7 @@ class FaultProxy:
     """
 
     upstream: tuple[str, int]
+    fallbacks: list[tuple[str, int]] = field(default_factory=list)
     url: str = ""
     latency: float = 0.0
     connections: int = 0
@@ -114,6 +120,25 @@ class FaultProxy:
 
     # --- relaying -----------------------------------------------------------------------
 
+    async def _connect(self) -> trio.SocketStream:
+        """To ``upstream``, or else to the first fallback that answers (kept from then on).
+
+        Raises:
+          OSError: nobody answered.
+        """
+        failure: OSError | None = None
+        for address in [self.upstream, *(a for a in self.fallbacks if a != self.upstream)]:
+            try:
+                with trio.fail_after(_CONNECT_WITHIN):
+                    stream = await trio.open_tcp_stream(*address)
+            except (OSError, trio.TooSlowError) as exc:
+                failure = exc if isinstance(exc, OSError) else OSError(f"{address}: {exc!r}")
+                continue
+            self.upstream = address
+            return stream
+        assert failure is not None
+        raise failure
+
     async def _handle(self, client: trio.SocketStream) -> None:
         if self._killed:
             _reset(client)
@@ -149,7 +174,7 @@ class _Link:
         with self.scope:
             try:
                 await self.proxy._up.wait()  # a new connection waits out an outage too
-                self.server = await trio.open_tcp_stream(*self.proxy.upstream)
+                self.server = await self.proxy._connect()
             except OSError:
                 self.was_reset = True  # nothing listens: the client sees a reset
             else:

@@ -227,6 +227,8 @@ class ScenarioRun:
         #: Steps now running (for "where it stood" when the scenario is cut).
         self.current: list[str] = []
         self.server: EmbeddedServer | None = None
+        #: The ``--server`` addresses (none with the embedded server).
+        self._addresses: list[tuple[str, int]] = []
         self._stop = trio.CancelScope()
         self._changed = trio.Event()
         self._t0 = 0.0
@@ -308,14 +310,17 @@ class ScenarioRun:
             await self.server.start()
             upstreams = [self.server.address] * len(specs)
         else:
-            addresses = [_host_port(url) for url in self.servers]
+            addresses = self._addresses = [_host_port(url) for url in self.servers]
             upstreams = [
                 addresses[spec.server if spec.server is not None else i % len(addresses)]
                 for i, spec in enumerate(specs)
             ]
         proxies = []
         for upstream in upstreams:
-            proxies.append(await nursery.start(FaultProxy(upstream).run))
+            # (An actor whose server refuses connections fails over to the next one, as
+            # behind a load balancer.)
+            proxy = FaultProxy(upstream, fallbacks=self._addresses)
+            proxies.append(await nursery.start(proxy.run))
         return proxies
 
     def _server_moved(self, address: tuple[str, int]) -> None:
@@ -503,6 +508,8 @@ class ScenarioRun:
         elif cmd.action == "delay":
             proxy.delay((cmd.seconds or 0.0) * self.scale)
         elif cmd.action == "cut":
+            if cmd.to is not None and self._addresses:
+                proxy.upstream = self._addresses[cmd.to]
             proxy.cut()
         self._notify()
 

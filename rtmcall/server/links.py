@@ -64,6 +64,15 @@ _HELLO_MAX = 512
 _ERRORS = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
+def _refused(exc: BaseException) -> bool:
+    """A connect refused (nothing listens there), as opposed to a timeout or an
+    unreachable network; trio's connect reports each address tried in ``__cause__``."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    tried = getattr(exc.__cause__, "exceptions", ())
+    return bool(tried) and all(isinstance(e, ConnectionRefusedError) for e in tried)
+
+
 def mac(secret: bytes, node: str, epoch: str, to_epoch: str) -> str:
     return hmac.new(secret, f"{node} {epoch} {to_epoch}".encode(), hashlib.sha256).hexdigest()
 
@@ -324,6 +333,10 @@ class PeerLink:
         #: trio time of the last ack that moved, or when the queue stopped being empty.
         self._progress = trio.current_time()
         self._warned = False
+        #: trio time since when that node's process is known to be gone: a connect to
+        #: where it was linked before was refused, and its node key names no other process
+        #: (a node that is killed, or stopped). None while it may be alive.
+        self.gone_since: float | None = None
         #: Counters: batches sent (each once), sent again after a reconnect, records
         #: dropped after ``hold``, connections made.
         self.batches = 0
@@ -460,19 +473,36 @@ class PeerLink:
                     words = exc.reason.split()
                     if len(words) == 3 and words[0] == "epoch" and words[1] == self.to_node:
                         # Another process has the node's name now: talk to that one.
-                        self.to_epoch = words[2]
+                        self.to_epoch, self.gone_since = words[2], None
                         continue
                     self._note_failure(exc)
-                except (*_ERRORS, ConnectionError, ValueError) as exc:
+                except _ERRORS as exc:
+                    self._note_failure(exc)
+                    if _refused(exc) and self.connects and self.gone_since is None:
+                        # Nobody listens where that process did: it is gone, unless its
+                        # name has a new process now.
+                        found = await self._lookup() if self._lookup is not None else None
+                        if found is not None and found[0] != self.to_epoch:
+                            self._moved(found)
+                            continue
+                        self.gone_since = trio.current_time()
+                        log.warning("node %s: node %s is gone (its link port refuses)",
+                                    self.node, self.to_node)  # fmt: skip
+                except (ConnectionError, ValueError) as exc:
                     self._note_failure(exc)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 if self._lookup is not None and backoff >= 0.4:
                     found = await self._lookup()
                     if found is not None and found[0] != self.to_epoch:
-                        self.to_epoch, self.host, self.port = found
+                        self._moved(found)
         finally:
             self._connecting = False
+
+    def _moved(self, found: tuple[str, str, int]) -> None:
+        """The node's name has a new process (epoch), listening there."""
+        self.to_epoch, self.host, self.port = found
+        self.gone_since = None
 
     def _note_failure(self, exc: BaseException) -> None:
         if not self._warned:
@@ -509,7 +539,7 @@ class PeerLink:
         if self._warned or self.connects > 1:
             log.info("node %s: linked to node %s again", self.node, self.to_node)
         self._warned = False
-        self.down_since = None
+        self.down_since = self.gone_since = None
         self._progress = trio.current_time()
         self._nursery.start_soon(self._reader, sock)
         if self.unacked:
@@ -523,8 +553,9 @@ class PeerLink:
         level = logging.WARNING if self.unacked else logging.INFO
         log.log(level, "node %s: link to node %s broke: %r", self.node, self.to_node, exc)
         self._drop_socket()
-        if self.unacked and not self._closed:
-            # (an idle link that broke is made again when something is sent)
+        if not self._closed:
+            # Made again at once, idle or not: a node that died is found out now (its port
+            # refuses), not by the next message sent to it.
             self.down_since = trio.current_time()
             if not self._connecting:
                 self._start_connecting()

@@ -11,8 +11,10 @@ hub knows which one it talks to. What lives where:
   inbox_len``): deliver a frame to one of my sessions, kick one, hand one over to another
   node, a handed-over session's state.
 * ``{prefix}:ps`` — the **presence stream**: every registration change, with the node and
-  session the user is on now, and every node's heartbeat. Every node reads it, so each keeps
-  a directory of where every user is (``_where``) and which nodes are alive.
+  session the user is on now, and every node's heartbeat (each entry ends with the
+  writer's epoch), and a node found gone (``X``: its link port refused). Every node reads
+  it, so each keeps a directory of where every user is (``_where``) and which nodes are
+  alive.
 
 Routing a peer message to another node costs no Redis round trip of its own: the node
 looks the receiver up in its directory (a GET only on a miss, or when that node has not
@@ -88,6 +90,9 @@ _CACHED = PeerMessageError.CACHED_BY_SERVER
 _PEER_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
 _FAILURE = PeerMessageError.FAILURE
 _REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
+#: Where the writer's epoch is in an entry of the presence stream, by kind (a heartbeat
+#: ``N node epoch``, a registration ``P node user state node session epoch``).
+_EPOCH_AT = {b"N": 2, b"P": 6}
 #: How long one XREAD blocks in Redis (ms).
 _BLOCK_MS = 1000
 #: Queued records go out before trio next sleeps, or after waiting this long (s) in a
@@ -238,6 +243,10 @@ class RedisHub:
         self._node_b = self.node_id.encode()
         #: This process: entries it writes carry it, with a counter (duplicates skipped).
         self.epoch = secrets.token_hex(6)
+        self._epoch_b = self.epoch.encode()
+        #: (Entries of the presence stream end with the writer's epoch: a node found gone
+        #: is known back when a process with another epoch writes.)
+        self._heartbeat = b"N\t%s\t%s" % (self._node_b, self._epoch_b)
         self.presence_ttl = presence_ttl
         self._ttl_ms = int(presence_ttl * 1000)
         self.poll_interval = poll_interval or presence_ttl / 3
@@ -271,6 +280,12 @@ class RedisHub:
         self._where: dict[str, _Where] = {}
         #: node -> trio time its last entry on the presence stream was read.
         self._heard: dict[str, float] = {}
+        #: node -> the epoch of its process found gone (its link port refused, or another
+        #: node said so on the presence stream): its users are OFFLINE here until a
+        #: process of that name with another epoch is heard from.
+        self._dead: dict[str, tuple[str, float]] = {}
+        #: node -> the epoch of its process that last wrote on the presence stream.
+        self._epochs: dict[str, str] = {}
         #: Session id -> (node it was handed over to, until when frames are forwarded).
         self._moved: dict[bytes, tuple[str, float]] = {}
         #: Users being subscribed to (first watcher, lookup in flight) -> state heard
@@ -491,6 +506,8 @@ class RedisHub:
         sid = session_id.encode()
         if where is None or where.sid != sid or where.node == self.node_id:
             return None
+        if self._gone(where.node):
+            return None  # (the session died with it)
         request = secrets.token_hex(6).encode()
         slot = self._handovers[request] = _Handover()
         self._queue(
@@ -800,6 +817,21 @@ class RedisHub:
         op = parts[0]
         origin = parts[1].decode()
         self._heard[origin] = trio.current_time()
+        at = _EPOCH_AT.get(op)
+        epoch = parts[at].decode() if at is not None and len(parts) > at else None
+        if epoch is not None:
+            self._epochs[origin] = epoch
+        if origin in self._dead:
+            self._maybe_back(origin, epoch, op)
+        if op == b"X" and len(parts) == 4:
+            # Another node found that node's process gone (its link port refused); not
+            # if we know of a newer process of it.
+            node, gone = parts[2].decode(), parts[3].decode()
+            peer = self._peers.get(node)
+            known = peer.to_epoch if peer is not None else self._epochs.get(node, gone)
+            if node != self.node_id and node not in self._dead and known == gone:
+                self._node_gone(node, gone)
+            return
         if op != b"P" or origin == self.node_id:
             return  # a heartbeat, or our own (pushed to our watchers when announced)
         user = parts[2].decode()
@@ -811,7 +843,47 @@ class RedisHub:
                 del self._where[user]
         else:
             self._where[user] = _Where(node, sid, state)
+            if node in self._dead:
+                return  # (said OFFLINE when it went; told again once it is back)
         self._push_presence(user, state)
+
+    def _node_gone(self, node: str, epoch: str) -> None:
+        """``node``'s process ``epoch`` is gone: what was held for it is lost, sends to
+        its users answer PEER_UNREACHABLE, and local watchers of its users are told they
+        are OFFLINE now (their registrations in Redis expire within the TTL)."""
+        self._dead[node] = (epoch, trio.current_time())
+        self._via_redis.discard(node)
+        peer = self._peers.pop(node, None)
+        if peer is not None:
+            self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
+            peer.close()
+        for user, where in list(self._where.items()):
+            if where.node == node:
+                del self._where[user]
+                self._push_presence(user, _OFFLINE)
+
+    def _maybe_back(self, node: str, epoch: str | None, op: bytes) -> None:
+        """An entry of a node taken for gone: written by a process with another epoch (a
+        restart under that name), it is back; a late entry of the old one changes
+        nothing. (An entry without an epoch counts only well after the node went.)"""
+        dead_epoch, since = self._dead[node]
+        if epoch is not None:
+            back = epoch != dead_epoch
+        else:
+            back = op != b"X" and trio.current_time() - since > 2
+        if not back:
+            return
+        del self._dead[node]
+        log.info("node %s: node %s is back (a new process)", self.node_id, node)
+        for user, where in list(self._where.items()):
+            if where.node == node:
+                self._push_presence(user, where.state)
+
+    def _refused_for_good(self, node: str, peer: PeerLink) -> bool:
+        """The link's process is gone, and no newer process of that name was heard."""
+        return peer.gone_since is not None and self._epochs.get(node, peer.to_epoch) == (
+            peer.to_epoch
+        )
 
     async def _flush_loop(self) -> None:
         """Connect and write again after a failure (the normal path is :meth:`_flush`,
@@ -938,6 +1010,9 @@ class RedisHub:
             if node in self._via_redis or node == self.node_id:
                 continue
             records = out.pop(stream)
+            if node in self._dead:
+                self.dropped += len(records)  # (for sessions that died with it)
+                continue
             peer = self._peers.get(node)
             if peer is None:
                 held = self._unresolved.get(node)
@@ -1062,6 +1137,17 @@ class RedisHub:
         if self._link_listener is not None:
             self._link_listener.ack_due()
         for node in [*self._peers, *self._via_redis]:
+            peer = self._peers.get(node)
+            if peer is not None and peer.gone_since is not None:
+                if not self._refused_for_good(node, peer):
+                    # A new process has the name (heard meanwhile): the link goes on
+                    # trying, and finds it through the node key.
+                    peer.gone_since = None
+                    continue
+                self._node_gone(node, peer.to_epoch)
+                self._queue(self._presence_stream, b"X\t%s\t%s\t%s" % (
+                    self._node_b, node.encode(), peer.to_epoch.encode()))  # fmt: skip
+                continue
             if self._gone(node):
                 self._via_redis.discard(node)
                 peer = self._peers.pop(node, None)
@@ -1136,7 +1222,7 @@ class RedisHub:
             await trio.sleep(self.presence_ttl / 3)
             now = trio.current_time()
             self._moved = {s: m for s, m in self._moved.items() if m[1] > now}
-            self._queue(self._presence_stream, b"N\t" + self._node_b)
+            self._queue(self._presence_stream, self._heartbeat)
             sessions = [s for s in self._local.values() if not s.ended]
             extra: list[tuple[Any, ...]] = [("PEXPIRE", self._inbox, self._ttl_ms * 20)]
             if self._node_value:
@@ -1221,7 +1307,13 @@ class RedisHub:
 
     def _gone(self, node: str) -> bool:
         """Dead: two of ``node``'s heartbeats missed while ours came back through the
-        stream (so our reading works: during a blip, nobody is judged)."""
+        stream (so our reading works: during a blip, nobody is judged); or found gone at
+        once: its link port refuses, and its node key names no other process."""
+        if node in self._dead:
+            return True
+        peer = self._peers.get(node)
+        if peer is not None and self._refused_for_good(node, peer):
+            return True
         me = self._heard.get(self.node_id)
         if me is None or not self._listening:
             return False
@@ -1250,6 +1342,9 @@ class RedisHub:
                 out.append(None)
             else:
                 node, sid, state = self._parse(value)
+                if node in self._dead:
+                    out.append(None)  # (its registration has not expired yet)
+                    continue
                 where = _Where(node, sid, state)
                 if node != self.node_id:
                     self._where[user] = where
@@ -1261,7 +1356,8 @@ class RedisHub:
         node = b"" if state == _OFFLINE else self._node_b
         self._queue(
             self._presence_stream,
-            b"P\t%s\t%s\t%d\t%s\t%s" % (self._node_b, user.encode(), int(state), node, sid),
+            b"P\t%s\t%s\t%d\t%s\t%s\t%s"
+            % (self._node_b, user.encode(), int(state), node, sid, self._epoch_b),
         )
 
     def _push_presence(self, user: str, state: PeerOnlineState) -> None:
@@ -1386,7 +1482,7 @@ async def open_redis_hub(
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)
             # Tell the other nodes we are here (their directories route to us).
-            hub._queue(hub._presence_stream, b"N\t" + hub._node_b)
+            hub._queue(hub._presence_stream, hub._heartbeat)
             try:
                 yield hub
             finally:

@@ -82,3 +82,31 @@ def test_help_lists_every_command() -> None:
     assert c.help_lines("accept") == [
         "accept [ID] [--response TEXT]  accept an incoming invitation"
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("net cut", c.Net("cut")),
+        ("net cut --to 1", c.Net("cut", to=1)),
+        ("net down 2", c.Net("down", 2.0)),
+        ("net up", c.Net("up")),
+    ],
+)
+def test_net_lines_of_scenario_files(line: str, expected: c.Command) -> None:
+    assert parse(line, scenario=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("net cut --to", "takes only --to N"),
+        ("net cut now", "takes only --to N"),
+        ("net cut --to one", "needs a --server index"),
+        ("net up 3", "takes no arguments"),
+    ],
+)
+def test_net_errors_are_one_line(line: str, message: str) -> None:
+    with pytest.raises(CommandError) as info:
+        parse(line, scenario=True)
+    assert message in str(info.value)

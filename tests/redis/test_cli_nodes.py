@@ -20,7 +20,13 @@ from .redisproc import RedisProcess, free_port
 RTMCALL = [sys.executable, "-m", "rtmcall.cli"]
 
 
-def start_node(redis_url: str, name: str, *extra: str) -> tuple[subprocess.Popen, str]:
+def start_node(
+    redis_url: str, name: str, *extra: str, quiet: bool = True
+) -> tuple[subprocess.Popen, str]:
+    """An ``rtmcall server --redis`` process and its URL (``quiet``: no INFO lines on
+    stderr)."""
+    if quiet:
+        extra = ("-q", *extra)
     proc = subprocess.Popen(
         [
             *RTMCALL,
@@ -31,7 +37,6 @@ def start_node(redis_url: str, name: str, *extra: str) -> tuple[subprocess.Popen
             redis_url,
             "--node-id",
             name,
-            "-q",
             *extra,
         ],  # fmt: skip
         stdout=subprocess.PIPE,

@@ -79,14 +79,16 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(redis_url: str, count: int, prefix: str | None = None) -> AsyncIterator[Cluster]:
+async def cluster(
+    redis_url: str, count: int, prefix: str | None = None, ttl: float = TTL
+) -> AsyncIterator[Cluster]:
     """``count`` nodes in this process, each a Redis hub with its server."""
     prefix = prefix or f"e2e{secrets.token_hex(3)}"
     async with AsyncExitStack() as stack:
         hubs = [
             await stack.enter_async_context(
                 open_redis_hub(
-                    redis_url, node_id=f"n{i}", presence_ttl=TTL, op_timeout=1.0, prefix=prefix
+                    redis_url, node_id=f"n{i}", presence_ttl=ttl, op_timeout=1.0, prefix=prefix
                 )
             )
             for i in range(count)
@@ -450,12 +452,12 @@ async def test_login_on_a_third_node_kicks_the_older_session_and_its_invitations
 
 @asynccontextmanager
 async def node_process(
-    redis_url: str, prefix: str, node_id: str
+    redis_url: str, prefix: str, node_id: str, ttl: float = TTL
 ) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
     """A node in its own process (so it can be SIGKILLed) and its URL."""
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [sys.executable, "-m", "tests.redis.node", "--redis", redis_url,
-         "--node-id", node_id, "--ttl", str(TTL), "--prefix", prefix],
+         "--node-id", node_id, "--ttl", str(ttl), "--prefix", prefix],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -547,3 +549,43 @@ async def test_a_killed_node_s_invitations_end_on_the_other_node_within_the_boun
             assert (inv.state, rinv.state) == (LS.FAILURE, RS.FAILURE)
             lost_error = LE.PEER_OFFLINE if doomed == "callee" else LE.NOT_LOGGEDIN
             assert (inv.error, rinv.error) == (lost_error, RE.PEER_OFFLINE)
+
+
+async def test_a_killed_node_is_found_gone_at_once_through_its_links(
+    shared_redis: RedisProcess,
+) -> None:
+    """With node links, a SIGKILLed node is not waited out for a TTL (30 s here): the node
+    linked to it finds its link port refusing, drops it, and says so on the presence
+    stream. So, within a second or two of the kill, the callee on that node sees the
+    ringing invitation fail (PEER_OFFLINE: the caller went offline), a send to the killed
+    user answers PEER_UNREACHABLE, and a third node that never linked to it answers its
+    presence OFFLINE too."""
+    prefix = f"gone{secrets.token_hex(3)}"
+    patient = ClientConfig(no_response_timeout=30, lifetime=30, confirm_timeout=30)
+    async with (
+        node_process(shared_redis.url, prefix, "doomed", ttl=30) as (proc, doomed_url),
+        cluster(shared_redis.url, 2, prefix, ttl=30) as survivors,
+        phone(doomed_url, "alice", replace(patient, give_up_after=GIVE_UP)) as alice,
+        survivors.phone(0, "bob", patient) as bob,
+        survivors.phone(1, "carol", patient) as carol,
+    ):
+        inv = await alice.client.call("bob")
+        await bob.wait("RemoteInvitationReceived", inv.id, SOON)
+        await alice.wait("LocalInvitationReceivedByPeer", inv.id, SOON)
+        states = await carol.client.query_peers_online_status(["alice", "bob"])
+        assert states == {"alice": PS.ONLINE, "bob": PS.ONLINE}
+
+        proc.kill()
+        killed_at = trio.current_time()
+        ended = await bob.wait_seen("RemoteInvitationFailure", inv.id, SOON)
+        assert ended.event.error is RE.PEER_OFFLINE
+        assert ended.at - killed_at <= 2.0
+        assert await bob.client.send_message_to_peer("alice", "x") is PME.PEER_UNREACHABLE
+        with trio.fail_after(2.0):  # (carol's node never linked to the killed one)
+            while True:
+                states = await carol.client.query_peers_online_status(["alice"])
+                if states["alice"] is PS.OFFLINE:
+                    break
+                await trio.sleep(0.05)
+        # The others are unaffected.
+        assert await carol.client.send_message_to_peer("bob", "still here") is PME.OK

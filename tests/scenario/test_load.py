@@ -162,6 +162,15 @@ def test_server_steps_and_server_indexes_are_checked_against_the_server_option()
     )
 
 
+def test_a_line_cut_to_a_server_is_checked_against_the_server_option() -> None:
+    text = "name: x\nactors: {a: {}}\nsteps:\n  - a: net cut --to 2\n  - a: net cut --to 1\n"
+    assert problems(text, servers=2) == [
+        "f.yaml:4: steps[0].a: net cut --to 2 but 2 --server given (indexes 0 to 1)"
+    ]
+    (loaded,) = load_text(text, "f.yaml")  # (the embedded server: every index is that one)
+    assert [step.line for step in loaded.steps] == ["net cut --to 2", "net cut --to 1"]
+
+
 def test_every_problem_of_every_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("name: a\nactors: {x: {}}\nsteps:\n  - y: login\n")
     (tmp_path / "b.yml").write_text("name: b\nactors: {x: {}}\nsteps:\n  - x: fly\n")

@@ -114,3 +114,29 @@ async def test_a_cut_resets_the_connection_and_the_next_one_passes() -> None:
             late = await trio.open_tcp_stream("127.0.0.1", port)
             await assert_reset(late)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_server_that_refuses_fails_over_to_the_next_one_for_good() -> None:
+    """As behind a load balancer: the first server is gone (its port refuses), so the
+    connection goes to the next one, and so do the later ones."""
+
+    async def tagged(tag: bytes, stream: trio.SocketStream) -> None:
+        await stream.send_all(tag)
+
+    async with trio.open_nursery() as nursery:
+        gone = trio.socket.socket()
+        await gone.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+        dead = gone.getsockname()
+        listeners = await nursery.start(partial(trio.serve_tcp, partial(tagged, b"B"), 0,
+                                                host="127.0.0.1"))  # fmt: skip
+        alive = listeners[0].socket.getsockname()
+        proxy = await nursery.start(FaultProxy(dead, fallbacks=[dead, alive]).run)
+        port = int(proxy.url.rsplit(":", 1)[1])
+        with trio.fail_after(30):
+            for _ in range(2):
+                client = await trio.open_tcp_stream("127.0.0.1", port)
+                assert await read_exactly(client, 1) == b"B"
+                await client.aclose()
+        assert proxy.upstream == alive
+        gone.close()
+        nursery.cancel_scope.cancel()
