@@ -28,7 +28,10 @@ MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
 
 
 def same_server(url: str) -> str:
-    """``url`` in one spelling per server: ``WS://Host:80/`` and ``ws://host`` are one."""
+    """``url`` in one spelling per server: ``WS://Host:80/`` and ``ws://host`` are one
+    (several comma-separated: each, in the order given)."""
+    if "," in url:
+        return ",".join(same_server(one) for one in url.split(",") if one.strip())
     parts = urllib.parse.urlsplit(url.strip())
     scheme = parts.scheme.lower()
     try:

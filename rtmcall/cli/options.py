@@ -16,7 +16,8 @@ ServerOpt = Annotated[
         "-s",
         metavar="URL",
         envvar="RTMCALL_SERVER",
-        help=f"Server URL, ws:// or wss://. [default: the remembered one, else {DEFAULT_SERVER}]",
+        help="Server URL, ws:// or wss://; several nodes comma-separated (the next is tried"
+        f" when one does not answer). [default: the remembered one, else {DEFAULT_SERVER}]",
         show_default=False,
     ),
 ]
@@ -83,10 +84,12 @@ def check_user(user: str, param: str) -> str:
 
 
 def check_url(url: str, param: str = "--server") -> str:
-    from rtmcall.client.transport import parse_url
+    """One URL, or several comma-separated (nodes of one deployment)."""
+    from rtmcall.client.transport import parse_url, split_urls
 
     try:
-        parse_url(url)
+        for one in split_urls(url):
+            parse_url(one)
     except ValueError as exc:
         raise usage_error(str(exc), param) from None
     return url

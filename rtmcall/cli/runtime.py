@@ -96,16 +96,17 @@ def unreachable_message(url: str, problem: str) -> str:
     words = _NOISE.sub("", problem).strip(" :") or "no answer"
     low = words.lower()
     hint = ""
+    last = url.rsplit(",", 1)[-1].strip()  # (of several, the one tried last)
     if "refused" in low:
         words = "connection refused, no server is listening there"
-        parts = urlsplit(url)
+        parts = urlsplit(last)
         if parts.hostname in _LOOPBACK:
             port = f" --port {parts.port}" if parts.port and parts.port != 8765 else ""
             hint = f'; start one with "rtmcall server{port}"'
         else:
             hint = '; is "rtmcall server" running there?'
     elif "name or service not known" in low or "nodename nor servname" in low:
-        words = f"no such host {urlsplit(url).hostname!r}; check the URL"
+        words = f"no such host {urlsplit(last).hostname!r}; check the URL"
     return f"cannot reach {url}: {words}{hint}"
 
 

@@ -45,7 +45,7 @@ from .events import (
     TokenPrivilegeWillExpire,
 )
 from .fanout import EventFanout
-from .transport import AnswerFrame, Transport, parse_url, reraise_collapsed
+from .transport import AnswerFrame, Transport, parse_url, reraise_collapsed, split_urls
 
 log = logging.getLogger("rtmcall.client")
 
@@ -117,7 +117,9 @@ class RtmClient:
         """Connect to ``url``, log in as ``user``, and yield the client; log out on exit.
 
         Args:
-          url: ``ws://host:port`` or ``wss://…``.
+          url: ``ws://host:port`` or ``wss://…``; or several nodes of one deployment,
+            comma-separated: the client uses the first that answers, and when its
+            connection drops and that node does not answer, resumes on the next.
           user: the user id to log in as.
           token: a login token (JWT) if the server requires one.
           config: timers and transport settings.
@@ -138,7 +140,8 @@ class RtmClient:
         if problem is not None:
             raise LoginFailed(LoginError.INVALID_ARGUMENT, problem)
         try:
-            parse_url(url)
+            for one in split_urls(url):
+                parse_url(one)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         client = cls(url, user, token=token, config=config, ssl_context=ssl_context)

@@ -96,6 +96,18 @@ class TransportHandler(Protocol):
 # --- one WebSocket ----------------------------------------------------------------------
 
 
+def split_urls(url: str) -> list[str]:
+    """``ws://a:8765,ws://b:8765`` -> each URL (several nodes of one deployment).
+
+    Raises:
+      ValueError: no URL at all.
+    """
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"no server URL in {url!r}")
+    return urls
+
+
 def parse_url(url: str) -> tuple[str, int, str, bool]:
     """``ws://host:port/path`` → (host, port, resource, secure). Raises ValueError."""
     parts = urllib.parse.urlsplit(url)
@@ -269,7 +281,10 @@ class Transport:
         ssl_context: ssl.SSLContext | None,
         handler: TransportHandler,
     ) -> None:
-        self.url = url
+        #: Every node it may use (``url`` may list several, comma-separated); ``url`` is
+        #: the one in use: kept while it answers, the next one tried when it does not.
+        self.urls = split_urls(url)
+        self.url = self.urls[0]
         self.user = user
         self.token = token
         self.config = config
@@ -472,7 +487,7 @@ class Transport:
         with trio.CancelScope() as self._run_scope:
             self._set_state(CS.CONNECTING, Why.LOGIN)
             try:
-                ended = await self._connection(task_status=task_status)
+                ended = await self._first_connection(task_status)
             except ConnectFailed:
                 self._finish(CS.DISCONNECTED, Why.LOGIN_FAILURE)
                 raise
@@ -489,6 +504,22 @@ class Transport:
                 except ValueError:
                     why = Why.REMOTE_LOGIN
                 self._finish(CS.ABORTED, why)
+
+    async def _first_connection(self, task_status: trio.TaskStatus[f.LoginOk]) -> Ended | None:
+        """The first node of ``urls`` that answers (the error of the last one if none)."""
+        for url in self.urls:
+            self.url = url
+            try:
+                return await self._connection(task_status=task_status)
+            except ConnectFailed as exc:
+                if url == self.urls[-1]:
+                    raise
+                log.info("%s: %s; trying the next server", self.user, exc.message)
+        raise AssertionError("unreachable")  # (urls is never empty)
+
+    def _next_url(self) -> None:
+        i = self.urls.index(self.url)
+        self.url = self.urls[(i + 1) % len(self.urls)]
 
     async def _reconnect(self) -> Ended:
         """Reconnect with backoff until a connection logs in; return how that one ended."""
@@ -517,6 +548,7 @@ class Transport:
             self._down_since = now
         dropped_at = self._down_since
         delay = backoff.next_delay(now - dropped_at)
+        first_url = self.url
         while True:
             now = trio.current_time()
             if self._session is not None and now >= resume_deadline:
@@ -537,6 +569,14 @@ class Transport:
                 ended = await self._connection(deadline=deadline)
             except ConnectFailed as exc:
                 log.info("%s: reconnect failed: %s", self.user, exc.message)
+                if len(self.urls) > 1:
+                    # That node does not answer: the next one, at once (it resumes the
+                    # session as well); after a whole round, with the backoff.
+                    self._next_url()
+                    if self.url != first_url:
+                        delay = 0.0
+                    else:
+                        first_url = self.url
                 continue
             except LoginFailed as exc:
                 if exc.reason in (LoginError.TOO_OFTEN, LoginError.TIMEOUT):

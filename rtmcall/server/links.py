@@ -165,6 +165,11 @@ class LinkListener:
             for conn in list(self._open):
                 self._close(conn)
 
+    @property
+    def acks_due(self) -> bool:
+        """Some link has batches handled and not acknowledged yet."""
+        return bool(self._due)
+
     def ack_due(self) -> None:
         """Acknowledge what was handled since the last ack (the hub's tick calls this)."""
         for conn in list(self._due):

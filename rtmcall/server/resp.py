@@ -314,6 +314,11 @@ class RedisConnection:
             assert self._nursery is not None
             self._nursery.start_soon(self._reader, self._live)
 
+    @property
+    def waiting(self) -> bool:
+        """Some command waits for its reply."""
+        return bool(self._pending)
+
     def unanswered_for(self) -> float:
         """Seconds the oldest waiting command has waited with nothing read meanwhile (0
         when none waits): long means the connection is dead, not merely busy."""

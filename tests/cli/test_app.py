@@ -131,6 +131,23 @@ def test_unreachable_server_exits_3_with_one_line(unused_port: int) -> None:
     assert len(lines) == 1 and url in lines[0] and "Traceback" not in result.output
 
 
+def test_a_list_of_servers_uses_the_first_that_answers(
+    server_url: str, config_dir: Path, unused_port: int
+) -> None:
+    dead = f"ws://127.0.0.1:{unused_port}"
+    result = runner.invoke(
+        app, ["call", "nobody", "--user", "alice", "--server", f"{dead},{server_url}", "--json"]
+    )
+    events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert events[0] == "LoginSuccess" and "LocalInvitationFailure" in events, result.output
+    result = runner.invoke(app, ["call", "bob", "--user", "alice", "--server", f"{dead},{dead}"])
+    assert result.exit_code == 3 and dead in result.output
+    result = runner.invoke(
+        app, ["call", "bob", "-u", "alice", "--server", f"{server_url},http://x"]
+    )
+    assert result.exit_code == 2 and "not a ws:// or wss:// URL: 'http://x'" in result.output
+
+
 def test_remembered_user_and_server_are_used(config_dir: Path, unused_port: int) -> None:
     url = f"ws://127.0.0.1:{unused_port}"
     config.remember(user="alice", server=url)

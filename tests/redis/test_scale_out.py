@@ -19,7 +19,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from rtmcall.client import ClientConfig
+from rtmcall.client import ClientConfig, ConnectFailed
+from rtmcall.engine.codes import ConnectionState as CS
 from rtmcall.engine.codes import LocalInvitationState as LS
 from rtmcall.engine.codes import PeerMessageError, PeerOnlineState
 from rtmcall.engine.codes import RemoteInvitationState as RS
@@ -330,6 +331,57 @@ async def test_a_callee_behind_a_balancer_resumes_on_another_node_and_the_call_c
                 await bob.wait("RemoteInvitationAccepted", inv.id)
                 assert inv.state is LS.ACCEPTED_BY_REMOTE
             nursery.cancel_scope.cancel()
+
+
+async def test_a_client_given_two_nodes_resumes_on_the_second_when_the_first_refuses(
+    shared_redis: RedisProcess,
+) -> None:
+    """No balancer: bob's client is given both nodes' URLs. When its connection drops and
+    its node does not answer any more, it goes to the next URL at once and resumes its
+    session there (handed over), ringing invitation and all."""
+    async with cluster(shared_redis.url, 2) as [(a, _), (b, hb)]:
+        async with trio.open_nursery() as nursery:
+            closed = trio.CancelScope()
+
+            async def node_a_for_bob(task_status: trio.TaskStatus[Proxy]) -> None:
+                with closed:
+                    await Proxy(a.port).run(task_status=task_status)
+
+            line = await nursery.start(node_a_for_bob)  # node a, as bob reaches it
+            async with (
+                phone(b.url, "alice", FAST) as alice,
+                phone(f"{line.url}, {b.url}", "bob", FAST) as bob,
+            ):
+                assert bob.client.url == line.url  # the first that answers
+                inv = await alice.client.call("bob")
+                await bob.wait("RemoteInvitationReceived", inv.id, within=5)
+                await alice.wait("LocalInvitationReceivedByPeer", inv.id, within=5)
+                closed.cancel()  # bob's connection drops, and his node's port refuses
+                await bob.wait_for(lambda: bob.client.url == b.url
+                                   and bob.client.connection_state is CS.CONNECTED, 5)  # fmt: skip
+                login = bob.client.transport.login_ok
+                assert login is not None and login.resumed
+                assert hb._local["bob"] is not None
+                await bob.client.accept(inv.id, response="on b")
+                assert (await alice.wait("LocalInvitationAccepted", inv.id)).response == "on b"
+                assert inv.state is LS.ACCEPTED_BY_REMOTE
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_client_given_nodes_that_all_refuse_says_so_for_the_last(
+    shared_redis: RedisProcess,
+) -> None:
+    async with cluster(shared_redis.url, 1) as [(a, _)]:
+        gone = trio.socket.socket()
+        await gone.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        dead = f"ws://127.0.0.1:{gone.getsockname()[1]}"
+        async with phone(f"{dead},{a.url}", "bob", FAST) as bob:
+            assert bob.client.url == a.url
+        with pytest.raises(ConnectFailed) as info:
+            async with phone(f"{dead},{dead}/x", "carol", FAST):
+                pass
+        assert "127.0.0.1" in str(info.value)
+        gone.close()
 
 
 async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
