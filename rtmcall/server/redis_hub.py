@@ -885,9 +885,9 @@ class RedisHub:
 
     def _refused_for_good(self, node: str, peer: PeerLink) -> bool:
         """The link's process is gone, and no newer process of that name was heard."""
-        return peer.gone_since is not None and self._epochs.get(node, peer.to_epoch) == (
-            peer.to_epoch
-        )
+        if peer.gone_since is None:
+            return False
+        return self._epochs.get(node, peer.to_epoch) == peer.to_epoch
 
     async def _flush_loop(self) -> None:
         """Connect and write again after a failure (the normal path is :meth:`_flush`,

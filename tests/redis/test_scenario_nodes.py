@@ -14,75 +14,36 @@ from .test_cli_nodes import start_node
 
 RTMCALL = [sys.executable, "-m", "rtmcall.cli"]
 
-ACROSS = """\
-name: across two nodes
-config: {no_response_timeout: 3, lifetime: 5, confirm_timeout: 2}
-actors: {alice: {}, bob: {}, carol: {server: 1}}  # alice on node 0, bob and carol on 1
-steps:
-  - alice: call bob --content "from node 0" --as c1
-  - bob: expect RemoteInvitationReceived c1 content="from node 0"
-  - bob: accept c1 --response "node 1 here"
-  - alice: expect LocalInvitationAccepted c1 response="node 1 here"
-  - carol: call alice --as c2
-  - alice: expect RemoteInvitationReceived c2
-  - alice: refuse c2
-  - carol: expect LocalInvitationRefused c2
-outcomes: {c1: ACCEPTED_BY_REMOTE / ACCEPTED, c2: REFUSED_BY_REMOTE / REFUSED}
-"""
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nodes"
 
 
-def test_a_scenario_spread_over_two_redis_nodes(shared_redis: RedisProcess, tmp_path: Path) -> None:
+def play(path: Path, urls: list[str]) -> subprocess.CompletedProcess[str]:
+    """``rtmcall scenario PATH`` against the nodes at ``urls``; it must pass."""
+    servers = [arg for url in urls for arg in ("--server", url)]
+    done = subprocess.run(
+        [*RTMCALL, "scenario", str(path), *servers], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_a_scenario_spread_over_two_redis_nodes(shared_redis: RedisProcess) -> None:
     nodes = [start_node(shared_redis.url, f"sc{i}") for i in range(2)]
     try:
-        path = tmp_path / "across.yaml"
-        path.write_text(ACROSS)
-        done = subprocess.run(
-            [*RTMCALL, "scenario", str(path), "--server", nodes[0][1], "--server", nodes[1][1]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "PASS across two nodes" in done.stdout
+        done = play(EXAMPLES / "across-nodes.yaml", [url for _, url in nodes])
+        assert "PASS calls across two nodes" in done.stdout
     finally:
         for proc, _ in nodes:
             proc.terminate()
             proc.wait(10)
 
 
-MOVED = """\
-name: bob's line moves to node 1 while his phone rings
-config: {no_response_timeout: 5, lifetime: 10, confirm_timeout: 2}
-actors: {alice: {server: 0}, bob: {server: 0}}
-steps:
-  - alice: call bob --content hi --as c1
-  - bob: expect RemoteInvitationReceived c1
-  - bob: net cut --to 1
-  - bob: expect ConnectionStateChanged state=RECONNECTING
-  - bob: expect ConnectionStateChanged state=CONNECTED
-  - bob: expect-no RemoteInvitationFailure c1 --for 0.5
-  - bob: accept c1 --response "from node 1"
-  - alice: expect LocalInvitationAccepted c1 response="from node 1"
-outcomes: {c1: ACCEPTED_BY_REMOTE / ACCEPTED}
-"""
-
-
-def test_a_line_cut_to_another_node_resumes_there(
-    shared_redis: RedisProcess, tmp_path: Path
-) -> None:
+def test_a_line_cut_to_another_node_resumes_there(shared_redis: RedisProcess) -> None:
     """``net cut --to 1``: the client reconnects through node 1, which takes the session
     over from node 0 with its ringing invitation (a fresh login would have ended it)."""
     nodes = [start_node(shared_redis.url, f"mv{i}", quiet=False) for i in range(2)]
     try:
-        path = tmp_path / "moved.yaml"
-        path.write_text(MOVED)
-        done = subprocess.run(
-            [*RTMCALL, "scenario", str(path), "--server", nodes[0][1], "--server", nodes[1][1]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        play(EXAMPLES / "resume-on-another-node.yaml", [url for _, url in nodes])
     finally:
         for proc, _ in nodes:
             proc.terminate()

@@ -1,5 +1,5 @@
-"""Every shipped scenario (the demo's and examples/scenarios) passes on the MockClock, and
-the faults they use do what they say on real sockets."""
+"""Every shipped scenario (the demo's, examples/scenarios and examples/nodes) passes on the
+MockClock, and the faults they use do what they say on real sockets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from rtmcall.scenario.load import load_paths
 from rtmcall.scenario.runner import ScenarioRun
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
-SCENARIOS = load_paths([EXAMPLES, DEMO_DIR])
+#: Written for two nodes (tests/redis/test_scenario_nodes.py plays them so); with the
+#: embedded server every ``--server`` index is that one, and they pass there too.
+NODES = Path(__file__).resolve().parents[2] / "examples" / "nodes"
+SCENARIOS = load_paths([EXAMPLES, NODES, DEMO_DIR])
 
 
 def test_there_are_at_least_eight_examples_beyond_the_demo() -> None:
