@@ -85,7 +85,7 @@ def check_user(user: str, param: str) -> str:
 
 def check_url(url: str, param: str = "--server") -> str:
     """One URL, or several comma-separated (nodes of one deployment)."""
-    from rtmcall.client.transport import parse_url, split_urls
+    from rtmcall.client.websocket import parse_url, split_urls
 
     try:
         for one in split_urls(url):

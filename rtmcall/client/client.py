@@ -45,7 +45,8 @@ from .events import (
     TokenPrivilegeWillExpire,
 )
 from .fanout import EventFanout
-from .transport import AnswerFrame, Transport, parse_url, reraise_collapsed, split_urls
+from .transport import AnswerFrame, Transport
+from .websocket import parse_url, reraise_collapsed, split_urls
 
 log = logging.getLogger("rtmcall.client")
 

@@ -11,7 +11,7 @@ import trio
 import trustme
 
 from rtmcall.client import ClientConfig, ConnectFailed, InvalidArgument, LoginFailed, connect
-from rtmcall.client.transport import parse_url
+from rtmcall.client.websocket import parse_url
 from rtmcall.engine.codes import ConnectionState, LoginError
 from rtmcall.server import Server, mint_token, serve
 
