@@ -136,8 +136,10 @@ def test_a_list_of_servers_uses_the_first_that_answers(
 ) -> None:
     dead = f"ws://127.0.0.1:{unused_port}"
     result = runner.invoke(
-        app, ["call", "nobody", "--user", "alice", "--server", f"{dead},{server_url}", "--json"]
-    )
+        app,
+        ["call", "nobody", "-u", "alice", "--server", f"{dead},{server_url}", "--json",
+         "--no-response-timeout", "0.5"],
+    )  # fmt: skip
     events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
     assert events[0] == "LoginSuccess" and "LocalInvitationFailure" in events, result.output
     result = runner.invoke(app, ["call", "bob", "--user", "alice", "--server", f"{dead},{dead}"])

@@ -7,10 +7,9 @@ from functools import partial
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from rtmcall.scenario.proxy import FaultProxy
-
-pytestmark = pytest.mark.usefixtures("autojump_clock")
 
 
 async def echo(stream: trio.SocketStream) -> None:
@@ -46,7 +45,7 @@ async def assert_reset(stream: trio.SocketStream) -> None:
                 raise AssertionError("closed with FIN, not reset")
 
 
-async def test_relays_both_ways_and_holds_everything_while_down() -> None:
+async def test_relays_both_ways_and_holds_everything_while_down(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         proxy, port = await start(nursery)
         with trio.fail_after(30):
@@ -64,7 +63,7 @@ async def test_relays_both_ways_and_holds_everything_while_down() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_down_for_a_while_comes_back_by_itself() -> None:
+async def test_down_for_a_while_comes_back_by_itself(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         proxy, port = await start(nursery)
         with trio.fail_after(30):
@@ -78,7 +77,7 @@ async def test_down_for_a_while_comes_back_by_itself() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_delay_holds_each_direction_and_keeps_the_order() -> None:
+async def test_delay_holds_each_direction_and_keeps_the_order(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         proxy, port = await start(nursery)
         with trio.fail_after(30):
@@ -97,7 +96,9 @@ async def test_delay_holds_each_direction_and_keeps_the_order() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_cut_resets_the_connection_and_the_next_one_passes() -> None:
+async def test_a_cut_resets_the_connection_and_the_next_one_passes(
+    autojump_clock: MockClock,
+) -> None:
     async with trio.open_nursery() as nursery:
         proxy, port = await start(nursery)
         with trio.fail_after(30):
@@ -116,7 +117,9 @@ async def test_a_cut_resets_the_connection_and_the_next_one_passes() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_server_that_refuses_fails_over_to_the_next_one_for_good() -> None:
+async def test_a_server_that_refuses_fails_over_to_the_next_one_for_good(
+    autojump_clock: MockClock,
+) -> None:
     """As behind a load balancer: the first server is gone (its port refuses), so the
     connection goes to the next one, and so do the later ones."""
 

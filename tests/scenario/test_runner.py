@@ -8,11 +8,10 @@ from textwrap import dedent
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from rtmcall.scenario.load import load_text
 from rtmcall.scenario.runner import ScenarioResult, ScenarioRun
-
-pytestmark = pytest.mark.usefixtures("autojump_clock")
 
 
 async def play(text: str, **kw: object) -> ScenarioResult:
@@ -21,7 +20,7 @@ async def play(text: str, **kw: object) -> ScenarioResult:
         return await ScenarioRun(scenario, **kw).play()  # type: ignore[arg-type]
 
 
-async def test_the_specs_example_passes() -> None:
+async def test_the_specs_example_passes(autojump_clock: MockClock) -> None:
     r = await play(
         """
         name: cancel racing accept ends the same on both sides
@@ -43,7 +42,9 @@ async def test_the_specs_example_passes() -> None:
     ] == ["1", "2", "3.2", "3.1", "3", "4"]
 
 
-async def test_a_missing_event_fails_with_the_step_and_the_actors_last_events() -> None:
+async def test_a_missing_event_fails_with_the_step_and_the_actors_last_events(
+    autojump_clock: MockClock,
+) -> None:
     r = await play(
         """
         name: refused, not accepted
@@ -67,7 +68,9 @@ async def test_a_missing_event_fails_with_the_step_and_the_actors_last_events() 
     assert r.failed_step == "4"
 
 
-async def test_keys_are_compared_and_an_expect_takes_each_event_once() -> None:
+async def test_keys_are_compared_and_an_expect_takes_each_event_once(
+    autojump_clock: MockClock,
+) -> None:
     r = await play(
         """
         name: two calls, the second expect needs the second event
@@ -84,7 +87,7 @@ async def test_keys_are_compared_and_an_expect_takes_each_event_once() -> None:
     assert r.failure.startswith("step 5 (bob: expect RemoteInvitationReceived caller=alice")
 
 
-async def test_expect_no_fails_on_a_ghost() -> None:
+async def test_expect_no_fails_on_a_ghost(autojump_clock: MockClock) -> None:
     r = await play(
         """
         name: it does ring
@@ -99,7 +102,9 @@ async def test_expect_no_fails_on_a_ghost() -> None:
     assert "RemoteInvitationReceived c1" in r.failure.split("):", 1)[1]
 
 
-async def test_an_api_call_error_nobody_expected_fails_the_scenario() -> None:
+async def test_an_api_call_error_nobody_expected_fails_the_scenario(
+    autojump_clock: MockClock,
+) -> None:
     text = """
         name: accept twice
         actors: {alice: {}, bob: {}}
@@ -117,7 +122,7 @@ async def test_an_api_call_error_nobody_expected_fails_the_scenario() -> None:
     assert r.ok, r.failure
 
 
-async def test_outcomes_are_checked() -> None:
+async def test_outcomes_are_checked(autojump_clock: MockClock) -> None:
     r = await play(
         """
         name: wrong outcome
@@ -134,7 +139,9 @@ async def test_outcomes_are_checked() -> None:
     )
 
 
-async def test_the_timeout_cuts_a_hanging_scenario_and_says_where_it_stood() -> None:
+async def test_the_timeout_cuts_a_hanging_scenario_and_says_where_it_stood(
+    autojump_clock: MockClock,
+) -> None:
     r = await play(
         """
         name: waits forever
@@ -149,7 +156,9 @@ async def test_the_timeout_cuts_a_hanging_scenario_and_says_where_it_stood() -> 
     assert r.failure == "the scenario's timeout (5 s) ran out at step 2 (alice: wait --incoming)"
 
 
-async def test_defaults_windows_the_end_waits_for_every_invitation_to_end() -> None:
+async def test_defaults_windows_the_end_waits_for_every_invitation_to_end(
+    autojump_clock: MockClock,
+) -> None:
     # Agora's default windows (30 s no-ACK): the runner waits them out, then checks.
     r = await play(
         """
@@ -165,7 +174,7 @@ async def test_defaults_windows_the_end_waits_for_every_invitation_to_end() -> N
     assert 29 < r.duration < 40
 
 
-async def test_login_false_and_a_late_login_rings() -> None:
+async def test_login_false_and_a_late_login_rings(autojump_clock: MockClock) -> None:
     r = await play(
         """
         name: late
@@ -184,7 +193,7 @@ async def test_login_false_and_a_late_login_rings() -> None:
     assert r.ok, r.failure
 
 
-async def test_vars_run_and_repeat_index() -> None:
+async def test_vars_run_and_repeat_index(autojump_clock: MockClock) -> None:
     (scenario,) = load_text(
         dedent(
             """
@@ -207,7 +216,7 @@ async def test_vars_run_and_repeat_index() -> None:
     assert received[0]["content"] == f"lunch {run.run_id} 3"
 
 
-async def test_a_duplicate_login_kicks_the_first_device() -> None:
+async def test_a_duplicate_login_kicks_the_first_device(autojump_clock: MockClock) -> None:
     r = await play(
         """
         name: second device
