@@ -17,7 +17,8 @@ def scenario(
         typer.Option(
             metavar="URL",
             help="Play against this server instead of an embedded one (repeatable: the "
-            "actors are spread over them).",
+            "actors are spread over them, and an actor whose server refuses connections "
+            "reconnects to the next).",
         ),
     ] = None,
     var: Annotated[

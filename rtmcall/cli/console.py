@@ -217,7 +217,8 @@ class ConsoleSink(TextSink):
         dnd = " · dnd on" if client is not None and client.dnd else ""
         if client is not None and client.when_busy == "refuse":
             dnd += " · busy: refuse"
-        return f"{self.opts.user} @ {self.opts.url} · {self.connection}{dnd} · type help"
+        url = client.url if client is not None else self.opts.url  # (the node in use)
+        return f"{self.opts.user} @ {url} · {self.connection}{dnd} · type help"
 
     def _error(self, line: str) -> None:
         self.ui.log(Text(line, style="bold red"))
@@ -266,7 +267,7 @@ async def run_interactive(opts: LoginOptions, *, on_login: Callable[[], None] | 
             sink.phone = phone
             phone.on_end = ui.stop
             ui.update([], sink.status())
-            ui.log(f"logged in to {opts.url} as {opts.user}; type help for the commands")
+            ui.log(f"logged in to {client.url} as {opts.user}; type help for the commands")
             command = trio.CancelScope()
             quitting = False
 

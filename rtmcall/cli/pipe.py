@@ -95,10 +95,11 @@ async def run_pipe(
     )
     try:
         async with logged_in(opts) as client:
+            # (client.url: of several nodes given, the one that answered)
             if isinstance(sink, JsonSink):
-                sink.emit(jsonfmt.login_success(opts.user, opts.url))
+                sink.emit(jsonfmt.login_success(opts.user, client.url))
             else:
-                sink.lines([f"logged in to {opts.url} as {opts.user}"])
+                sink.lines([f"logged in to {client.url} as {opts.user}"])
             if on_login is not None:
                 on_login()
             phone = Softphone(client, sink, login_session=True)

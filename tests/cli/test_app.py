@@ -142,6 +142,12 @@ def test_a_list_of_servers_uses_the_first_that_answers(
     )  # fmt: skip
     events = [json.loads(line)["event"] for line in result.stdout.splitlines()]
     assert events[0] == "LoginSuccess" and "LocalInvitationFailure" in events, result.output
+    # Pipe mode says which node answered.
+    result = runner.invoke(
+        app, ["login", "bob", "--server", f"{dead},{server_url}", "--json"], input=""
+    )
+    first = json.loads(result.stdout.splitlines()[0])
+    assert first == {"event": "LoginSuccess", "user": "bob", "server": server_url}, result.output
     result = runner.invoke(app, ["call", "bob", "--user", "alice", "--server", f"{dead},{dead}"])
     assert result.exit_code == 3 and dead in result.output
     result = runner.invoke(
