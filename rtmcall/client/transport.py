@@ -128,6 +128,7 @@ class Transport:
         #: Every node it may use (``url`` may list several, comma-separated); ``url`` is
         #: the one in use: kept while it answers, the next one tried when it does not.
         self.urls = split_urls(url)
+        self._url_at = 0
         self.url = self.urls[0]
         self.user = user
         self.token = token
@@ -350,20 +351,33 @@ class Transport:
                 self._finish(CS.ABORTED, why)
 
     async def _first_connection(self, task_status: trio.TaskStatus[f.LoginOk]) -> Ended | None:
-        """The first node of ``urls`` that answers (the error of the last one if none)."""
-        for url in self.urls:
-            self.url = url
+        """The first node of ``urls`` that answers (the error of the last one if none): a
+        node that cannot be reached, or that cannot log anyone in now (TIMEOUT: its Redis
+        is away, say), is passed over."""
+        last = len(self.urls) - 1
+        for i, url in enumerate(self.urls):
+            self.url, self._url_at = url, i
             try:
                 return await self._connection(task_status=task_status)
             except ConnectFailed as exc:
-                if url == self.urls[-1]:
+                if i == last:
                     raise
                 log.info("%s: %s; trying the next server", self.user, exc.message)
+            except LoginFailed as exc:
+                if i == last or exc.reason is not LoginError.TIMEOUT:
+                    raise
+                log.info("%s: %s; trying the next server", self.user, exc)
         raise AssertionError("unreachable")  # (urls is never empty)
 
-    def _next_url(self) -> None:
-        i = self.urls.index(self.url)
-        self.url = self.urls[(i + 1) % len(self.urls)]
+    def _next_url_at_once(self, first_at: int) -> bool:
+        """Move on to the next of several URLs (the node in use does not answer); True:
+        try it at once (it resumes the session as well), False: a whole round failed,
+        so the backoff applies."""
+        if len(self.urls) == 1:
+            return False
+        self._url_at = (self._url_at + 1) % len(self.urls)
+        self.url = self.urls[self._url_at]
+        return self._url_at != first_at
 
     async def _reconnect(self) -> Ended:
         """Reconnect with backoff until a connection logs in; return how that one ended."""
@@ -392,7 +406,7 @@ class Transport:
             self._down_since = now
         dropped_at = self._down_since
         delay = backoff.next_delay(now - dropped_at)
-        first_url = self.url
+        first_at = self._url_at
         while True:
             now = trio.current_time()
             if self._session is not None and now >= resume_deadline:
@@ -413,16 +427,13 @@ class Transport:
                 ended = await self._connection(deadline=deadline)
             except ConnectFailed as exc:
                 log.info("%s: reconnect failed: %s", self.user, exc.message)
-                if len(self.urls) > 1:
-                    # That node does not answer: the next one, at once (it resumes the
-                    # session as well); after a whole round, with the backoff.
-                    self._next_url()
-                    if self.url != first_url:
-                        delay = 0.0
-                    else:
-                        first_url = self.url
+                if self._next_url_at_once(first_at):
+                    delay = 0.0
                 continue
             except LoginFailed as exc:
+                if exc.reason is LoginError.TIMEOUT and self._next_url_at_once(first_at):
+                    delay = 0.0  # (that node cannot log anyone in now)
+                    continue
                 if exc.reason in (LoginError.TOO_OFTEN, LoginError.TIMEOUT):
                     continue
                 if self._session is not None:

@@ -127,14 +127,16 @@ class FaultProxy:
           OSError: nobody answered.
         """
         failure: OSError | None = None
-        for address in [self.upstream, *(a for a in self.fallbacks if a != self.upstream)]:
+        first = self.upstream
+        for address in [first, *(a for a in self.fallbacks if a != first)]:
             try:
                 with trio.fail_after(_CONNECT_WITHIN):
                     stream = await trio.open_tcp_stream(*address)
             except (OSError, trio.TooSlowError) as exc:
                 failure = exc if isinstance(exc, OSError) else OSError(f"{address}: {exc!r}")
                 continue
-            self.upstream = address
+            if self.upstream == first:  # (unless a `net cut --to` moved the line meanwhile)
+                self.upstream = address
             return stream
         assert failure is not None
         raise failure

@@ -43,6 +43,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import trio
 
@@ -311,11 +312,12 @@ class PeerLink:
         secret: bytes,
         op_timeout: float,
         hold: float,
-        lookup: Callable[[], Awaitable[tuple[str, str, int] | None]] | None = None,
+        lookup: Callable[[], Awaitable[tuple[str, str, int] | None | Literal[False]]] | None = None,
     ) -> None:
         self._nursery = nursery
-        #: Reads again where the node is (epoch, host, port), after failed connects: a
-        #: node restarted under the same name listens elsewhere.
+        #: Reads again where the node is (epoch, host, port; None: no node key; False:
+        #: Redis could not tell), after failed connects: a node restarted under the same
+        #: name listens elsewhere.
         self._lookup = lookup
         self.node, self.epoch = node, epoch
         self.to_node, self.to_epoch = to_node, to_epoch
@@ -487,19 +489,20 @@ class PeerLink:
                         # Nobody listens where that process did: it is gone, unless its
                         # name has a new process now.
                         found = await self._lookup() if self._lookup is not None else None
-                        if found is not None and found[0] != self.to_epoch:
+                        if found and found[0] != self.to_epoch:
                             self._moved(found)
                             continue
-                        self.gone_since = trio.current_time()
-                        log.warning("node %s: node %s is gone (its link port refuses)",
-                                    self.node, self.to_node)  # fmt: skip
+                        if found is not False:  # (False: Redis could not tell; later)
+                            self.gone_since = trio.current_time()
+                            log.warning("node %s: node %s is gone (its link port refuses)",
+                                        self.node, self.to_node)  # fmt: skip
                 except (ConnectionError, ValueError) as exc:
                     self._note_failure(exc)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 if self._lookup is not None and backoff >= 0.4:
                     found = await self._lookup()
-                    if found is not None and found[0] != self.to_epoch:
+                    if found and found[0] != self.to_epoch:
                         self._moved(found)
         finally:
             self._connecting = False

@@ -65,7 +65,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
@@ -91,8 +91,9 @@ _PEER_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
 _FAILURE = PeerMessageError.FAILURE
 _REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
 #: Where the writer's epoch is in an entry of the presence stream, by kind (a heartbeat
-#: ``N node epoch``, a registration ``P node user state node session epoch``).
-_EPOCH_AT = {b"N": 2, b"P": 6}
+#: ``N node epoch``, a registration ``P node user state node session epoch``, a node's
+#: answer to an ``X`` about itself: ``A node epoch``, "alive").
+_EPOCH_AT = {b"N": 2, b"P": 6, b"A": 2}
 #: How long one XREAD blocks in Redis (ms).
 _BLOCK_MS = 1000
 #: The watchdog's tick (s) while something is to be tended, and while nothing is (both at
@@ -826,14 +827,21 @@ class RedisHub:
         if epoch is not None:
             self._epochs[origin] = epoch
         if origin in self._dead:
+            if op == b"P" and epoch == self._dead[origin][0]:
+                return  # a late registration of the process that went
             self._maybe_back(origin, epoch, op)
         if op == b"X" and len(parts) == 4:
-            # Another node found that node's process gone (its link port refused); not
-            # if we know of a newer process of it.
             node, gone = parts[2].decode(), parts[3].decode()
+            if node == self.node_id:
+                if gone == self.epoch:
+                    # Taken for gone, alive: say so (our link port refused someone).
+                    self._queue(self._presence_stream, b"A\t%s\t%s" % (self._node_b, self._epoch_b))
+                return
+            # Another node found that node's process gone (its link port refused); not
+            # if our link to it is up, or we know of a newer process of it.
             peer = self._peers.get(node)
-            known = peer.to_epoch if peer is not None else self._epochs.get(node, gone)
-            if node != self.node_id and node not in self._dead and known == gone:
+            known = {self._epochs.get(node, gone), peer.to_epoch if peer is not None else gone}
+            if node not in self._dead and known == {gone} and not (peer is not None and peer.up):
                 self._node_gone(node, gone)
             return
         if op != b"P" or origin == self.node_id:
@@ -868,10 +876,13 @@ class RedisHub:
 
     def _maybe_back(self, node: str, epoch: str | None, op: bytes) -> None:
         """An entry of a node taken for gone: written by a process with another epoch (a
-        restart under that name), it is back; a late entry of the old one changes
-        nothing. (An entry without an epoch counts only well after the node went.)"""
+        restart under that name), or its "alive" answer to the ``X`` about it, it is back;
+        a late entry of the old one changes nothing. (An entry without an epoch counts
+        only well after the node went.)"""
         dead_epoch, since = self._dead[node]
-        if epoch is not None:
+        if op == b"A":
+            back = True
+        elif epoch is not None:
             back = epoch != dead_epoch
         else:
             back = op != b"X" and trio.current_time() - since > 2
@@ -1055,12 +1066,13 @@ class RedisHub:
             return None
         return parts[0].decode(), parts[1].decode(), int(parts[2])
 
-    async def _relookup(self, node: str) -> tuple[str, str, int] | None:
+    async def _relookup(self, node: str) -> tuple[str, str, int] | None | Literal[False]:
+        """The node key now; False when Redis could not tell."""
         try:
             return await self._node_link(node)
         except _REDIS_ERRORS as exc:
             self._failed(exc)
-            return None
+            return False
 
     async def _resolve(self, node: str) -> None:
         """How to reach ``node``: its node key names its link listener (a link), or it

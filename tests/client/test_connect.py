@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -114,3 +115,32 @@ async def test_login_refused_by_the_server(nursery: trio.Nursery) -> None:
         assert info.value.reason is LoginError.INVALID_TOKEN
         async with connect(server.url, "dave", token=mint_token(SECRET, "dave")) as client:
             assert client.connection_state is ConnectionState.CONNECTED
+
+
+async def test_a_node_that_cannot_log_anyone_in_is_passed_over_for_the_next(
+    nursery: trio.Nursery,
+) -> None:
+    """Of two URLs, the first takes the WebSocket but answers every login TIMEOUT (a node
+    whose Redis is away): the client logs in on the second. A refusal for another reason
+    (a bad token) is not passed over: it would be the same everywhere."""
+    from trio_websocket import serve_websocket
+
+    async def busy(request: Any) -> None:
+        ws = await request.accept()
+        await ws.get_message()
+        await ws.send_message(f'{{"t":"login_fail","reason":{int(LoginError.TIMEOUT)}}}')
+        await trio.sleep(1)
+
+    first = await nursery.start(serve_websocket, busy, "127.0.0.1", 0, None)
+    busy_url = f"ws://127.0.0.1:{first.port}"
+    server = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, secret=SECRET, task_status=task_status)
+    )
+    with trio.fail_after(5):
+        token = mint_token(SECRET, "erin")
+        async with connect(f"{busy_url},{server.url}", "erin", token=token) as client:
+            assert client.url == server.url
+        with pytest.raises(LoginFailed) as info:
+            async with connect(f"{server.url},{busy_url}", "frank"):
+                pass
+        assert info.value.reason is LoginError.INVALID_TOKEN

@@ -384,6 +384,34 @@ async def test_a_client_given_nodes_that_all_refuse_says_so_for_the_last(
         gone.close()
 
 
+async def test_a_live_node_wrongly_said_gone_says_it_is_alive_and_is_reached_again(
+    shared_redis: RedisProcess,
+) -> None:
+    """An ``X`` entry about a live node (a node whose connect to it was refused by a
+    firewall, say): a node linked to it and acking ignores it; one that took it in hears
+    the live node's answer and reaches its users again within a second."""
+    async with cluster(shared_redis.url, 3) as [(a, ha), (b, hb), (c, hc)]:
+        async with (
+            phone(a.url, "alice", FAST) as alice,
+            phone(b.url, "bob", FAST) as bob,
+            phone(c.url, "carol", FAST) as carol,
+        ):
+            assert await alice.client.send_message_to_peer("bob", "x") is PeerMessageError.OK
+            await bob.wait("MessageFromPeer", within=5)
+            # node c says node b is gone (b's current process), wrongly.
+            hc._queue(hc._presence_stream, b"X\tn2\tn1\t" + hb.epoch.encode())
+            with trio.fail_after(5):
+                while True:  # b answers "alive"; a and c reach it again
+                    got = await carol.client.send_message_to_peer("bob", "y")
+                    if got is PeerMessageError.OK and "n1" not in hc._dead:
+                        break
+                    await trio.sleep(0.05)
+            assert "n1" not in ha._dead  # (its link to b was up: it never believed it)
+            assert await alice.client.send_message_to_peer("bob", "z") is PeerMessageError.OK
+            states = await carol.client.query_peers_online_status(["bob"])
+            assert states["bob"] is PeerOnlineState.ONLINE
+
+
 async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
     shared_redis: RedisProcess,
 ) -> None:
