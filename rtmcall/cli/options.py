@@ -85,11 +85,10 @@ def check_user(user: str, param: str) -> str:
 
 def check_url(url: str, param: str = "--server") -> str:
     """One URL, or several comma-separated (nodes of one deployment)."""
-    from rtmcall.client.websocket import parse_url, split_urls
+    from rtmcall.client.websocket import split_urls
 
     try:
-        for one in split_urls(url):
-            parse_url(one)
+        split_urls(url)
     except ValueError as exc:
         raise usage_error(str(exc), param) from None
     return url

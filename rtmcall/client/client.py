@@ -46,7 +46,7 @@ from .events import (
 )
 from .fanout import EventFanout
 from .transport import AnswerFrame, Transport
-from .websocket import parse_url, reraise_collapsed, split_urls
+from .websocket import reraise_collapsed, split_urls
 
 log = logging.getLogger("rtmcall.client")
 
@@ -141,8 +141,7 @@ class RtmClient:
         if problem is not None:
             raise LoginFailed(LoginError.INVALID_ARGUMENT, problem)
         try:
-            for one in split_urls(url):
-                parse_url(one)
+            split_urls(url)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         client = cls(url, user, token=token, config=config, ssl_context=ssl_context)

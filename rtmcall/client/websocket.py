@@ -27,11 +27,14 @@ def split_urls(url: str) -> list[str]:
     """``ws://a:8765,ws://b:8765`` -> each URL (several nodes of one deployment).
 
     Raises:
-      ValueError: no URL at all.
+      ValueError: no URL at all, or one that is not a ws:// or wss:// URL (see
+        :func:`parse_url`).
     """
     urls = [u.strip() for u in url.split(",") if u.strip()]
     if not urls:
         raise ValueError(f"no server URL in {url!r}")
+    for one in urls:
+        parse_url(one)
     return urls
 
 

@@ -864,15 +864,20 @@ class RedisHub:
         its users answer PEER_UNREACHABLE, and local watchers of its users are told they
         are OFFLINE now (their registrations in Redis expire within the TTL)."""
         self._dead[node] = (epoch, trio.current_time())
+        self._forget_node(node)
+        for user, where in list(self._where.items()):
+            if where.node == node:
+                del self._where[user]
+                self._push_presence(user, _OFFLINE)
+
+    def _forget_node(self, node: str) -> None:
+        """Stop reaching ``node`` (dead): its link is closed and what it held is counted
+        lost; a process of that name is asked again how to reach it."""
         self._via_redis.discard(node)
         peer = self._peers.pop(node, None)
         if peer is not None:
             self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
             peer.close()
-        for user, where in list(self._where.items()):
-            if where.node == node:
-                del self._where[user]
-                self._push_presence(user, _OFFLINE)
 
     def _maybe_back(self, node: str, epoch: str | None, op: bytes) -> None:
         """An entry of a node taken for gone: written by a process with another epoch (a
@@ -1165,11 +1170,7 @@ class RedisHub:
                     self._node_b, node.encode(), peer.to_epoch.encode()))  # fmt: skip
                 continue
             if self._gone(node):
-                self._via_redis.discard(node)
-                peer = self._peers.pop(node, None)
-                if peer is not None:
-                    self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
-                    peer.close()
+                self._forget_node(node)
                 continue
             peer = self._peers.get(node)
             if peer is not None and self._link_unusable(node, peer):
