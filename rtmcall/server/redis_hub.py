@@ -65,6 +65,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import msgspec
@@ -76,7 +77,15 @@ from rtmcall.engine.frames import Presence, encode
 from . import handover
 from .config import ServerConfig
 from .hub import Health, HubListener, HubUnavailable
-from .links import BATCH_BYTES, LinkListener, PeerLink, advertised_host
+from .links import (
+    BATCH_BYTES,
+    LinkAddress,
+    LinkListener,
+    PeerLink,
+    advertised_host,
+    host_id,
+    local_name,
+)
 from .resp import RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
@@ -268,6 +277,7 @@ class RedisHub:
         self.links = links
         self._link_bind = (link_host, link_port)
         self._link_advertise = link_advertise
+        self._host_id = None if (found := host_id()) is None else found.encode()
         self._link_listener: LinkListener | None = None
         self._link_secret = b""
         self._peers: dict[str, PeerLink] = {}
@@ -1004,13 +1014,18 @@ class RedisHub:
             handshake_timeout=self.op_timeout,
         )
         host, port = self._link_bind
+        # (An address given by hand may be a proxy or a NAT: nodes on this host use it too.)
+        local = self._link_advertise is None
         try:
-            port = await nursery.start(listener.run, host, port)
+            port = await nursery.start(partial(listener.run, host, port, local=local))
         except OSError as exc:
             raise HubUnavailable(f"cannot listen for node links on {host}:{port}: {exc}") from exc
         redis_at = (self.redis.address.host, self.redis.address.port)
         advertise = self._link_advertise or advertised_host(host, redis_at)
         self._node_value = b"%s\t%s\t%d" % (self.epoch.encode(), advertise.encode(), port)
+        if listener.local is not None:
+            # Nodes in this network namespace of this host link over the local socket.
+            self._node_value += b"\t%s" % str(host_id()).encode()
         try:
             with trio.fail_after(self.op_timeout * 2):
                 await self.redis.call(
@@ -1018,7 +1033,8 @@ class RedisHub:
                 )
         except _REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
-        log.info("node %s: node links on %s:%d", self.node_id, advertise, port)
+        log.info("node %s: node links on %s:%d%s", self.node_id, advertise, port,
+                 " and a local socket" if listener.local else "")  # fmt: skip
 
     def _send_links(self) -> None:
         """Take what is queued for nodes reached by link (or not decided yet) out of
@@ -1060,18 +1076,23 @@ class RedisHub:
             size += len(record) + 1
         peer.send(b"\n".join(batch), len(batch))
 
-    async def _node_link(self, node: str) -> tuple[str, str, int] | None:
-        """Where ``node``'s link listener is (epoch, host, port), from its node key; None
-        when it has none. Raises Redis errors."""
+    async def _node_link(self, node: str) -> LinkAddress | None:
+        """Where ``node``'s link listener is, from its node key (``epoch host port`` and,
+        when it listens on a local socket too, the host id it is in); None when it has
+        none. Raises Redis errors."""
         with trio.fail_after(self.op_timeout):
             value = await self.redis.call("GET", self._node_key(node))
         self._ok()
         parts = value.split(b"\t") if isinstance(value, bytes) else []
-        if len(parts) != 3 or not parts[2].isdigit():
+        if len(parts) not in (3, 4) or not parts[2].isdigit():
             return None
-        return parts[0].decode(), parts[1].decode(), int(parts[2])
+        epoch = parts[0].decode()
+        here = len(parts) == 4 and self._host_id is not None and parts[3] == self._host_id
+        return LinkAddress(
+            epoch, parts[1].decode(), int(parts[2]), local_name(epoch) if here else None
+        )
 
-    async def _relookup(self, node: str) -> tuple[str, str, int] | None | Literal[False]:
+    async def _relookup(self, node: str) -> LinkAddress | None | Literal[False]:
         """The node key now; False when Redis could not tell."""
         try:
             return await self._node_link(node)
@@ -1106,9 +1127,10 @@ class RedisHub:
                 node=self.node_id,
                 epoch=self.epoch,
                 to_node=node,
-                to_epoch=found[0],
-                host=found[1],
-                port=found[2],
+                to_epoch=found.epoch,
+                host=found.host,
+                port=found.port,
+                local=found.local,
                 secret=self._link_secret,
                 op_timeout=self.op_timeout,
                 hold=self.hold,

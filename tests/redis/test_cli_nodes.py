@@ -12,6 +12,7 @@ import trio
 from rtmcall.cli.cmd_health import _check as check_health
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
+from rtmcall.server.links import host_id
 from rtmcall.server.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import phone
@@ -76,7 +77,9 @@ async def test_two_server_processes_share_users(shared_redis: RedisProcess, link
             node_a = await admin.call("GET", f"rtmcall:node:cli0-{links}")
         if links == "links":
             assert inboxes == [0, 0]
-            assert node_a.endswith(b"\t127.0.0.1\t%d" % port)  # where it was told to listen
+            # Where it was told to listen, and (Linux) the host it offers a local socket on.
+            here = (host_id() or "").encode()
+            assert node_a.split(b"\t")[1:4] == [b"127.0.0.1", b"%d" % port, here]
         else:
             assert min(inboxes) >= 1 and node_a is None
     finally:

@@ -36,8 +36,16 @@ TTL = 1.5
 
 @asynccontextmanager
 async def cluster(
-    redis_url: str, count: int, *, op_timeout: float = 0.5, links: bool = True, **config: Any
+    redis_url: str,
+    count: int,
+    *,
+    op_timeout: float = 0.5,
+    links: bool = True,
+    hub: dict[str, Any] | None = None,
+    **config: Any,
 ) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
+    """``count`` nodes n0, n1, … (``hub``: more open_redis_hub options, ``config`` the
+    servers' ServerConfig)."""
     prefix = f"s{secrets.token_hex(3)}"
     async with AsyncExitStack() as stack:
         hubs = [
@@ -49,6 +57,7 @@ async def cluster(
                     op_timeout=op_timeout,
                     prefix=prefix,
                     links=links,
+                    **(hub or {}),
                 )
             )
             for i in range(count)
@@ -135,11 +144,11 @@ class Counter:
 
 
 async def _count_through(
-    outage: Any, redis: RedisProcess, count: int = 120, links: bool = True
+    outage: Any, redis: RedisProcess, count: int = 120, links: bool = True, **hub: Any
 ) -> list[RedisHub]:
     """``count`` messages each way between alice (node n0) and bob (n1), ``outage()``
     during them: every one answered OK and delivered once, in order. Returns the hubs."""
-    async with cluster(redis.url, 2, links=links) as [(a, hub_a), (b, hub_b)]:
+    async with cluster(redis.url, 2, links=links, hub=hub) as [(a, hub_a), (b, hub_b)]:
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
@@ -203,21 +212,28 @@ async def test_no_peer_message_lost_or_doubled_when_a_node_s_redis_connections_a
     await _count_through(outage, own_redis, links=links)
 
 
+@pytest.mark.parametrize(
+    ("hub", "family"),
+    [({}, socket.AF_UNIX), ({"link_advertise": "127.0.0.1"}, socket.AF_INET)],
+    ids=["local-socket", "tcp"],
+)
 async def test_no_peer_message_lost_or_doubled_when_the_node_links_are_cut(
-    own_redis: RedisProcess,
+    own_redis: RedisProcess, hub: dict[str, Any], family: int
 ) -> None:
+    """Nodes on one host link over a local socket; an address given by hand is used as
+    it is (over TCP). Either way a cut link loses nothing."""
     peers: list[Any] = []
 
     async def outage(hubs: list[RedisHub]) -> None:
         for hub, other in ((hubs[0], "n1"), (hubs[1], "n0"), (hubs[0], "n1")):
             sock = hub._peers[other]._sock
-            assert sock is not None
+            assert sock is not None and sock.family == family
             sock.shutdown(socket.SHUT_RDWR)  # both ways, with whatever was on the wire
             await trio.sleep(0.3)
         # (Kept: once the nodes stop, each finds the other gone and forgets its link.)
         peers.extend(h._peers[o] for h, o in zip(hubs, ("n1", "n0"), strict=True))
 
-    found = await _count_through(outage, own_redis)
+    found = await _count_through(outage, own_redis, **hub)
     assert sum(p.batches for p in peers) >= 240  # it went over the links
     assert sum(p.resent for p in peers) >= 1 and sum(p.connects for p in peers) >= 5
     # Nothing went through Redis: the inboxes stayed empty.
@@ -521,6 +537,27 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
         got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
         assert got == ["0", "1", "2", "3", "4"]
         assert "n1" in hub_a._via_redis and "n1" not in hub_a._peers
+
+
+async def test_a_local_socket_that_cannot_be_reached_falls_back_to_tcp(
+    shared_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n1's node key says it is on this host, but its local socket is not where n0 looks
+    (another network namespace with the same id, say): n0 links over TCP at once."""
+    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, _)]:
+        monkeypatch.setattr(
+            "rtmcall.server.redis_hub.local_name", lambda epoch: "\0rtmcall-test/nobody"
+        )
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            for i in range(3):
+                msg = {"k": "text", "text": str(i)}
+                await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
+                assert (await recv(wb, "msg", within=2))["msg"] == msg
+        peer = hub_a._peers["n1"]
+        assert peer.local == "\0rtmcall-test/nobody" and peer.family == socket.AF_INET
+        assert "n1" not in hub_a._via_redis
 
 
 async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
