@@ -35,12 +35,12 @@ of the scheduler pass that queued it, without a task switch.
 
 Nodes on one host (``--workers``, or several servers on one machine) link over a local
 socket instead of TCP: a listener also listens on a Linux abstract Unix socket named after
-its process (:func:`local_name`) and says so in its node key, with the network namespace it
-is in (:func:`host_id`: abstract sockets, like 127.0.0.1, are per namespace). A node that
-reads the same id tries that socket first and falls back to TCP when it cannot connect
-there. Same wire, same opening exchange; the kernel's work per batch is smaller (no TCP
-segments and acks on loopback). A node whose address was given by hand (``--link-advertise``)
-is always reached over TCP there (it may be a proxy, or a NAT).
+its process (:func:`local_name`) and says so in Redis, with the network namespace it is in
+(:func:`host_id`: abstract sockets, like 127.0.0.1, are per namespace). A node that reads
+the same id tries that socket first and falls back to TCP when it cannot connect there.
+Same wire, same opening exchange; the kernel's work per batch is smaller (no TCP segments
+and acks on loopback). A node given an address to advertise by hand (``link_advertise``:
+a proxy, a NAT) offers no local socket.
 """
 
 from __future__ import annotations
@@ -204,17 +204,17 @@ class LinkListener:
         platform has abstract sockets); ``task_status`` gets the TCP port."""
         listeners: list[trio.SocketListener] = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
-        if local and host_id() is not None:
+        if local:
             name = local_name(self.epoch)
-            sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                await sock.bind(name)
-                sock.listen(128)
+                raw.bind(name)  # (abstract: no file, nothing blocks)
+                raw.listen(socket.SOMAXCONN)
             except OSError as exc:
-                sock.close()
+                raw.close()
                 log.info("node %s: no local socket for node links: %r", self.node, exc)
             else:
-                listeners.append(trio.SocketListener(sock))
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(raw)))
                 self.local = name
         task_status.started(self.port)
         try:
@@ -386,6 +386,7 @@ class PeerLink:
         self.local = local
         #: The socket family of the link now up (AF_UNIX: a local socket), or None.
         self.family: int | None = None
+        self._local_warned = False
         self.secret = secret
         self.op_timeout = op_timeout
         self.hold = hold
@@ -543,8 +544,11 @@ class PeerLink:
                 except LinkRefused as exc:
                     words = exc.reason.split()
                     if len(words) == 3 and words[0] == "epoch" and words[1] == self.to_node:
-                        # Another process has the node's name now: talk to that one.
+                        # Another process has the node's name now: talk to that one (its
+                        # local socket, if the last one had one, is named after it).
                         self.to_epoch, self.gone_since = words[2], None
+                        if self.local is not None:
+                            self.local = local_name(self.to_epoch)
                         continue
                     self._note_failure(exc)
                 except _ERRORS as exc:
@@ -587,10 +591,24 @@ class PeerLink:
         TCP attempt's errors are the ones raised: a refusal there means gone)."""
         if self.local is not None:
             try:
-                return await trio.open_unix_socket(self.local)
-            except OSError:
-                pass  # (another network namespace after all, or that process is gone)
+                stream = await trio.open_unix_socket(self.local)
+            except OSError as exc:
+                # (Another network namespace after all, or that process is gone.)
+                self._note_local_failure(exc)
+            else:
+                try:
+                    stream.socket.getpeername()  # (a full backlog "connects" unconnected)
+                    return stream
+                except OSError as exc:
+                    await trio.aclose_forcefully(stream)
+                    self._note_local_failure(exc)
         return await trio.open_tcp_stream(self.host, self.port)
+
+    def _note_local_failure(self, exc: BaseException) -> None:
+        if not self._local_warned:
+            self._local_warned = True
+            log.info("node %s: cannot link to node %s over its local socket, trying TCP: %r",
+                     self.node, self.to_node, exc)  # fmt: skip
 
     async def _connect(self) -> None:
         with trio.fail_after(self.op_timeout):

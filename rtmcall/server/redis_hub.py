@@ -284,6 +284,7 @@ class RedisHub:
         self._via_redis: set[str] = set()
         self._unresolved: dict[str, list[bytes]] = {}
         self._node_value = b""
+        self._local_value = b""
         self._presence_stream = f"{prefix}:ps"
         #: Sessions on this node, by user.
         self._local: dict[str, Session] = {}
@@ -571,7 +572,7 @@ class RedisHub:
             self._release.command([self._key(s.user)], [self._prefix_of(s)]) for s in sessions
         ]
         if self._node_value:
-            commands.append(("DEL", self._node_key(self.node_id)))
+            commands.append(("DEL", self._node_key(self.node_id), self._local_key(self.node_id)))
         replies: list[Any] = []
         try:
             with trio.fail_after(self.op_timeout):
@@ -1015,7 +1016,7 @@ class RedisHub:
         )
         host, port = self._link_bind
         # (An address given by hand may be a proxy or a NAT: nodes on this host use it too.)
-        local = self._link_advertise is None
+        local = self._link_advertise is None and self._host_id is not None
         try:
             port = await nursery.start(partial(listener.run, host, port, local=local))
         except OSError as exc:
@@ -1023,14 +1024,15 @@ class RedisHub:
         redis_at = (self.redis.address.host, self.redis.address.port)
         advertise = self._link_advertise or advertised_host(host, redis_at)
         self._node_value = b"%s\t%s\t%d" % (self.epoch.encode(), advertise.encode(), port)
-        if listener.local is not None:
-            # Nodes in this network namespace of this host link over the local socket.
-            self._node_value += b"\t%s" % str(host_id()).encode()
+        if listener.local is not None and self._host_id is not None:
+            # Nodes in this network namespace of this host link over the local socket. (A
+            # key of its own: nodes that predate it read the node key as before.)
+            self._local_value = b"%s\t%s" % (self.epoch.encode(), self._host_id)
         try:
             with trio.fail_after(self.op_timeout * 2):
-                await self.redis.call(
-                    "SET", self._node_key(self.node_id), self._node_value, "PX", self._ttl_ms * 3
-                )
+                for reply in await self.redis.pipeline(self._node_commands()):
+                    if isinstance(reply, ReplyError):
+                        raise reply
         except _REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         log.info("node %s: node links on %s:%d%s", self.node_id, advertise, port,
@@ -1076,18 +1078,35 @@ class RedisHub:
             size += len(record) + 1
         peer.send(b"\n".join(batch), len(batch))
 
+    def _node_commands(self) -> list[tuple[Any, ...]]:
+        """(Re)write this node's node key and, if it has a local socket, its local key."""
+        ttl = self._ttl_ms * 3
+        commands: list[tuple[Any, ...]] = [
+            ("SET", self._node_key(self.node_id), self._node_value, "PX", ttl)
+        ]
+        if self._local_value:
+            commands.append(("SET", self._local_key(self.node_id), self._local_value, "PX", ttl))
+        return commands
+
     async def _node_link(self, node: str) -> LinkAddress | None:
-        """Where ``node``'s link listener is, from its node key (``epoch host port`` and,
-        when it listens on a local socket too, the host id it is in); None when it has
-        none. Raises Redis errors."""
+        """Where ``node``'s link listener is, from its node key (``epoch host port``, more
+        fields ignored) and its local key (``epoch host-id``: the same process listens on
+        a local socket in that host's network namespace); None when it has no node key.
+        Raises Redis errors."""
         with trio.fail_after(self.op_timeout):
-            value = await self.redis.call("GET", self._node_key(node))
+            value, local = await self.redis.call(
+                "MGET", self._node_key(node), self._local_key(node)
+            )
         self._ok()
         parts = value.split(b"\t") if isinstance(value, bytes) else []
-        if len(parts) not in (3, 4) or not parts[2].isdigit():
+        if len(parts) < 3 or not parts[2].isdigit():
             return None
         epoch = parts[0].decode()
-        here = len(parts) == 4 and self._host_id is not None and parts[3] == self._host_id
+        here = (
+            self._host_id is not None
+            and isinstance(local, bytes)
+            and local == b"%s\t%s" % (parts[0], self._host_id)
+        )
         return LinkAddress(
             epoch, parts[1].decode(), int(parts[2]), local_name(epoch) if here else None
         )
@@ -1277,8 +1296,7 @@ class RedisHub:
             sessions = [s for s in self._local.values() if not s.ended]
             extra: list[tuple[Any, ...]] = [("PEXPIRE", self._inbox, self._ttl_ms * 20)]
             if self._node_value:
-                extra.append(("SET", self._node_key(self.node_id), self._node_value, "PX",
-                              self._ttl_ms * 3))  # fmt: skip
+                extra += self._node_commands()
             await self._refresh(sessions, extra=extra)
 
     async def _refresh(
@@ -1451,6 +1469,9 @@ class RedisHub:
 
     def _node_key(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"
+
+    def _local_key(self, node: str) -> str:
+        return f"{self.prefix}:nodelocal:{node}"
 
     def _prefix_of(self, session: Session) -> str:
         return f"{self.node_id}\t{session.id}\t"

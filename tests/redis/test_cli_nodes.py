@@ -75,11 +75,13 @@ async def test_two_server_processes_share_users(shared_redis: RedisProcess, link
         async with RedisConnection(RedisAddress.from_url(shared_redis.url)) as admin:
             inboxes = [await admin.call("XLEN", f"rtmcall:in:cli{i}-{links}") for i in range(2)]
             node_a = await admin.call("GET", f"rtmcall:node:cli0-{links}")
+            local_a = await admin.call("GET", f"rtmcall:nodelocal:cli0-{links}")
         if links == "links":
             assert inboxes == [0, 0]
-            # Where it was told to listen, and (Linux) the host it offers a local socket on.
-            here = (host_id() or "").encode()
-            assert node_a.split(b"\t")[1:4] == [b"127.0.0.1", b"%d" % port, here]
+            epoch, *where = node_a.split(b"\t")
+            assert where == [b"127.0.0.1", b"%d" % port]  # where it was told to listen
+            # ... and the host it listens on a local socket in (Linux).
+            assert local_a == b"%s\t%s" % (epoch, (host_id() or "").encode())
         else:
             assert min(inboxes) >= 1 and node_a is None
     finally:

@@ -29,7 +29,7 @@ from rtmcall.server.redis_hub import RedisHub, open_redis_hub
 from rtmcall.server.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import Proxy, phone
-from .redisproc import RedisProcess
+from .redisproc import RedisProcess, free_port
 
 TTL = 1.5
 
@@ -497,27 +497,31 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
             assert hub_a._peers["n1"].batches == 1  # over the link, which opened fine
 
 
+@pytest.mark.parametrize("port", ["any", "fixed"])
 async def test_a_node_restarted_under_its_name_is_linked_to_again(
-    shared_redis: RedisProcess,
+    shared_redis: RedisProcess, port: str
 ) -> None:
-    """The sender's link points at the old process (its port, its epoch): it finds the
-    new one from the node key and delivers there."""
+    """The sender's link points at the old process (its port, its epoch, its local
+    socket): it finds the new one (from the node key, or told by the new process on the
+    same port) and delivers there, over the new process's local socket."""
     prefix = f"r{secrets.token_hex(3)}"
     hub = partial(open_redis_hub, shared_redis.url, presence_ttl=TTL, op_timeout=0.5, prefix=prefix)
+    fixed = {"link_port": free_port()} if port == "fixed" else {}
     msg = {"k": "text", "text": "after the restart"}
     async with hub(node_id="n0") as hub_a, trio.open_nursery() as nursery:
         a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub_a))
         async with open_websocket_url(a.url) as wa:
             await login(wa, "alice")
             for round_ in range(2):
-                async with hub(node_id="n1") as hub_b, trio.open_nursery() as inner:
+                async with hub(node_id="n1", **fixed) as hub_b, trio.open_nursery() as inner:
                     b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
                     async with open_websocket_url(b.url) as wb:
                         await login(wb, "bob")
                         await send(wa, {"t": "send", "rid": round_ + 1, "to": "bob", "msg": msg})
                         assert (await recv(wb, "msg"))["msg"] == msg
                         assert (await recv(wa, "result")).get("code", 0) == 0
-                        assert hub_a._peers["n1"].to_epoch == hub_b.epoch
+                        peer = hub_a._peers["n1"]
+                        assert peer.to_epoch == hub_b.epoch and peer.family == socket.AF_UNIX
                     inner.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
 
@@ -539,15 +543,23 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
         assert "n1" in hub_a._via_redis and "n1" not in hub_a._peers
 
 
-async def test_a_local_socket_that_cannot_be_reached_falls_back_to_tcp(
-    shared_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("case", ["not-there", "not-offered"])
+async def test_a_node_not_reachable_over_a_local_socket_is_linked_to_over_tcp(
+    shared_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    """n1's node key says it is on this host, but its local socket is not where n0 looks
-    (another network namespace with the same id, say): n0 links over TCP at once."""
-    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, _)]:
-        monkeypatch.setattr(
-            "rtmcall.server.redis_hub.local_name", lambda epoch: "\0rtmcall-test/nobody"
-        )
+    """not-there: n1 says it is on this host, but its local socket is not where n0 looks
+    (another network namespace with the same id, say); not-offered: n1 offers none (a
+    node of an older version, or one whose local socket could not be bound). Either way
+    n0 links to it over TCP, at once."""
+    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, hub_b)]:
+        if case == "not-there":
+            monkeypatch.setattr(
+                "rtmcall.server.redis_hub.local_name", lambda epoch: "\0rtmcall-test/nobody"
+            )
+        else:
+            hub_b._local_value = b""
+            async with RedisConnection(RedisAddress.from_url(shared_redis.url)) as admin:
+                assert await admin.call("DEL", hub_b._local_key("n1")) == 1
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
@@ -556,8 +568,8 @@ async def test_a_local_socket_that_cannot_be_reached_falls_back_to_tcp(
                 await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
                 assert (await recv(wb, "msg", within=2))["msg"] == msg
         peer = hub_a._peers["n1"]
-        assert peer.local == "\0rtmcall-test/nobody" and peer.family == socket.AF_INET
-        assert "n1" not in hub_a._via_redis
+        assert peer.family == socket.AF_INET and "n1" not in hub_a._via_redis
+        assert peer.local == ("\0rtmcall-test/nobody" if case == "not-there" else None)
 
 
 async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
