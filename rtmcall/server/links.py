@@ -637,8 +637,11 @@ class PeerLink:
         self._sock = sock
         self.family = sock.family
         self.connects += 1
+        how = "a local socket" if sock.family == socket.AF_UNIX else f"{self.host}:{self.port}"
         if self._warned or self.connects > 1:
-            log.info("node %s: linked to node %s again", self.node, self.to_node)
+            log.info("node %s: linked to node %s again (%s)", self.node, self.to_node, how)
+        else:
+            log.debug("node %s: linked to node %s (%s)", self.node, self.to_node, how)
         self._warned = False
         self.down_since = self.gone_since = None
         self._progress = trio.current_time()
