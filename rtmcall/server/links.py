@@ -384,8 +384,6 @@ class PeerLink:
         self.host, self.port = host, port
         #: The abstract socket tried before TCP (the node is on this host), if any.
         self.local = local
-        #: The socket family of the link now up (AF_UNIX: a local socket), or None.
-        self.family: int | None = None
         self._local_warned = False
         self.secret = secret
         self.op_timeout = op_timeout
@@ -419,6 +417,11 @@ class PeerLink:
     @property
     def up(self) -> bool:
         return self._sock is not None
+
+    @property
+    def family(self) -> int | None:
+        """The socket family of the link now up (AF_UNIX: a local socket), or None."""
+        return None if self._sock is None else self._sock.family
 
     def stalled(self) -> bool:
         """Down for longer than ``hold``: sends to that node fail rather than wait."""
@@ -635,7 +638,6 @@ class PeerLink:
         sock = _raw(stream)
         self._acked(last)
         self._sock = sock
-        self.family = sock.family
         self.connects += 1
         how = "a local socket" if sock.family == socket.AF_UNIX else f"{self.host}:{self.port}"
         if self._warned or self.connects > 1:
@@ -666,7 +668,6 @@ class PeerLink:
 
     def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
-        self.family = None
         self._wbuf.clear()
         self._writer_sock = None
         if sock is not None and sock.fileno() >= 0:
