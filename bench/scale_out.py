@@ -82,10 +82,15 @@ def redis_server() -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def node(
-    redis: str | None, profile: str | None = None, src: str | None = None, links: bool = True
+    redis: str | None,
+    profile: str | None = None,
+    src: str | None = None,
+    links: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, int]]:
-    """A bench server; ``src``: a directory with another rtmcall (``--before``)."""
-    cmd = [PY, "-m", "rtmcall.bench.server_proc"]
+    """A bench server; ``src``: a directory with another rtmcall (``--before``);
+    ``extra``: more server_proc options."""
+    cmd = [PY, "-m", "rtmcall.bench.server_proc", *extra]
     env = dict(os.environ, PYTHONPATH=src) if src else None
     if redis:
         cmd += ["--redis", redis]

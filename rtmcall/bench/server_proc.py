@@ -7,7 +7,8 @@ outlives the bench that started it; ``--keep-running`` ignores stdin, for a serv
 in the background by hand). It is a process of its own so that its CPU time
 (``psutil.Process(pid).cpu_times()``) measures the server alone.
 
-``--profile FILE`` runs the whole server under cProfile and writes FILE (pstats) on exit.
+``--profile FILE`` runs the whole server under cProfile and writes FILE (pstats) on exit;
+``--wakes FILE`` counts its wake-ups between two SIGUSR1s (:mod:`rtmcall.bench.wakes`).
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keep-running", action="store_true", help="ignore EOF on stdin (run in background)"
     )
+    parser.add_argument(
+        "--wakes", metavar="FILE", help="count wake-ups between two SIGUSR1s, into FILE"
+    )
     parser.add_argument("--metrics", action="store_true", help="serve /metrics (issue 15)")
     parser.add_argument("--metrics-port", type=int, help="... on a port of its own")
     parser.add_argument("--call-log", metavar="FILE", help="write the call log to FILE")
@@ -142,6 +146,14 @@ def main(argv: list[str] | None = None) -> None:
     from rtmcall._gc import tune_for_long_running
 
     tune_for_long_running()  # as ``rtmcall server`` does
+    instruments: list[trio.abc.Instrument] = []
+    if args.wakes:
+        from rtmcall.bench.wakes import WakeCounter
+
+        counter = WakeCounter(args.wakes)
+        counter.install()
+        instruments.append(counter)
+    run_args = (args.host, args.port, args.redis, not args.keep_running, ops, not args.no_links)
     if args.profile:
         import cProfile
 
@@ -150,22 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         try:
-            trio.run(
-                _main,
-                args.host,
-                args.port,
-                args.redis,
-                not args.keep_running,
-                ops,
-                not args.no_links,
-            )
+            trio.run(_main, *run_args, instruments=instruments)
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        trio.run(
-            _main, args.host, args.port, args.redis, not args.keep_running, ops, not args.no_links
-        )
+        trio.run(_main, *run_args, instruments=instruments)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ log = logging.getLogger("rtmcall.server.links")
 
 _HEAD = struct.Struct("!QI")
 _ACK = struct.Struct("!Q")
-#: The listener acknowledges at least this often while batches come (s)...
-ACK_INTERVAL = 0.1
+#: The listener acknowledges about this often while batches come (s; each ack wakes the
+#: sender, and a sender holds what is not acknowledged)...
+ACK_INTERVAL = 0.5
 #: ... and at once after this many batches unacknowledged.
 ACK_EVERY = 256
 #: A batch larger than this is refused (a sender splits long queues into several).
@@ -150,12 +151,14 @@ def _raw(stream: trio.SocketStream) -> socket.socket:
 class _Incoming:
     """One accepted link: its socket, its sender process, what it was last told."""
 
-    __slots__ = ("sock", "epoch", "acked", "unacked")
+    __slots__ = ("sock", "epoch", "acked", "acked_at", "unacked")
 
     def __init__(self, sock: socket.socket, epoch: bytes, acked: int) -> None:
         self.sock = sock
         self.epoch = epoch
         self.acked = acked
+        #: trio time of the last ack sent (or of the opening exchange).
+        self.acked_at = trio.current_time()
         self.unacked = 0
 
 
@@ -174,12 +177,14 @@ class LinkListener:
         secret: bytes,
         on_batch: Callable[[bytes], None],
         handshake_timeout: float = 2.0,
+        ack_interval: float = ACK_INTERVAL,
     ) -> None:
         self.node = node
         self.epoch = epoch
         self.secret = secret
         self.on_batch = on_batch
         self.handshake_timeout = handshake_timeout
+        self.ack_interval = ack_interval
         #: Last seq handled, per sender process (its epoch).
         self.seen: dict[bytes, int] = {}
         self._due: set[_Incoming] = set()
@@ -187,10 +192,12 @@ class LinkListener:
         self.port = 0
         #: The abstract socket it listens on too (:func:`local_name`), if any.
         self.local: str | None = None
-        #: Counters (metrics, tests).
+        #: Counters (metrics, tests): batches handled, skipped as seen, links refused,
+        #: acks sent.
         self.batches = 0
         self.duplicates = 0
         self.refused = 0
+        self.acks = 0
 
     async def run(
         self,
@@ -229,9 +236,12 @@ class LinkListener:
         return bool(self._due)
 
     def ack_due(self) -> None:
-        """Acknowledge what was handled since the last ack (the hub's tick calls this)."""
+        """Acknowledge what was handled since the last ack on each link last acknowledged
+        ``ack_interval`` ago or more (the hub's tick calls this)."""
+        since = trio.current_time() - self.ack_interval
         for conn in list(self._due):
-            self._ack(conn)
+            if conn.acked_at <= since:
+                self._ack(conn)
 
     def close_all(self) -> None:
         for conn in list(self._open):
@@ -327,7 +337,9 @@ class LinkListener:
             sent = 0
         if sent == _ACK.size:
             conn.acked = last
+            conn.acked_at = trio.current_time()
             conn.unacked = 0
+            self.acks += 1
         elif sent:
             self._close(conn)  # half an ack would garble the rest: the sender reconnects
         # (no write at all: tried again at the next tick)

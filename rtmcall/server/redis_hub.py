@@ -78,6 +78,7 @@ from . import handover
 from .config import ServerConfig
 from .hub import Health, HubListener, HubUnavailable
 from .links import (
+    ACK_INTERVAL,
     BATCH_BYTES,
     LinkAddress,
     LinkListener,
@@ -109,6 +110,8 @@ _BLOCK_MS = 1000
 #: most half the op timeout: acks come well within a sender's patience).
 _TICK = 0.1
 _IDLE_TICK = 1.0
+#: A tick may run this part of its interval early, with a wake-up that happens anyway.
+_TICK_EARLY = 0.3
 #: Queued records go out before trio next sleeps, or after waiting this long (s) in a
 #: process too busy to sleep (see ``_PassEnd``).
 _FLUSH_WITHIN = 0.001
@@ -194,6 +197,20 @@ class _PassEnd(trio.abc.Instrument):
 
     def __init__(self, hub: RedisHub) -> None:
         self.hub = hub
+
+    def after_io_wait(self, timeout: float) -> None:
+        # The watchdog's tick rides on a wake-up that happens anyway, when one comes
+        # within the last part of its interval: under traffic, its timer never wakes the
+        # process by itself. (A task made runnable here runs in this very pass.)
+        hub = self.hub
+        waiter = hub._tick_waiter
+        if waiter is not None:
+            now = trio.current_time()
+            if now >= hub._tick_from:
+                hub._tick_waiter = None
+                if now < hub._tick_at:
+                    hub.ticks_early += 1
+                waiter.set()
 
     def before_io_wait(self, timeout: float) -> None:
         hub = self.hub
@@ -332,6 +349,14 @@ class RedisHub:
         self._flusher: trio.lowlevel.Task | None = None
         #: Writes what was queued at the end of each scheduler pass (while running).
         self._pass_end: _PassEnd | None = None
+        #: The watchdog waits on this for its next tick, due at ``_tick_at`` (trio time):
+        #: set by its timer, or from ``_tick_from`` on by :class:`_PassEnd` with another
+        #: wake-up.
+        self._tick_waiter: trio.Event | None = None
+        self._tick_at = self._tick_from = 0.0
+        #: The watchdog's ticks, and those that ran early with another wake-up.
+        self.ticks = 0
+        self.ticks_early = 0
         #: trio time since when flushes fail (None: they don't).
         self._stalled_since: float | None = None
         # Reading: the last id handled per stream, the last seq seen per (stream, epoch).
@@ -1013,6 +1038,9 @@ class RedisHub:
             secret=self._link_secret,
             on_batch=self._on_link_batch,
             handshake_timeout=self.op_timeout,
+            # (well within the senders' patience: a link whose acks stop for
+            # ``2 * op_timeout`` is taken for half-open)
+            ack_interval=min(ACK_INTERVAL, self.op_timeout / 2),
         )
         host, port = self._link_bind
         # (An address given by hand may be a proxy or a NAT: nodes on this host use it too.)
@@ -1266,7 +1294,15 @@ class RedisHub:
         limit = 2 * self.op_timeout
         busy, idle = min(_TICK, self.op_timeout / 2), min(_IDLE_TICK, self.op_timeout / 2)
         while True:
-            await trio.sleep(busy if self._tending() else idle)
+            interval = busy if self._tending() else idle
+            now = trio.current_time()
+            self._tick_at = now + interval
+            self._tick_from = now + interval * (1 - _TICK_EARLY)
+            self._tick_waiter = waiter = trio.Event()
+            with trio.move_on_at(self._tick_at):
+                await waiter.wait()
+            self._tick_waiter = None
+            self.ticks += 1
             self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
             self._tend_links()
             if self.redis.unanswered_for() > limit:

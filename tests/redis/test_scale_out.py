@@ -596,3 +596,34 @@ async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
                     assert trio.current_time() - start < 0.5
                 spin.cancel_scope.cancel()
             assert hub_a._peers["n1"].batches == 3
+
+
+async def test_under_traffic_acks_come_every_half_interval_and_ticks_ride_on_wake_ups(
+    shared_redis: RedisProcess,
+) -> None:
+    """A link's acks wake the sending node, and the watchdog's timer wakes each node: under
+    steady traffic acks go out about every ``ack_interval`` (here op_timeout / 2 = 0.25 s),
+    not every tick, and the ticks run with the traffic's wake-ups, not on their own timer.
+    Nothing waits for them: every message arrives, and the sender's queue empties."""
+    async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, hub_b)]:
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            listener = hub_b._link_listener
+            assert listener is not None
+            acks, ticks, early = listener.acks, hub_a.ticks, hub_a.ticks_early
+            start = trio.current_time()
+            count = 200
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(Counter(wa, wb, "bob").send_all, count, 0.01)
+                for i in range(count):
+                    assert (await recv(wb, "msg"))["msg"]["text"] == str(i)
+            elapsed = trio.current_time() - start
+            elapsed_acks = listener.acks - acks
+            ran, ran_early = hub_a.ticks - ticks, hub_a.ticks_early - early
+            assert ran >= 10, ran
+            # an ack about every 0.25 s (before: at every tick past 0.1 s, ~every 0.14 s)
+            assert 3 <= elapsed_acks <= elapsed / 0.2, (elapsed_acks, elapsed)
+            assert ran_early >= 0.8 * ran, (ran_early, ran)
+            await trio.sleep(1)
+            assert not hub_a._peers["n1"].unacked  # the last ones acknowledged within 1 s
