@@ -1,6 +1,6 @@
 """Where a node's CPU goes, counted: wake-ups, scheduler passes and task steps per handshake.
 
-    .venv/bin/python bench/wakes.py [--runs 2] [--duration 10] [--before DIR]
+    .venv/bin/python bench/wakes.py [--runs 2] [--duration 10] [--before DIR] [--name wakes]
 
 The scale-out load (``scale_out.py``: 150 handshakes/s over 200 pairs from
 ``lean_rtmcall.py``, every server process pinned to core 0, the load on core 1) against one
@@ -9,7 +9,7 @@ server counts its own wake-ups over the same window (``server_proc --wakes``,
 :mod:`rtmcall.bench.wakes`); the table gives them per handshake with the CPU, and what
 woke each process (the tasks its first pass ran: ``_reader_task`` a client's WebSocket,
 ``_run_handler`` a link from the other node, ``_reader`` a link's acks, ``_watchdog`` the
-hub's tick). ``--before DIR`` adds two nodes running the rtmcall in DIR (copy this
+hub's tick). ``--before DIR`` adds one node and two nodes running the rtmcall in DIR (copy this
 tree's ``rtmcall/bench/server_proc.py`` and ``wakes.py`` there first).
 """
 
@@ -41,8 +41,8 @@ def sample(kind: str, args: argparse.Namespace, tmp: str) -> dict[str, dict]:
             files[tag] = os.path.join(tmp, f"{kind}-{tag}.json")
             return stack.enter_context(node(redis, src=src, extra=("--wakes", files[tag])))
 
-        if kind == "one":
-            url, pid = start("node", None)
+        if kind in ("one", "one-before"):
+            url, pid = start("node", None, args.before if kind == "one-before" else None)
             pids, extra = {"node": pid}, []
         else:
             redis, _ = stack.enter_context(redis_server())
@@ -88,8 +88,9 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--before", metavar="DIR")
+    p.add_argument("--name", default="wakes")
     args = p.parse_args()
-    kinds = ["one", "two"] + (["two-before"] if args.before else [])
+    kinds = ["one", "two"] + (["one-before", "two-before"] if args.before else [])
     got: dict[str, list[dict]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
@@ -110,7 +111,7 @@ def main() -> None:
                 causes.update(s[tag]["causes"])
             top = ", ".join(f"{c} {n / len(samples):.2f}" for c, n in causes.most_common(6))
             print(f"{kind} {tag}: woken by {top}")
-    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-wakes.json"
+    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{args.name}.json"
     out.write_text(json.dumps({"args": vars(args), "samples": got}, indent=1))
     print(f"\n{out.relative_to(ROOT)}")
 

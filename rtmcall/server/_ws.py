@@ -14,7 +14,8 @@ heartbeat, ``frames.STANDBY_PING``) and the reader loop, which
 ``WSConnection.handshake``, to free the opening handshake's state once the connection is
 open; and on wsproto's frame decoder (``_proto._frame_decoder``: no frame partly read), for
 the idle heartbeat's fast path. The reader reads a plain TCP socket itself (wait, then
-``os.read``) rather than through trio's socket layers. ``tests/server/test_hostile.py``,
+``os.read``) rather than through trio's socket layers, and a send with no other in
+progress writes it with one ``os.write`` (``_send_bytes``). ``tests/server/test_hostile.py``,
 ``test_fragments.py`` and ``test_ws_ping.py`` pin the observable behaviour (1007, 1008
 and 1009 seen by the client; pongs byte for byte, pings in every position a frame can be
 in, resets). The releases it was tested with are pinned, and checked when a server starts
@@ -243,7 +244,32 @@ class ServerWebSocket(WebSocketConnection):
             raise ConnectionClosed(self._close_reason)
         await self._send_bytes(b"".join(self._wsproto.send(TextMessage(data=m)) for m in messages))
 
+    async def _send(self, event: Any) -> None:
+        """trio-websocket's ``_send`` (every message, pong and close goes through it), by
+        :meth:`_send_bytes`."""
+        await self._send_bytes(self._wsproto.send(event))
+
     async def _send_bytes(self, data: bytes) -> None:
+        """Write ``data`` in order with every other send. On plain TCP with no send in
+        progress, straight to the socket with one ``os.write``: when the socket takes it
+        all (nearly always) that is the whole send, without the lock's and
+        ``send_all``'s two trips through the scheduler (about a fifth of the server's
+        CPU per handshake: ``bench/README.md``, "A write without the scheduler"). Not a
+        checkpoint then: the writer's loop ends when its queue is empty and waits there,
+        and other senders send one frame each. What the socket does not take goes the
+        general way, under the lock (taken before anything else can run: nothing is
+        awaited since the check), as do a send in progress, TLS and errors (the general
+        path meets them again and closes properly)."""
+        stream = self._stream
+        if type(stream) is trio.SocketStream and _POSIX and not self._stream_lock.locked():
+            try:
+                # (fileno() is -1 once the socket is closed: never another socket's number)
+                sent = os.write(stream.socket.fileno(), data)
+            except OSError:  # (BlockingIOError: the buffer is full)
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         async with self._stream_lock:
             try:
                 await self._stream.send_all(data)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+from typing import Any
 
 import pytest
 import trio
@@ -102,6 +104,48 @@ async def test_slow_reader_is_cut_and_others_keep_working(harness: Harness) -> N
         await assert_healthy(harness)
         await sender.send(Query(rid=1, users=["slow"]))
         assert (await sender.expect(Presence)).states == {"slow": 2}
+
+
+async def test_frames_a_socket_takes_in_parts_arrive_whole_and_in_order(
+    harness: Harness,
+) -> None:
+    """The server writes a frame straight to the socket when no send is in progress; what
+    the socket does not take goes out after it, before anything else. With the receiver's
+    socket buffers made small, two senders' 60 KB messages (and the server's own pings) to
+    one receiver that reads slowly all arrive whole, each sender's in order."""
+    with trio.fail_after(30):
+        config = ServerConfig(
+            rate_messages=100_000,
+            outbound_queue_frames=4096,
+            outbound_queue_bytes=8 << 20,
+            idle_timeout=60,  # (its pong waits behind megabytes: not a dead line here)
+        )
+        server = await harness.start(config=config)
+        one, two = await harness.user("one"), await harness.user("two")
+        slow = await harness.user("slow")
+        slow.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        (conn,) = [c for c in server.live if c.session and c.session.user == "slow"]
+        conn.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        count = 25
+
+        async def send_all(client: Any, tag: str) -> None:
+            for i in range(count):
+                await client.send_to("slow", Text(text=f"{tag}:{i}:" + "x" * 60_000))
+                assert (await client.expect(Result)).code == PeerMessageError.OK
+
+        got: dict[str, list[int]] = {"one": [], "two": []}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_all, one, "one")
+            nursery.start_soon(send_all, two, "two")
+            while len(got["one"]) + len(got["two"]) < 2 * count:
+                frame = await slow.expect(Deliver)  # (answering the server's pings)
+                assert isinstance(frame.msg, Text)
+                tag, i, pad = frame.msg.text.split(":")
+                assert pad == "x" * 60_000
+                got[tag].append(int(i))
+        assert got == {"one": list(range(count)), "two": list(range(count))}
+        assert server.stats.slow_readers == 0
+        await assert_healthy(harness)
 
 
 async def test_connection_cap(harness: Harness) -> None:
