@@ -253,15 +253,18 @@ class ServerWebSocket(WebSocketConnection):
         """Write ``data`` in order with every other send. On plain TCP with no send in
         progress, straight to the socket with one ``os.write``: when the socket takes it
         all (nearly always) that is the whole send, without the lock's and
-        ``send_all``'s two trips through the scheduler (about a fifth of the server's
-        CPU per handshake: ``bench/README.md``, "A write without the scheduler"). Not a
-        checkpoint then: the writer's loop ends when its queue is empty and waits there,
-        and other senders send one frame each. What the socket does not take goes the
-        general way, under the lock (taken before anything else can run: nothing is
-        awaited since the check), as do a send in progress, TLS and errors (the general
-        path meets them again and closes properly)."""
+        ``send_all``'s two trips through the scheduler (``bench/README.md``, "A write
+        without the scheduler"). Not a checkpoint then: the writer's loop ends when its
+        queue is empty and waits there, and other senders send one frame each. What the
+        socket does not take goes the general way, under the lock (taken at once:
+        nothing was awaited since the check), as do a send in progress, TLS and errors
+        (the general path meets them again and closes properly). Half a frame on the
+        wire would garble whatever followed it: if a send is cancelled part-way,
+        the socket is closed instead (the peer sees the connection drop, not garbage)."""
         stream = self._stream
-        if type(stream) is trio.SocketStream and _POSIX and not self._stream_lock.locked():
+        lock = self._stream_lock
+        partial = False
+        if type(stream) is trio.SocketStream and _POSIX and not lock.locked():
             try:
                 # (fileno() is -1 once the socket is closed: never another socket's number)
                 sent = os.write(stream.socket.fileno(), data)
@@ -269,13 +272,25 @@ class ServerWebSocket(WebSocketConnection):
                 sent = 0
             if sent == len(data):
                 return
-            data = data[sent:]
-        async with self._stream_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._abort_web_socket()
-                raise ConnectionClosed(self._close_reason) from None
+            if sent:
+                data = data[sent:]
+                partial = True
+        if partial:
+            lock.acquire_nowait()
+        else:
+            await lock.acquire()
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._abort_web_socket()
+            raise ConnectionClosed(self._close_reason) from None
+        except BaseException:
+            # Cancelled: how much of it went out is unknown (trio's contract for a
+            # cancelled send_all), and nothing may follow half a frame.
+            stream.socket.close()
+            raise
+        finally:
+            lock.release()
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         # wsproto turns a parse failure (bad UTF-8: 1007, protocol error: 1002, ...) into a

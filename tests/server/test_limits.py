@@ -111,7 +111,7 @@ async def test_frames_a_socket_takes_in_parts_arrive_whole_and_in_order(
 ) -> None:
     """The server writes a frame straight to the socket when no send is in progress; what
     the socket does not take goes out after it, before anything else. With the receiver's
-    socket buffers made small, two senders' 60 KB messages (and the server's own pings) to
+    socket buffers made small, two senders' 30 KB messages (and the server's own pings) to
     one receiver that reads slowly all arrive whole, each sender's in order."""
     with trio.fail_after(30):
         config = ServerConfig(
@@ -123,14 +123,14 @@ async def test_frames_a_socket_takes_in_parts_arrive_whole_and_in_order(
         server = await harness.start(config=config)
         one, two = await harness.user("one"), await harness.user("two")
         slow = await harness.user("slow")
-        slow.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        slow.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         (conn,) = [c for c in server.live if c.session and c.session.user == "slow"]
-        conn.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
-        count = 25
+        conn.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        count = 10
 
         async def send_all(client: Any, tag: str) -> None:
             for i in range(count):
-                await client.send_to("slow", Text(text=f"{tag}:{i}:" + "x" * 60_000))
+                await client.send_to("slow", Text(text=f"{tag}:{i}:" + "x" * 30_000))
                 assert (await client.expect(Result)).code == PeerMessageError.OK
 
         got: dict[str, list[int]] = {"one": [], "two": []}
@@ -141,10 +141,33 @@ async def test_frames_a_socket_takes_in_parts_arrive_whole_and_in_order(
                 frame = await slow.expect(Deliver)  # (answering the server's pings)
                 assert isinstance(frame.msg, Text)
                 tag, i, pad = frame.msg.text.split(":")
-                assert pad == "x" * 60_000
+                assert pad == "x" * 30_000
                 got[tag].append(int(i))
         assert got == {"one": list(range(count)), "two": list(range(count))}
         assert server.stats.slow_readers == 0
+        await assert_healthy(harness)
+
+
+async def test_a_client_cut_while_a_frame_is_half_written_sees_a_drop_not_garbage(
+    harness: Harness,
+) -> None:
+    """A silent client with a frame stuck half-way in its socket is cut (the busy
+    limit): the server closes the socket rather than write a Close frame into the middle
+    of that frame, which the client would read as a protocol error (1007)."""
+    with trio.fail_after(20):
+        server = await harness.start(config=ServerConfig(idle_timeout=2.0))
+        sender = await harness.user("sender")
+        stuck = await harness.user("stuck")
+        stuck.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        (conn,) = [c for c in server.live if c.session and c.session.user == "stuck"]
+        conn.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        for _ in range(10):
+            rid = await sender.send_to("stuck", Text(text="x" * 30_000))
+            assert (await sender.result(rid)).code == PeerMessageError.OK
+        await trio.sleep(3)  # not reading, not answering: cut after the busy limit
+        assert conn not in server.live
+        code = await stuck.closed_code()
+        assert code == 1006, code  # the connection dropped (before: 1007, bad UTF-8)
         await assert_healthy(harness)
 
 
