@@ -191,17 +191,21 @@ class _PassEnd(trio.abc.Instrument):
     then the next frame of the same read...) share one batch, so the receiving node is
     woken once for them rather than once per pass.
 
-    It must not make a task runnable (trio has computed its I/O timeout already): the
-    flush only writes to a socket; the rare follow-ups (a write that did not fit, an
-    error) are picked up by the hub's tasks within their next tick."""
+    The flush must not make a task runnable (trio has computed its I/O timeout already):
+    it only writes to a socket; the rare follow-ups (a write that did not fit, an error)
+    are picked up by the hub's tasks within their next tick.
+
+    After trio's wait for I/O, it may (a task made runnable there runs in that very
+    pass): it starts the watchdog's tick early when one is nearly due, so that the tick
+    rides on a wake-up that happens anyway."""
 
     def __init__(self, hub: RedisHub) -> None:
         self.hub = hub
 
     def after_io_wait(self, timeout: float) -> None:
         # The watchdog's tick rides on a wake-up that happens anyway, when one comes
-        # within the last part of its interval: under traffic, its timer never wakes the
-        # process by itself. (A task made runnable here runs in this very pass.)
+        # within the last part of its interval: under traffic, its timer rarely wakes the
+        # process by itself.
         hub = self.hub
         waiter = hub._tick_waiter
         if waiter is not None:

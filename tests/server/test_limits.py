@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
 
 import pytest
 import trio
@@ -22,7 +21,7 @@ from rtmcall.engine.frames import (
 )
 from rtmcall.server import HubUnavailable, MemoryHub, ServerConfig
 
-from .conftest import Harness
+from .conftest import Client, Harness
 from .test_hostile import assert_healthy
 
 
@@ -128,7 +127,7 @@ async def test_frames_a_socket_takes_in_parts_arrive_whole_and_in_order(
         conn.ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         count = 10
 
-        async def send_all(client: Any, tag: str) -> None:
+        async def send_all(client: Client, tag: str) -> None:
             for i in range(count):
                 await client.send_to("slow", Text(text=f"{tag}:{i}:" + "x" * 30_000))
                 assert (await client.expect(Result)).code == PeerMessageError.OK
