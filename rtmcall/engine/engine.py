@@ -51,6 +51,7 @@ from .codes import (
     RemoteInvitationError,
     RemoteInvitationState,
 )
+from .config import REFUSE_REASONS, WHEN_BUSY, EngineConfig
 from .events import (
     ApiCallError,
     CallEnded,
@@ -59,14 +60,12 @@ from .events import (
     LocalInvitationAccepted,
     LocalInvitationCanceled,
     LocalInvitationFailure,
-    LocalInvitationInfo,
     LocalInvitationReceivedByPeer,
     LocalInvitationRefused,
     Output,
     RemoteInvitationAccepted,
     RemoteInvitationCanceled,
     RemoteInvitationFailure,
-    RemoteInvitationInfo,
     RemoteInvitationReceived,
     RemoteInvitationRefused,
     SendPeer,
@@ -76,17 +75,17 @@ from .events import (
     WatchPeer,
 )
 from .invitation import (
-    CALLEE_STATE,
     CALLEE_TERMINAL,
     CALLEE_TIMERS,
     CALLEE_TRANSITIONS,
     CALLER_CANCELING,
-    CALLER_STATE,
     CALLER_TERMINAL,
     CALLER_TIMERS,
     CALLER_TRANSITIONS,
     CalleePhase,
     CallerPhase,
+    LocalInvitation,
+    RemoteInvitation,
 )
 
 API = InvitationApiCallError
@@ -137,52 +136,6 @@ class _Resend:
     armed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """The protocol's windows, in seconds (SPEC §2 "Timers")."""
-
-    #: Caller: how long to wait for the callee's ACK (PEER_OFFLINE / PEER_NO_RESPONSE).
-    no_response_timeout: float = 30.0
-    #: How long an invitation rings, from the callee's receipt, unless the caller set its own.
-    lifetime: float = 60.0
-    #: Callee: how long to wait for the caller's confirm after accepting (ACCEPT_FAILURE).
-    #: Caller: how long to wait for the callee's answer to a cancel before calling it done.
-    confirm_timeout: float = 5.0
-    #: The caller's lifetime timer is only a backstop for an expiry message that never came
-    #: (the callee's clock started first and it says when the invitation expired); it runs
-    #: this much longer so that the callee's word wins in the normal case.
-    expire_grace: float = 2.0
-    #: Finished invitations remembered to absorb late and duplicate messages.
-    keep_finished: int = 1000
-    #: Peers whose presence stays watched after their last invitation ended (the most
-    #: recent ones): a peer called again and again costs no subscribe/unsubscribe each time.
-    keep_watching: int = 64
-    #: Callee: answer an arriving invitation with the automatic ACK. False models an app that
-    #: is online but never answers (scenario actors with ``ack: false``): invitations are
-    #: ignored altogether, no event, no ACK, so the caller ends PEER_NO_RESPONSE.
-    auto_ack: bool = True
-    #: What an invitation that arrives while another is in progress (ringing, either way,
-    #: or a call) does (SPEC §6): ``ring`` as usual, or ``refuse`` at once with reason busy.
-    when_busy: str = "ring"
-    #: Do not disturb at the start (``CallEngine.set_dnd`` changes it): every invitation is
-    #: refused at once with reason busy.
-    dnd: bool = False
-    #: Hold a call after each accept (SPEC §6) until a hang-up. False: Agora 1.x's
-    #: behaviour, the accept ends everything (a load generator that never hangs up).
-    calls: bool = True
-    #: A peer message the server refused as over the rate limit (TOO_OFTEN) is sent again
-    #: after this backoff, doubled on each further refusal up to ``resend_max`` — for as
-    #: long as its invitation's window (lifetime + grace; for a call's messages, the
-    #: hang-up's tries) allows.
-    resend_first: float = 0.5
-    resend_max: float = 2.0
-
-
-#: The refuse reasons (frames.RefuseReason).
-REFUSE_REASONS = ("declined", "busy")
-WHEN_BUSY = ("ring", "refuse")
-
-
 # Failure reasons on the wire (frames.End.reason) and their meaning on each side.
 _CALLER_ERROR_TO_REASON: dict[LocalInvitationError, f.EndReason] = {
     LocalInvitationError.PEER_OFFLINE: "offline",
@@ -208,99 +161,6 @@ _REASON_TO_CALLEE_ERROR: dict[str, RemoteInvitationError] = {
     "expire": RemoteInvitationError.INVITATION_EXPIRE,
     "accept_failure": RemoteInvitationError.ACCEPT_FAILURE,
 }
-
-
-@dataclass(eq=False)
-class _Invitation:
-    """What both ends of an invitation hold."""
-
-    id: str
-    caller: str
-    callee: str
-    content: str = ""
-    channel_id: str = ""
-    #: The caller's own lifetime for this invitation (None: the default).
-    lifetime: float | None = None
-    response: str = ""
-    #: Why it was refused (``declined``, ``busy``), once refused.
-    reason: str = ""
-    #: Kinds of the timers armed for it now (see ``invitation.py``'s *_TIMERS tables).
-    timers: set[str] = field(default_factory=set)
-
-    def _snapshot(self, kind: type, state: object, error: object) -> object:
-        return kind(
-            id=self.id,
-            caller=self.caller,
-            callee=self.callee,
-            content=self.content,
-            channel_id=self.channel_id,
-            response=self.response,
-            state=state,
-            error=error,
-            lifetime=self.lifetime,
-            reason=self.reason,
-        )
-
-
-@dataclass(eq=False)
-class LocalInvitation(_Invitation):
-    """An outgoing invitation (Agora's LocalInvitation). Read its fields; change it only
-    through the engine."""
-
-    phase: CallerPhase = CallerPhase.IDLE
-    error: LocalInvitationError = LocalInvitationError.OK
-    #: The callee was logged in at some moment since send (delivery or presence said so).
-    seen_online: bool = False
-    #: The last Invite we sent was not delivered: resend when the callee comes online.
-    undelivered: bool = False
-
-    @property
-    def state(self) -> LocalInvitationState:
-        return CALLER_STATE[self.phase]
-
-    @property
-    def peer(self) -> str:
-        return self.callee
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in CALLER_TERMINAL
-
-    @property
-    def live(self) -> bool:
-        return self.phase is not CallerPhase.IDLE and self.phase not in CALLER_TERMINAL
-
-    def info(self) -> LocalInvitationInfo:
-        """A frozen snapshot, as events carry."""
-        return self._snapshot(LocalInvitationInfo, self.state, self.error)  # type: ignore[return-value]
-
-
-@dataclass(eq=False)
-class RemoteInvitation(_Invitation):
-    """An incoming invitation (Agora's RemoteInvitation)."""
-
-    phase: CalleePhase = CalleePhase.RINGING
-    error: RemoteInvitationError = RemoteInvitationError.OK
-
-    @property
-    def state(self) -> RemoteInvitationState:
-        return CALLEE_STATE[self.phase]
-
-    @property
-    def peer(self) -> str:
-        return self.caller
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in CALLEE_TERMINAL
-
-    @property
-    def live(self) -> bool:
-        return self.phase not in CALLEE_TERMINAL
-
-    def info(self) -> RemoteInvitationInfo:
-        """A frozen snapshot, as events carry."""
-        return self._snapshot(RemoteInvitationInfo, self.state, self.error)  # type: ignore[return-value]
 
 
 def _caller_ended(phase: CallerPhase) -> bool:

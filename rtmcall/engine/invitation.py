@@ -24,10 +24,13 @@ when the caller's ``confirm`` arrives.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 
+from .codes import LocalInvitationError, RemoteInvitationError
 from .codes import LocalInvitationState as LS
 from .codes import RemoteInvitationState as RS
+from .events import LocalInvitationInfo, RemoteInvitationInfo
 
 
 class CallerPhase(Enum):
@@ -195,3 +198,100 @@ CALLEE_TIMERS: dict[E, tuple[str, ...]] = {
     E.RINGING: ("lifetime",),
     E.ACCEPTING: ("confirm",),
 }
+
+
+# --- the invitations themselves ------------------------------------------------------------
+# (What the engine holds per invitation; the tables above move them, ``engine.py`` applies.)
+
+
+@dataclass(eq=False)
+class _Invitation:
+    """What both ends of an invitation hold."""
+
+    id: str
+    caller: str
+    callee: str
+    content: str = ""
+    channel_id: str = ""
+    #: The caller's own lifetime for this invitation (None: the default).
+    lifetime: float | None = None
+    response: str = ""
+    #: Why it was refused (``declined``, ``busy``), once refused.
+    reason: str = ""
+    #: Kinds of the timers armed for it now (see ``invitation.py``'s *_TIMERS tables).
+    timers: set[str] = field(default_factory=set)
+
+    def _snapshot(self, kind: type, state: object, error: object) -> object:
+        return kind(
+            id=self.id,
+            caller=self.caller,
+            callee=self.callee,
+            content=self.content,
+            channel_id=self.channel_id,
+            response=self.response,
+            state=state,
+            error=error,
+            lifetime=self.lifetime,
+            reason=self.reason,
+        )
+
+
+@dataclass(eq=False)
+class LocalInvitation(_Invitation):
+    """An outgoing invitation (Agora's LocalInvitation). Read its fields; change it only
+    through the engine."""
+
+    phase: CallerPhase = CallerPhase.IDLE
+    error: LocalInvitationError = LocalInvitationError.OK
+    #: The callee was logged in at some moment since send (delivery or presence said so).
+    seen_online: bool = False
+    #: The last Invite we sent was not delivered: resend when the callee comes online.
+    undelivered: bool = False
+
+    @property
+    def state(self) -> LS:
+        return CALLER_STATE[self.phase]
+
+    @property
+    def peer(self) -> str:
+        return self.callee
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in CALLER_TERMINAL
+
+    @property
+    def live(self) -> bool:
+        return self.phase is not CallerPhase.IDLE and self.phase not in CALLER_TERMINAL
+
+    def info(self) -> LocalInvitationInfo:
+        """A frozen snapshot, as events carry."""
+        return self._snapshot(LocalInvitationInfo, self.state, self.error)  # type: ignore[return-value]
+
+
+@dataclass(eq=False)
+class RemoteInvitation(_Invitation):
+    """An incoming invitation (Agora's RemoteInvitation)."""
+
+    phase: CalleePhase = CalleePhase.RINGING
+    error: RemoteInvitationError = RemoteInvitationError.OK
+
+    @property
+    def state(self) -> RS:
+        return CALLEE_STATE[self.phase]
+
+    @property
+    def peer(self) -> str:
+        return self.caller
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in CALLEE_TERMINAL
+
+    @property
+    def live(self) -> bool:
+        return self.phase not in CALLEE_TERMINAL
+
+    def info(self) -> RemoteInvitationInfo:
+        """A frozen snapshot, as events carry."""
+        return self._snapshot(RemoteInvitationInfo, self.state, self.error)  # type: ignore[return-value]
