@@ -1,7 +1,8 @@
 """One node vs two nodes over Redis at the same offered load (issue 14).
 
     .venv/bin/python bench/scale_out.py [--rate 150] [--pairs 200] [--duration 10]
-                                        [--runs 3] [--workers] [--profile DIR]
+                                        [--runs 3] [--pin] [--load lean|uv] [--workers]
+                                        [--streams] [--batch] [--before DIR] [--profile DIR]
 
 Per sample, fresh processes: a real ``redis-server`` (no persistence) and rtmcall's bench
 server (``python -m rtmcall.bench.server_proc``, the real ``serve()``) — one node with the
@@ -11,6 +12,11 @@ clients, paced at ``--rate`` handshakes/s over ``--pairs`` pairs) drives them; C
 read per process (user + system, ``psutil``) over the measured window: each node and
 Redis, summed into the server CPU per accepted handshake. Configurations alternate
 (one, two, one, two, …); the table shows medians of ``--runs`` samples and the ratios.
+
+``--load uv`` drives them with ``uv_load.py`` instead (asyncio + uvloop + ``websockets``,
+written from the README alone, as the issue's outside measurement; ``pip install uvloop
+websockets``), ``--results`` asks a Result for every Send; ``--batch`` adds both
+configurations with the nodes under ``SCHED_BATCH``.
 
 ``--workers`` adds ``rtmcall server --workers 2 --redis`` (the supervisor, two workers on
 one port and Redis: pairs land on the workers as the kernel spreads the connections, so
@@ -147,7 +153,8 @@ def load(
     args: argparse.Namespace,
     odd_pairs_url: str | None = None,
 ) -> dict:
-    cmd = [PY, str(ROOT / "bench" / "lean_rtmcall.py"), url, "--pairs", str(args.pairs),
+    generator = "uv_load.py" if args.load == "uv" else "lean_rtmcall.py"
+    cmd = [PY, str(ROOT / "bench" / generator), url, "--pairs", str(args.pairs),
            "--rate", str(args.rate), "--duration", str(args.duration), "--warmup",
            str(args.warmup), "--server-pid", str(pids[0])]  # fmt: skip
     for pid in pids[1:]:
@@ -156,6 +163,8 @@ def load(
         cmd += ["--callee-url", callee_url]
     if odd_pairs_url:
         cmd += ["--odd-pairs-url", odd_pairs_url]
+    if args.results:
+        cmd += ["--results"]
     loadavg = os.getloadavg()[0]
     pin = None
     if args.pin:
@@ -185,8 +194,24 @@ def load(
     }
 
 
+def _batch(pids: list[int]) -> list[int]:
+    """Run these (the nodes, not Redis) under SCHED_BATCH: a node woken by another does
+    not preempt it (``--batch``)."""
+    for pid in pids:
+        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
+    return pids
+
+
 def sample(kind: str, args: argparse.Namespace, profile: str | None = None) -> dict:
     with ExitStack() as stack:
+        if kind == "one-batch":
+            url, pid = stack.enter_context(node(None))
+            return load(url, None, _batch([pid]), args)
+        if kind == "two-batch":
+            redis, redis_pid = stack.enter_context(redis_server())
+            a_url, a_pid = stack.enter_context(node(redis))
+            b_url, b_pid = stack.enter_context(node(redis))
+            return load(a_url, b_url, [*_batch([a_pid, b_pid]), redis_pid], args)
         if kind == "one":
             url, pid = stack.enter_context(node(None))
             return load(url, None, [pid], args)
@@ -241,6 +266,17 @@ def main() -> None:
         action="store_true",
         help="also one node with the Redis hub, and two nodes with each pair on one node",
     )
+    p.add_argument(
+        "--load",
+        choices=("lean", "uv"),
+        default="lean",
+        help="the load generator: lean_rtmcall.py (trio) or uv_load.py (asyncio + uvloop, "
+        "written from the README alone, as the outside measurement's)",
+    )
+    p.add_argument("--results", action="store_true", help="a Result for every Send")
+    p.add_argument(
+        "--batch", action="store_true", help="also both configurations under SCHED_BATCH"
+    )
     p.add_argument("--profile", metavar="DIR")
     p.add_argument("--name", default="scale-out")
     args = p.parse_args()
@@ -248,6 +284,7 @@ def main() -> None:
     kinds += ["workers2"] if args.workers else []
     kinds += ["one-redis", "two-local"] if args.diagnose else []
     kinds += ["two-before"] if args.before else []
+    kinds += ["one-batch", "two-batch"] if args.batch else []
     samples: dict[str, list[dict]] = {k: [] for k in kinds}
     for run in range(args.runs):
         for kind in kinds if run % 2 == 0 else kinds[::-1]:
@@ -278,7 +315,9 @@ def main() -> None:
              "workers2": "--workers 2 + Redis (one port)",
              "one-redis": "one node, Redis hub (every pair local)",
              "two-local": "two nodes + Redis, each pair on one node",
-             "two-before": "two nodes + Redis, the code in --before DIR"}  # fmt: skip
+             "two-before": "two nodes + Redis, the code in --before DIR",
+             "one-batch": "one node, SCHED_BATCH",
+             "two-batch": "two nodes + Redis, SCHED_BATCH"}  # fmt: skip
     for k, m in med.items():
         print(f"| {names[k]} | {m['ops_per_s']:.1f} | {m['cpu_us_per_op']:.0f} | "
               f"{m['cpu_us_per_op'] / one['cpu_us_per_op']:.2f} | {m['p50_ms']:.1f} | "

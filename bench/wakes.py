@@ -79,6 +79,7 @@ def sample(kind: str, args: argparse.Namespace, tmp: str) -> dict[str, dict]:
                 "cpu_us": (cpu1[tag] - cpu0[tag]) / ops * 1e6,
                 **{k: data[k] / ops for k in ("wakes", "passes", "steps")},
                 "causes": {c: n / ops for c, n in data["causes"].items()},
+                "stepped": {c: n / ops for c, n in data.get("stepped", {}).items()},
             }
         return out
 
@@ -111,6 +112,11 @@ def main() -> None:
                 causes.update(s[tag]["causes"])
             top = ", ".join(f"{c} {n / len(samples):.2f}" for c, n in causes.most_common(6))
             print(f"{kind} {tag}: woken by {top}")
+            stepped: Counter[str] = Counter()
+            for s in samples:
+                stepped.update(s[tag].get("stepped", {}))
+            top = ", ".join(f"{c} {n / len(samples):.2f}" for c, n in stepped.most_common(8))
+            print(f"{kind} {tag}: steps {top}")
     out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{args.name}.json"
     out.write_text(json.dumps({"args": vars(args), "samples": got}, indent=1))
     print(f"\n{out.relative_to(ROOT)}")

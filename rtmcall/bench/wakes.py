@@ -27,6 +27,8 @@ class WakeCounter(trio.abc.Instrument):
         self.counting = False
         self.passes = self.wakes = self.steps = 0
         self.causes: Counter[str] = Counter()
+        #: Task steps by the task's name.
+        self.stepped: Counter[str] = Counter()
         self._waited_at = 0.0
         self._cause: set[str] | None = None
 
@@ -37,11 +39,13 @@ class WakeCounter(trio.abc.Instrument):
         if not self.counting:
             self.passes = self.wakes = self.steps = 0
             self.causes.clear()
+            self.stepped.clear()
             self.counting = True
             return
         self.counting = False
         data = {"passes": self.passes, "wakes": self.wakes, "steps": self.steps,
-                "causes": dict(self.causes.most_common(20))}  # fmt: skip
+                "causes": dict(self.causes.most_common(20)),
+                "stepped": dict(self.stepped.most_common(20))}  # fmt: skip
         with open(self.path, "w") as f:
             json.dump(data, f)
 
@@ -63,5 +67,7 @@ class WakeCounter(trio.abc.Instrument):
         if not self.counting:
             return
         self.steps += 1
+        name = task.name.rsplit(".", 1)[-1]
+        self.stepped[name] += 1
         if self._cause is not None:
-            self._cause.add(task.name.rsplit(".", 1)[-1])
+            self._cause.add(name)
