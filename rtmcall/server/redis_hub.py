@@ -38,11 +38,12 @@ Nothing is lost on a blip:
 * **Reading**: the reader keeps the id of the last entry it handled and asks for what comes
   after it, so entries written while its connection was down (a paused Redis, a cut
   connection) are read when it is back, in order, once.
-* **Writing**: a flush whose connection broke before its replies came (it may have been
-  applied) is sent again, before anything newer, until Redis takes it; the watchdog
-  resets a connection that leaves a command unanswered for ``2 * op_timeout``. Every entry carries
-  ``{epoch}:{seq}`` (the sending process, a counter), and a receiver skips entries whose seq
-  it has seen from that sender, so a resent entry is not delivered twice.
+* **Writing** (:mod:`.outbox`): a flush whose connection broke before its replies came (it
+  may have been applied) is sent again, before anything newer, until Redis takes it; the
+  watchdog resets a connection that leaves a command unanswered for ``2 * op_timeout``.
+  Every entry carries ``{epoch}:{seq}`` (the sending process, a counter), and a receiver
+  skips entries whose seq it has seen from that sender, so a resent entry is not delivered
+  twice.
 * After ``hold`` seconds without Redis, the queue is dropped (counted in ``dropped``) and
   sends answer FAILURE until Redis is back, so nothing waits forever.
 
@@ -87,7 +88,8 @@ from .links import (
     host_id,
     local_name,
 )
-from .resp import RedisAddress, RedisConnection, ReplyError, bulk
+from .outbox import Outbox
+from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
@@ -99,7 +101,6 @@ _OK = PeerMessageError.OK
 _CACHED = PeerMessageError.CACHED_BY_SERVER
 _PEER_UNREACHABLE = PeerMessageError.PEER_UNREACHABLE
 _FAILURE = PeerMessageError.FAILURE
-_REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
 #: Where the writer's epoch is in an entry of the presence stream, by kind (a heartbeat
 #: ``N node epoch``, a registration ``P node user state node session epoch``, a node's
 #: answer to an ``X`` about itself: ``A node epoch``, "alive").
@@ -182,7 +183,7 @@ class _Handover:
 
 
 class _PassEnd(trio.abc.Instrument):
-    """Calls the hub's flush just before trio waits for I/O: every record queued by the
+    """Calls the outbox's flush just before trio waits for I/O: every record queued by the
     tasks that ran goes out in one write per receiving node, and no task switch is spent on
     it (a wake-up costs more than the write itself).
 
@@ -217,15 +218,15 @@ class _PassEnd(trio.abc.Instrument):
                 waiter.set()
 
     def before_io_wait(self, timeout: float) -> None:
-        hub = self.hub
-        if hub._out and (timeout > 0 or trio.current_time() - hub._out_since >= _FLUSH_WITHIN):
+        outbox = self.hub._outbox
+        if outbox.out and (timeout > 0 or trio.current_time() - outbox.out_since >= _FLUSH_WITHIN):
             try:
-                if hub._retry:
-                    hub._send_links()  # (Redis writes wait for the flusher's retry)
-                else:
-                    hub._flush()
+                if not outbox.retry:
+                    outbox.flush()
+                elif outbox.take_links is not None:
+                    outbox.take_links()  # (Redis writes wait for the flusher's retry)
             except Exception:  # noqa: BLE001 - an instrument that raises is removed
-                log.exception("node %s: flush failed", hub.node_id)
+                log.exception("node %s: flush failed", self.hub.node_id)
 
 
 class RedisHub:
@@ -336,21 +337,20 @@ class RedisHub:
         self._reading_since = 0.0
         self._xread_head = b""
         self._inbox_b = self._pstream_b = b""
-        #: RESP of "XADD <stream> MAXLEN ~ <n> * f", per stream (the hot command).
-        self._xadd_heads: dict[str, bytes] = {}
         self._config: ServerConfig | None = None
-        # Writing: records queued per stream (insertion order), and entries sent but not
-        # yet confirmed (sent again first, same seq, after a failure).
-        self._out: dict[str, list[bytes]] = {}
-        #: trio time the oldest record in ``_out`` was queued.
-        self._out_since = 0.0
-        #: Entries (stream, tag, body) whose write failed, to send again first.
-        self._retry: list[tuple[str, bytes, bytes]] = []
-        #: Entries written whose replies have not come yet.
-        self._inflight = 0
-        self._seq = 0
-        #: The flusher while it waits for something to flush.
-        self._flusher: trio.lowlevel.Task | None = None
+        #: What this node writes into Redis streams (queued, batched, resent).
+        self._outbox = Outbox(
+            redis,
+            node_id=self.node_id,
+            epoch=self.epoch,
+            inbox_len=inbox_len,
+            hold=hold,
+            op_timeout=op_timeout,
+            on_ok=self._ok,
+            on_failed=self._failed,
+        )
+        if links:
+            self._outbox.take_links = self._send_links
         #: Writes what was queued at the end of each scheduler pass (while running).
         self._pass_end: _PassEnd | None = None
         #: The watchdog waits on this for its next tick, due at ``_tick_at`` (trio time):
@@ -361,8 +361,6 @@ class RedisHub:
         #: The watchdog's ticks, and those that ran early with another wake-up.
         self.ticks = 0
         self.ticks_early = 0
-        #: trio time since when flushes fail (None: they don't).
-        self._stalled_since: float | None = None
         # Reading: the last id handled per stream, the last seq seen per (stream, epoch).
         self._last_id: dict[bytes, bytes] = {}
         self._seen: dict[tuple[bytes, bytes], int] = {}
@@ -376,10 +374,8 @@ class RedisHub:
         #: Counters (metrics): frames and kicks received for sessions no longer here, and
         #: queued records given up after ``hold``; entries skipped as duplicates; flushes
         #: (pipelines) and entries written; reads and entries read; handovers.
-        self.dropped = 0
+        self._dropped = 0
         self.duplicates = 0
-        self.flushes = 0
-        self.entries_written = 0
         self.reads = 0
         self.entries_read = 0
         self.handovers_out = 0
@@ -391,6 +387,20 @@ class RedisHub:
         #: OFFLINE (the server's invitation observer, ``ops.Operations``), if set.
         self.listener: HubListener | None = None
 
+    @property
+    def dropped(self) -> int:
+        """Frames given up: for sessions no longer here, for a node that died, and what
+        waited for Redis longer than ``hold`` (the outbox's)."""
+        return self._dropped + self._outbox.dropped
+
+    @property
+    def flushes(self) -> int:
+        return self._outbox.flushes
+
+    @property
+    def entries_written(self) -> int:
+        return self._outbox.entries_written
+
     # --- Hub protocol ---------------------------------------------------------------
 
     async def register(self, session: Session) -> Session | None:
@@ -400,7 +410,7 @@ class RedisHub:
                 old = await self._take(
                     self.redis, [self._key(session.user)], [self._value(session), self._ttl_ms]
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             raise HubUnavailable(f"presence store unavailable: {exc!r}") from exc
         self._ok()
@@ -434,7 +444,7 @@ class RedisHub:
                 released = await self._release(
                     self.redis, [self._key(session.user)], [self._prefix_of(session)]
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             # The key expires by itself within the TTL; pollers will see it go.
             self._failed(exc)
             self._announce(session.user, _OFFLINE, session.id.encode())
@@ -459,7 +469,7 @@ class RedisHub:
             known = where
             try:
                 where = await self._lookup(to)
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 if known is None:
                     return _FAILURE
@@ -473,7 +483,7 @@ class RedisHub:
         if self._gone(where.node):
             return _PEER_UNREACHABLE  # that node died; its registrations will expire
         peer = self._peers.get(where.node)
-        if peer.stalled() if peer is not None else self._stalled():
+        if peer.stalled() if peer is not None else self._outbox.stalled():
             return _FAILURE
         self._queue(self._inbox_of(where.node), b"D\t%s\t%s\t%s" % (to.encode(), where.sid, data))
         return _CACHED if where.state == _UNREACHABLE_STATE else _OK
@@ -490,7 +500,7 @@ class RedisHub:
         if remote:
             try:
                 found = await self._lookup_many(remote)
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 raise HubUnavailable(f"presence store unavailable: {exc!r}") from exc
             for user, where in zip(remote, found, strict=True):
@@ -527,11 +537,11 @@ class RedisHub:
         try:
             with trio.fail_after(self.op_timeout):
                 await self.redis.call("PING")
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
         else:
             self._ok()
-        ok = self._redis_ok and self._listening and not self._stalled()
+        ok = self._redis_ok and self._listening and not self._outbox.stalled()
         why = self._last_error or "not reading its inbox"
         detail = f"redis hub node {self.node_id}: " + (
             f"{len(self._local)} local sessions" if ok else f"unhealthy ({why})"
@@ -545,7 +555,7 @@ class RedisHub:
         self._config = config
         try:
             where = await self._lookup(user)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
         sid = session_id.encode()
@@ -570,7 +580,7 @@ class RedisHub:
                 await self._take(
                     self.redis, [self._key(user)], [self._value(session), self._ttl_ms]
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             if self._local.get(user) is session:
                 del self._local[user]
@@ -609,7 +619,7 @@ class RedisHub:
                 if any(isinstance(r, ReplyError) for r in replies):
                     await self.redis.call("SCRIPT", "LOAD", self._release.text)
                     replies = await self.redis.pipeline(commands)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)  # the keys expire by themselves within the TTL
         for session, released in zip(sessions, replies, strict=False):
             if released == 1:
@@ -624,13 +634,11 @@ class RedisHub:
         """Wait until everything queued was written (or ``op_timeout`` passed)."""
         with trio.move_on_after(self.op_timeout):
             while (
-                self._out
-                or self._retry
-                or self._inflight
+                not self._outbox.empty
                 or self._unresolved
                 or any(p.unacked and p.up for p in self._peers.values())
             ):
-                self._wake_flusher()
+                self._outbox.wake_flusher()
                 await trio.sleep(0.005)
 
     # --- background tasks -----------------------------------------------------------
@@ -643,9 +651,10 @@ class RedisHub:
             if self.links:
                 await self._open_links(nursery)
             await nursery.start(self._read_loop)
-            nursery.start_soon(self._flush_loop)
+            nursery.start_soon(self._outbox.flush_loop)
             self._pass_end = _PassEnd(self)
             trio.lowlevel.add_instrument(self._pass_end)
+            self._outbox.at_pass_end = True
             nursery.start_soon(self._remove_instrument)
             nursery.start_soon(self._watchdog)
             nursery.start_soon(self._refresh_loop)
@@ -663,7 +672,7 @@ class RedisHub:
                 tails = await self.redis.pipeline(
                     [("XREVRANGE", s, "+", "-", "COUNT", 1) for s in (inbox, pstream)]
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot read the node's inbox: {exc!r}") from exc
         for stream, tail in zip((inbox, pstream), tails, strict=True):
             if isinstance(tail, ReplyError):
@@ -692,7 +701,7 @@ class RedisHub:
                     with trio.fail_after(self.op_timeout):
                         await reader.connect()
                 self._issue_read()
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._read_error = exc
                 failed.set()
             await failed.wait()
@@ -737,7 +746,7 @@ class RedisHub:
         finally:
             try:
                 self._issue_read()
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._read_error = exc
                 self._read_failed.set()
 
@@ -782,7 +791,7 @@ class RedisHub:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._forward, user_b, frame)
             else:
-                self.dropped += 1
+                self._dropped += 1
         elif op == b"K":
             user_b, _, sid = rest.partition(b"\t")
             session = self._local.get(user_b.decode())
@@ -803,10 +812,10 @@ class RedisHub:
         it to where the user is now, once (as F, never forwarded again)."""
         try:
             where = await self._lookup(user_b.decode())
-        except _REDIS_ERRORS:
+        except REDIS_ERRORS:
             where = None
         if where is None or where.node == self.node_id:
-            self.dropped += 1  # the session ended: the sender's timers recover
+            self._dropped += 1  # the session ended: the sender's timers recover
             return
         self._queue(self._inbox_of(where.node), b"F\t%s\t%s\t%s" % (user_b, where.sid, frame))
 
@@ -916,7 +925,7 @@ class RedisHub:
         self._via_redis.discard(node)
         peer = self._peers.pop(node, None)
         if peer is not None:
-            self.dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
+            self._dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
             peer.close()
 
     def _maybe_back(self, node: str, epoch: str | None, op: bytes) -> None:
@@ -945,84 +954,6 @@ class RedisHub:
             return False
         return self._epochs.get(node, peer.to_epoch) == peer.to_epoch
 
-    async def _flush_loop(self) -> None:
-        """Connect and write again after a failure (the normal path is :meth:`_flush`,
-        called by :class:`_PassEnd` at the end of every scheduler pass)."""
-        backoff = 0.05
-        redis = self.redis
-        while True:
-            if not self._retry and (redis.connected or not self._out):
-                self._flusher = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(self._abort_flusher_wait)
-            if self._retry:
-                if self._stalled():
-                    lost = sum(body.count(b"\n") + 1 for _, _, body in self._retry)
-                    self.dropped += lost
-                    log.error("node %s: redis unreachable for %g s, %d queued frames dropped",
-                              self.node_id, self.hold, lost)  # fmt: skip
-                    self._retry = []
-                    continue
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 0.5)
-            if not redis.connected:
-                try:
-                    with trio.fail_after(self.op_timeout):
-                        await redis.connect()
-                except _REDIS_ERRORS as exc:
-                    self._write_failed(exc)
-                    # (what is queued stays queued: it is tried again after the backoff)
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 0.5)
-                    continue
-            if self._flush():
-                backoff = 0.05
-
-    def _flush(self) -> bool:
-        """Write what was queued (after what failed before, with the same seq: receivers
-        skip what did arrive) as one XADD per stream, in one write, without waiting for
-        the replies (they come to :meth:`_written`). Synchronous: no task switch."""
-        if self.links and self._out:
-            self._send_links()
-            if not self._out and not self._retry:
-                return True
-        redis = self.redis
-        if not redis.connected:
-            self._wake_flusher()
-            return False
-        entries, self._retry = self._retry, []
-        epoch = self.epoch.encode()
-        for stream, records in self._out.items():
-            self._seq += 1
-            entries.append((stream, b"%s:%d" % (epoch, self._seq), b"\n".join(records)))
-        self._out = {}
-        if not entries:
-            return True
-        data = bytearray()
-        heads = self._xadd_heads
-        for stream, tag, body in entries:
-            head = heads.get(stream)
-            if head is None:
-                head = heads[stream] = b"*10\r\n" + b"".join(
-                    bulk(x)
-                    for x in (b"XADD", stream.encode(), b"MAXLEN", b"~",
-                              b"%d" % self.inbox_len, b"*", b"f")
-                )  # fmt: skip
-                if len(heads) > 10_000:
-                    heads.clear()
-            data += head
-            data += b"$%d\r\n%s\r\n$1\r\nb\r\n$%d\r\n%s\r\n" % (len(tag), tag, len(body), body)
-        self._inflight += len(entries)
-        try:
-            redis.send_encoded(
-                data, len(entries), lambda result, e=entries: self._written(e, result)
-            )
-        except _REDIS_ERRORS as exc:
-            self._written(entries, exc)
-            return False
-        self.flushes += 1
-        self.entries_written += len(entries)
-        return True
-
     # --- links (links.py) -----------------------------------------------------------
 
     async def _open_links(self, nursery: trio.Nursery) -> None:
@@ -1033,7 +964,7 @@ class RedisHub:
                 key = f"{self.prefix}:links"
                 await self.redis.call("SET", key, secrets.token_hex(32), "NX")
                 secret = await self.redis.call("GET", key)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         self._link_secret = secret if isinstance(secret, bytes) else str(secret).encode()
         listener = self._link_listener = LinkListener(
@@ -1065,15 +996,15 @@ class RedisHub:
                 for reply in await self.redis.pipeline(self._node_commands()):
                     if isinstance(reply, ReplyError):
                         raise reply
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         log.info("node %s: node links on %s:%d%s", self.node_id, advertise, port,
                  " and a local socket" if listener.local else "")  # fmt: skip
 
     def _send_links(self) -> None:
         """Take what is queued for nodes reached by link (or not decided yet) out of
-        ``_out`` and send it; what goes through Redis stays."""
-        out = self._out
+        the outbox and send it; what goes through Redis stays."""
+        out = self._outbox.out
         prefix = self._in_prefix
         for stream in [s for s in out if s.startswith(prefix)]:
             node = stream[len(prefix) :]
@@ -1081,7 +1012,7 @@ class RedisHub:
                 continue
             records = out.pop(stream)
             if node in self._dead:
-                self.dropped += len(records)  # (for sessions that died with it)
+                self._dropped += len(records)  # (for sessions that died with it)
                 continue
             peer = self._peers.get(node)
             if peer is None:
@@ -1147,7 +1078,7 @@ class RedisHub:
         """The node key now; False when Redis could not tell."""
         try:
             return await self._node_link(node)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return False
 
@@ -1160,11 +1091,11 @@ class RedisHub:
             try:
                 found = await self._node_link(node)
                 break
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._failed(exc)
                 if trio.current_time() - since > self.hold or self._gone(node):
                     lost = self._unresolved.pop(node, [])
-                    self.dropped += len(lost)
+                    self._dropped += len(lost)
                     log.error("node %s: cannot tell how to reach node %s, %d records dropped",
                               self.node_id, node, len(lost))  # fmt: skip
                     return
@@ -1197,9 +1128,10 @@ class RedisHub:
         self._via_redis.add(node)
         if held:
             stream = self._inbox_of(node)
-            self._out[stream] = held + self._out.get(stream, [])
-            if self._retry or not self.redis.connected:
-                self._wake_flusher()  # (else the end of this pass writes them)
+            outbox = self._outbox
+            outbox.out[stream] = held + outbox.out.get(stream, [])
+            if outbox.retry or not self.redis.connected:
+                outbox.wake_flusher()  # (else the end of this pass writes them)
 
     def _link_unusable(self, node: str, peer: PeerLink) -> bool:
         """A link never made within ``2 * op_timeout`` of its first use (the address it
@@ -1251,7 +1183,7 @@ class RedisHub:
             if peer is not None:
                 peer.check()
                 if peer.dropped:
-                    self.dropped += peer.dropped
+                    self._dropped += peer.dropped
                     peer.dropped = 0
 
     async def _remove_instrument(self) -> None:
@@ -1262,35 +1194,7 @@ class RedisHub:
                 with contextlib.suppress(KeyError):
                     trio.lowlevel.remove_instrument(self._pass_end)
                 self._pass_end = None
-
-    def _abort_flusher_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-        self._flusher = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    def _written(self, entries: list[tuple[str, bytes, bytes]], result: Any) -> None:
-        """The replies of one flush (or the error that lost them)."""
-        self._inflight -= len(entries)
-        if isinstance(result, BaseException):
-            # Sent again first (the connection broke: some may have been applied, and the
-            # receivers skip those by seq).
-            self._retry.extend(entries)
-            self._write_failed(result)
-            self._wake_flusher()
-            return
-        for reply in result:
-            if isinstance(reply, ReplyError):
-                self.dropped += 1
-                log.error("node %s: redis refused a write: %s", self.node_id, reply)
-        if self._stalled_since is not None:
-            log.info("node %s: writing to redis again", self.node_id)
-            self._stalled_since = None
-        self._ok()
-
-    def _write_failed(self, exc: BaseException) -> None:
-        self._failed(exc)
-        if self._stalled_since is None:
-            self._stalled_since = trio.current_time()
-            log.warning("node %s: cannot write to redis, holding: %r", self.node_id, exc)
+                self._outbox.at_pass_end = False
 
     async def _watchdog(self) -> None:
         """Reset a connection that has left a command unanswered too long: dead, not
@@ -1320,7 +1224,7 @@ class RedisHub:
         """Something for the watchdog to tend soon: replies to read, acks to send, batches
         waiting for theirs, a link down. (An idle node ticks rarely: each wake-up of a
         sleeping process costs ~0.4 ms of CPU here.)"""
-        if self.redis.waiting or self._out or self._retry:
+        if self.redis.waiting or self._outbox.out or self._outbox.retry:
             return True
         listener = self._link_listener
         if listener is not None and listener.acks_due:
@@ -1360,7 +1264,7 @@ class RedisHub:
                        for r in replies):  # fmt: skip
                     await self.redis.call("SCRIPT", "LOAD", self._claim.text)
                     replies = await self.redis.pipeline(commands)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc)
             return
         self._ok()
@@ -1394,25 +1298,7 @@ class RedisHub:
     def _queue(self, stream: str, record: bytes) -> None:
         """Queue one record: written at the end of this scheduler pass (``_PassEnd``),
         with everything else queued in it."""
-        records = self._out.get(stream)
-        if records is None:
-            if not self._out:
-                self._out_since = trio.current_time()
-            self._out[stream] = [record]
-        else:
-            records.append(record)
-        if self._retry or not self.redis.connected or self._pass_end is None:
-            self._wake_flusher()
-
-    def _wake_flusher(self) -> None:
-        task = self._flusher
-        if task is not None:
-            self._flusher = None
-            trio.lowlevel.reschedule(task)
-
-    def _stalled(self) -> bool:
-        since = self._stalled_since
-        return since is not None and trio.current_time() - since > self.hold
+        self._outbox.queue(stream, record)
 
     def _gone(self, node: str) -> bool:
         """Dead: two of ``node``'s heartbeats missed while ours came back through the
@@ -1573,7 +1459,7 @@ async def open_redis_hub(
         try:
             with trio.fail_after(op_timeout * 2):
                 await cmd.call("PING")
-        except (*_REDIS_ERRORS, msgspec.DecodeError) as exc:
+        except (*REDIS_ERRORS, msgspec.DecodeError) as exc:
             problem = f"cannot reach redis at {url}: {exc!r}"
         if problem is not None:
             raise HubUnavailable(problem)

@@ -48,6 +48,10 @@ class ReplyError(Exception):
     """Redis answered ``-ERR ...`` to a command."""
 
 
+#: What a Redis operation may fail with: the connection, a timeout, or Redis's refusal.
+REDIS_ERRORS = (OSError, trio.TooSlowError, ConnectionError, ReplyError)
+
+
 @dataclass(frozen=True)
 class RedisAddress:
     host: str = "127.0.0.1"
