@@ -543,6 +543,42 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
         assert "n1" in hub_a._via_redis and "n1" not in hub_a._peers
 
 
+async def test_a_node_without_links_keeps_to_redis_while_it_resends(
+    own_redis: RedisProcess,
+) -> None:
+    """n0 runs without links (``--no-links``), n1 with: when n0's Redis connections are
+    cut under traffic and its writes are being sent again, what alice sends meanwhile
+    still goes through n1's inbox — n0 never tries a link it has no key for — every
+    message answered OK and delivered once, in order."""
+    count = 80
+    nodes = alice_and_bob(
+        own_redis.url, {"links": False}, {"links": True}, presence_ttl=TTL, op_timeout=0.5
+    )
+    async with nodes as (wa, wb, hub_a, _):
+        there = Counter(wa, wb, "bob")
+        async with trio.open_nursery() as nursery:
+
+            async def read_alice() -> None:
+                while len(there.codes) < count:
+                    frame = await recv(wa, "result", within=30)
+                    there.codes[frame["rid"]] = frame.get("code", 0)
+
+            async def read_bob() -> None:
+                while len(there.got) < count:
+                    there.got.append(int((await recv(wb, "msg", within=30))["msg"]["text"]))
+
+            nursery.start_soon(read_alice)
+            nursery.start_soon(read_bob)
+            nursery.start_soon(there.send_all, count, 0.02)
+            await trio.sleep(0.4)
+            for _ in range(3):
+                assert await kill_connections(own_redis.url, "n0") >= 1
+                await trio.sleep(0.3)
+        assert there.codes == {i + 1: 0 for i in range(count)}
+        assert there.got == list(range(count))
+        assert hub_a._peers == {} and not hub_a._unresolved
+
+
 @pytest.mark.parametrize("case", ["not-there", "not-offered"])
 async def test_a_node_not_reachable_over_a_local_socket_is_linked_to_over_tcp(
     shared_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch, case: str
