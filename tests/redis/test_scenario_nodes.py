@@ -1,6 +1,7 @@
-"""``rtmcall scenario`` against two ``rtmcall server --redis`` nodes: the actors are spread
-over the ``--server`` URLs, so every invitation crosses nodes; a line moved to another node
-resumes there; an actor whose node is killed fails over to the other one."""
+"""``rtmcall scenario`` against two or three ``rtmcall server --redis`` nodes: the actors are
+spread over the ``--server`` URLs, so every invitation crosses nodes; a line moved to another
+node resumes there; actors whose node is killed fail over to another one, and what rang or
+talked across it ends on the others."""
 
 from __future__ import annotations
 
@@ -69,30 +70,29 @@ outcomes: {c1: FAILURE(PEER_OFFLINE) / FAILURE(PEER_OFFLINE), c2: ACCEPTED_BY_RE
 """
 
 
-def test_an_actor_whose_node_is_killed_fails_over_to_the_other_node(
-    shared_redis: RedisProcess, tmp_path: Path
+def _play_and_kill(
+    redis_url: str, tmp_path: Path, text: str, count: int, after_step: str, victim: int
 ) -> None:
-    """SIGKILL bob's node while his phone rings: his line fails over to node 0 (as behind a
-    load balancer), he logs in afresh there (his session died with the node), the ringing
-    invitation ends alike on both sides, and the next call reaches him."""
-    nodes = [start_node(shared_redis.url, f"kl{i}") for i in range(2)]
+    """Play ``text`` over ``count`` fresh nodes and SIGKILL node ``victim`` once step
+    ``after_step`` passed; the scenario (its expectations and outcomes) must pass."""
+    nodes = [start_node(redis_url, f"kl{i}") for i in range(count)]
     try:
         path = tmp_path / "killed.yaml"
-        path.write_text(KILLED)
+        path.write_text(text)
+        servers = [arg for _, url in nodes for arg in ("--server", url)]
         run = subprocess.Popen(
-            [*RTMCALL, "scenario", str(path), "--json", "--server", nodes[0][1],
-             "--server", nodes[1][1]],
+            [*RTMCALL, "scenario", str(path), "--json", *servers],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         assert run.stdout is not None
         seen = []
         for line in run.stdout:
             seen.append(json.loads(line))
-            if seen[-1].get("step") == "3":
+            if seen[-1].get("step") == after_step:
                 assert seen[-1]["ok"], seen
-                nodes[1][0].kill()
+                nodes[victim][0].kill()
                 break
         out, err = run.communicate(timeout=60)
         assert run.returncode == 0, out + err
@@ -102,3 +102,52 @@ def test_an_actor_whose_node_is_killed_fails_over_to_the_other_node(
         for proc, _ in nodes:
             proc.kill()
             proc.wait(10)
+
+
+def test_an_actor_whose_node_is_killed_fails_over_to_the_other_node(
+    shared_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """SIGKILL bob's node while his phone rings: his line fails over to node 0 (as behind a
+    load balancer), he logs in afresh there (his session died with the node), the ringing
+    invitation ends alike on both sides, and the next call reaches him."""
+    _play_and_kill(shared_redis.url, tmp_path, KILLED, count=2, after_step="3", victim=1)
+
+
+CALLERS_KILLED = """name: the node of a ringing caller and of a call is killed
+config: {no_response_timeout: 3, lifetime: 20, confirm_timeout: 2}
+actors: {alice: {server: 1}, dave: {server: 1}, bob: {server: 0}, carol: {server: 2}}
+steps:
+  - alice: call bob --as c1
+  - bob: expect RemoteInvitationReceived c1
+  - dave: call carol --as c2
+  - carol: expect RemoteInvitationReceived c2
+  - carol: accept c2
+  - dave: expect CallStarted c2
+  - carol: expect CallStarted c2  # (dave's confirm is through)
+  - sleep: 3  # node 1 is killed now
+  - bob: expect RemoteInvitationFailure c1 error=PEER_OFFLINE --within 15
+  - carol: expect CallEnded c2 --within 15
+  - bob: call alice --as c3
+  - alice: expect RemoteInvitationReceived c3 --within 10
+  - alice: accept c3
+  - bob: expect LocalInvitationAccepted c3
+  - carol: call dave --as c4
+  - dave: expect RemoteInvitationReceived c4 --within 10
+  - dave: accept c4
+  - carol: expect LocalInvitationAccepted c4
+outcomes:
+  c1: FAILURE(NOT_LOGGEDIN) / FAILURE(PEER_OFFLINE)
+  c2: ACCEPTED_BY_REMOTE / ACCEPTED
+  c3: ACCEPTED_BY_REMOTE / ACCEPTED
+  c4: ACCEPTED_BY_REMOTE / ACCEPTED
+"""
+
+
+def test_a_killed_node_s_ringing_caller_and_call_end_on_the_other_nodes(
+    shared_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """Three nodes; SIGKILL the one that holds a ringing caller (alice, calling bob on node
+    0) and one end of a call (dave, talking to carol on node 2): bob's phone stops ringing
+    (PEER_OFFLINE), carol's call ends, and both alice and dave, logged in afresh on a
+    surviving node, can be called there."""
+    _play_and_kill(shared_redis.url, tmp_path, CALLERS_KILLED, count=3, after_step="7", victim=1)
