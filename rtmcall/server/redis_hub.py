@@ -372,8 +372,9 @@ class RedisHub:
         self._last_error = ""
         self._nursery: trio.Nursery | None = None
         #: Counters (metrics): frames and kicks received for sessions no longer here, and
-        #: queued records given up after ``hold``; entries skipped as duplicates; flushes
-        #: (pipelines) and entries written; reads and entries read; handovers.
+        #: records for nodes that died (``dropped`` adds the outbox's: given up after
+        #: ``hold``); entries skipped as duplicates; reads and entries read; handovers.
+        #: (``flushes`` and ``entries_written`` are the outbox's.)
         self._dropped = 0
         self.duplicates = 0
         self.reads = 0
