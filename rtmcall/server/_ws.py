@@ -286,8 +286,9 @@ class ServerWebSocket(WebSocketConnection):
             raise ConnectionClosed(self._close_reason) from None
         except BaseException:
             # Cancelled: how much of it went out is unknown (trio's contract for a
-            # cancelled send_all), and nothing may follow half a frame.
-            stream.socket.close()
+            # cancelled send_all), and nothing may follow half a frame. (Under TLS the
+            # socket is the transport's: a record cut short is no better.)
+            _socket_under(stream).close()
             raise
         finally:
             lock.release()
@@ -379,6 +380,15 @@ _EVENTS_PER_CHECKPOINT = 64
 _JOIN_PARTS_AT = 256
 #: Sockets are file descriptors (``os.read``/``os.write`` on them): not on Windows.
 _POSIX = os.name == "posix"
+
+
+def _socket_under(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    """The socket a (possibly TLS-wrapped) connection stream ends in."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream), stream
+    return stream.socket
+
 
 _EVENT_HANDLERS: dict[type[Event], Callable[[ServerWebSocket, Any], Awaitable[None]]] = {
     AcceptConnection: ServerWebSocket._handle_accept_connection_event,

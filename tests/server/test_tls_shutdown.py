@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import ssl
 
 import pytest
@@ -11,9 +13,10 @@ from trio_websocket import ConnectionRejected, connect_websocket_url, open_webso
 
 from rtmcall.engine.codes import PeerMessageError
 from rtmcall.engine.frames import Bye, Deliver, Text
-from rtmcall.server import Server, mint_token, serve
+from rtmcall.server import Server, ServerConfig, mint_token, serve
 
 from .conftest import Client, Harness
+from .test_hostile import assert_healthy
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,36 @@ async def test_plain_ws_client_on_tls_server(harness: Harness, ca: trustme.CA) -
         harness.client_ssl = ssl.create_default_context()
         ca.configure_trust(harness.client_ssl)
         await harness.user("fine")
+
+
+async def test_a_tls_client_cut_while_a_frame_is_half_written_sees_a_drop(
+    harness: Harness, ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As over plain TCP (``test_limits.py``): a silent wss client with a frame stuck
+    half-way is cut by closing the socket under the TLS layer, and nothing else fails."""
+    with trio.fail_after(20):
+        server = await harness.start(
+            ssl_context=server_context(ca), config=ServerConfig(idle_timeout=2.0)
+        )
+        harness.client_ssl = ssl.create_default_context()
+        ca.configure_trust(harness.client_ssl)
+        sender = await harness.user("sender")
+        stuck = await harness.user("stuck")
+        raw = stuck.ws._stream.transport_stream.socket
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        (conn,) = [c for c in server.live if c.session and c.session.user == "stuck"]
+        conn.ws._stream.transport_stream.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 8192
+        )
+        with caplog.at_level(logging.ERROR):
+            for _ in range(10):
+                rid = await sender.send_to("stuck", Text(text="x" * 30_000))
+                assert (await sender.result(rid)).code == PeerMessageError.OK
+            await trio.sleep(3)  # not reading, not answering: cut after the busy limit
+            assert conn not in server.live
+            assert await stuck.closed_code() == 1006  # the connection dropped
+            await assert_healthy(harness)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_shutdown_says_bye(harness: Harness, server: Server) -> None:
