@@ -23,7 +23,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from rtmcall.cli.history import HistoryStore, Upsert
+    from rtmcall.cli.history.store import HistoryStore, Upsert
 
     path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = HistoryStore(path).open()
@@ -50,7 +50,7 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "calls.sqlite3"
-        from rtmcall.cli.history import HistoryStore
+        from rtmcall.cli.history.store import HistoryStore
 
         HistoryStore(path).open().close()  # the schema, before the clock starts
         start = time.perf_counter()

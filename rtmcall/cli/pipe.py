@@ -19,8 +19,8 @@ import trio
 
 from rtmcall.engine.events import ApiCallError, InvitationInfo
 
-from . import jsonfmt
-from .control import start_control
+from .control.endpoint import start_control
+from .formats import jsonl as jsonfmt
 from .runtime import (
     NOT_AS_ASKED,
     OK,

@@ -30,8 +30,10 @@ from rtmcall.engine.events import (
     RemoteInvitationRefused,
 )
 
-from . import callfmt, jsonfmt, textfmt
-from .rows import Row
+from .formats import calls as callfmt
+from .formats import jsonl as jsonfmt
+from .formats import text as textfmt
+from .formats.rows import Row
 
 
 class Sink(Protocol):
@@ -143,7 +145,7 @@ class JsonSink:
 
     def history_rows(self, rows: Sequence[Mapping[str, object]]) -> None:
         """The answer to ``history``: one ``HistoryEntry`` per call, newest first."""
-        from .history import as_json
+        from .history.store import as_json
 
         for row in rows:
             self.emit({"event": "HistoryEntry", **as_json(dict(row))})

@@ -35,11 +35,11 @@ from rtmcall.engine.events import (
 )
 
 from . import commands as c
-from . import textfmt
-from .callfmt import MissedCalls
 from .commands import help_lines
-from .history import HistoryError, HistoryRecorder, warn_to_stderr
-from .rows import Row, short_id
+from .formats import text as textfmt
+from .formats.calls import MissedCalls
+from .formats.rows import Row, short_id
+from .history.store import HistoryError, HistoryRecorder, warn_to_stderr
 from .sinks import JsonSink, Sink, TextSink
 
 if TYPE_CHECKING:
@@ -473,7 +473,7 @@ class Softphone:
         if show is not None:
             show(rows)
         else:
-            from .history import text_line
+            from .history.store import text_line
 
             self.sink.lines([text_line(r) for r in rows] or ["no calls in the history"])
 

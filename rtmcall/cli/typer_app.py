@@ -1,6 +1,6 @@
-"""The typer app behind ``rtmcall``; its commands live in small ``cmd_*`` modules.
+"""The typer app behind ``rtmcall``; its commands live in small modules of :mod:`.cmd`.
 
-This module and the ``cmd_*`` modules import only typer; trio, rich, prompt_toolkit and the
+This module and the :mod:`.cmd` modules import only typer; trio, rich, prompt_toolkit and the
 client are imported inside the commands, so a command pays only for what it uses. Typer's
 rich help is off for the same reason (rendering help with rich costs ~150 ms).
 """
@@ -13,15 +13,29 @@ from typing import Annotated, Any, get_args, get_origin
 import typer
 from typer.core import TyperCommand
 
-from . import (
-    cmd_bench,
-    cmd_demo,
-    cmd_health,
-    cmd_history,
-    cmd_login,
-    cmd_scenario,
-    cmd_server,
-    cmd_top,
+from .cmd import (
+    bench as cmd_bench,
+)
+from .cmd import (
+    demo as cmd_demo,
+)
+from .cmd import (
+    health as cmd_health,
+)
+from .cmd import (
+    history as cmd_history,
+)
+from .cmd import (
+    login as cmd_login,
+)
+from .cmd import (
+    scenario as cmd_scenario,
+)
+from .cmd import (
+    server as cmd_server,
+)
+from .cmd import (
+    top as cmd_top,
 )
 
 #: The metavar of an option that names none, by its value's type.

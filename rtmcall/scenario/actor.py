@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from rtmcall.cli import jsonfmt
+from rtmcall.cli.formats import jsonl as jsonfmt
 from rtmcall.cli.sinks import JsonSink
 from rtmcall.cli.softphone import Softphone
 from rtmcall.client import ClientConfig, connect

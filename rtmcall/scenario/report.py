@@ -18,7 +18,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rtmcall.cli.states import describe
+from rtmcall.cli.formats.states import describe
 
 from .runner import ScenarioResult, ScenarioRun, StepResult
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import trio
 
 from rtmcall.cli import commands as c
-from rtmcall.cli.demo_view import pair
+from rtmcall.cli.demo.view import pair
 from rtmcall.client import ClientConfig
 from rtmcall.client.errors import RtmError
 from rtmcall.engine.codes import (
@@ -102,7 +102,7 @@ class ScenarioResult:
     failed_step: str | None = None
     interrupted: bool = False
     events: dict[str, list[Recorded]] = field(default_factory=dict)
-    #: Every named invitation's outcome, "CALLER / CALLEE" (see demo_view.pair).
+    #: Every named invitation's outcome, "CALLER / CALLEE" (see rtmcall.cli.demo.view.pair).
     outcomes: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
     #: Seconds from the start until the end-of-scenario checks were done (before logouts).

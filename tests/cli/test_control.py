@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rtmcall.cli import commands as c
-from rtmcall.cli.control_wire import command_line, event_from_json, event_json
+from rtmcall.cli.control.wire import command_line, event_from_json, event_json
 from rtmcall.cli.local_files import control_dirs, socket_name
 from rtmcall.engine.codes import LocalInvitationError, LocalInvitationState
 from rtmcall.engine.events import LocalInvitationFailure, LocalInvitationInfo

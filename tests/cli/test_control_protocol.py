@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from rtmcall.cli.control import start_control
-from rtmcall.cli.control_client import connect as control_connect
-from rtmcall.cli.control_wire import MAX_LINE
+from rtmcall.cli.control.client import connect as control_connect
+from rtmcall.cli.control.endpoint import start_control
+from rtmcall.cli.control.wire import MAX_LINE
 from rtmcall.cli.local_files import control_dirs, socket_name
 from rtmcall.cli.sinks import TextSink
 from rtmcall.cli.softphone import Softphone
@@ -163,7 +163,7 @@ async def test_another_spelling_of_the_same_server_finds_the_softphone() -> None
 async def test_a_softphone_that_refuses_is_not_kicked(monkeypatch: pytest.MonkeyPatch) -> None:
     # Another rtmcall version's one-shot: it must stop with the reason, not log in itself
     # (which would kick the softphone off the server).
-    from rtmcall.cli import control_client
+    from rtmcall.cli.control import client as control_client
 
     async with softphone_serving("proto-alice6") as (phone, url, _lines):
         monkeypatch.setattr(control_client, "VERSION", 99)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from rtmcall.cli import demo
-from rtmcall.cli.demo_view import DemoRow, Result, build_live_table, build_summary, pair
+from rtmcall.cli.demo import run as demo
+from rtmcall.cli.demo.view import DemoRow, Result, build_live_table, build_summary, pair
 from rtmcall.engine.codes import LocalInvitationState, RemoteInvitationError, RemoteInvitationState
 from rtmcall.engine.events import LocalInvitationInfo, RemoteInvitationInfo
 from rtmcall.scenario.load import load_text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from rtmcall.cli.history import (
+from rtmcall.cli.history.store import (
     SCHEMA_VERSION,
     HistoryError,
     HistoryRecorder,
@@ -41,7 +41,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from rtmcall.cli.history import HistoryStore, Upsert
+    from rtmcall.cli.history.store import HistoryStore, Upsert
 
     path, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = HistoryStore(path).open()

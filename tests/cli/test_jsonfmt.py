@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rtmcall.cli import jsonfmt
+from rtmcall.cli.formats import jsonl as jsonfmt
 from rtmcall.engine import events as ev
 from rtmcall.engine.codes import (
     ConnectionChangeReason,
@@ -76,7 +76,7 @@ def test_a_busy_refusal_says_busy() -> None:
 
 
 def test_call_ended_line() -> None:
-    from rtmcall.cli import callfmt
+    from rtmcall.cli.formats import calls as callfmt
     from rtmcall.engine.codes import CallEndReason
 
     call = ev.CallInfo(id="inv1", caller="alice", callee="bob", direction="out")

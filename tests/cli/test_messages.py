@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rtmcall.cli import textfmt
+from rtmcall.cli.formats import text as textfmt
 from rtmcall.engine.events import ApiCallError
 from rtmcall.engine.frames import MAX_LIFETIME
 from tests.engine.network import Network

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from rtmcall.cli.table import Row, build_table
+from rtmcall.cli.console.table import Row, build_table
 from rtmcall.engine.codes import LocalInvitationError as LE
 from rtmcall.engine.codes import LocalInvitationState as LS
 

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from rtmcall.cli.table import Row, build_table, short_id
+from rtmcall.cli.console.table import Row, build_table, short_id
 from rtmcall.engine.codes import (
     LocalInvitationError as LE,
 )

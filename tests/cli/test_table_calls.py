@@ -3,7 +3,7 @@ busy refusal, rendered from rows (pure)."""
 
 from __future__ import annotations
 
-from rtmcall.cli.callfmt import clock
+from rtmcall.cli.formats.calls import clock
 from rtmcall.engine.codes import CallEndReason
 from rtmcall.engine.codes import LocalInvitationState as LS
 from rtmcall.engine.codes import RemoteInvitationState as RS
@@ -74,7 +74,7 @@ def test_text_lines_of_a_busy_refusal() -> None:
 def test_list_lines_show_the_call() -> None:
     import time
 
-    from rtmcall.cli.rows import Row
+    from rtmcall.cli.formats.rows import Row
     from rtmcall.cli.sinks import TextSink
     from rtmcall.engine import events as ev
     from rtmcall.engine.codes import LocalInvitationError

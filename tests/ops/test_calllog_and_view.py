@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from rtmcall.cli.cmd_top import metrics_url
-from rtmcall.cli.topview import build_view, parse_node, quantile, rows
+from rtmcall.cli.cmd.top import metrics_url
+from rtmcall.cli.top.view import build_view, parse_node, quantile, rows
 from rtmcall.server.calllog import CallLog
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import trio
 
-from rtmcall.cli.cmd_health import _check as check_health
+from rtmcall.cli.cmd.health import _check as check_health
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
 from rtmcall.server.links import host_id

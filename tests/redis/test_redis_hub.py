@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from rtmcall.cli.cmd_health import _check as check_health
+from rtmcall.cli.cmd.health import _check as check_health
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.server import ServerConfig, serve
 from rtmcall.server.redis_hub import HubUnavailable, RedisHub, open_redis_hub

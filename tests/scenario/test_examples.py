@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from rtmcall.cli.demo import DEMO_DIR
+from rtmcall.cli.demo.run import DEMO_DIR
 from rtmcall.scenario.load import load_paths
 from rtmcall.scenario.runner import ScenarioRun
 

@@ -9,7 +9,7 @@ import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 from typer.testing import CliRunner
 
-from rtmcall.cli.cmd_health import _check
+from rtmcall.cli.cmd.health import _check
 from rtmcall.cli.typer_app import app
 from rtmcall.server import Health, MemoryHub, serve
 

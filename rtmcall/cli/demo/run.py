@@ -24,11 +24,11 @@ from rtmcall.scenario.load import load_paths
 from rtmcall.scenario.model import Scenario
 from rtmcall.scenario.runner import ScenarioResult, ScenarioRun
 
-from .demo_view import DemoRow, Result, build_live_table, build_summary, pair
-from .runtime import NOT_AS_ASKED, OK, USAGE
+from ..runtime import NOT_AS_ASKED, OK, USAGE
+from .view import DemoRow, Result, build_live_table, build_summary, pair
 
 #: Where the demo's scenario files live (copy one to start your own).
-DEMO_DIR = Path(__file__).resolve().parent.parent / "scenario" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "scenario" / "demo"
 
 
 def demo_scenarios() -> list[Scenario]:

@@ -1,4 +1,4 @@
-"""The control socket's wire format (SPEC §7, :mod:`.control`): JSON lines, and the
+"""The control socket's wire format (SPEC §7, :mod:`.endpoint`): JSON lines, and the
 invitations, events and commands they carry, so each end rebuilds exactly what the other
 had."""
 
@@ -29,7 +29,7 @@ from rtmcall.engine.events import (
     RemoteInvitationInfo,
 )
 
-from . import commands as c
+from .. import commands as c
 
 VERSION = 1
 #: A line longer than this ends the connection (a call line is at most ~9 KB).

@@ -1,4 +1,4 @@
-"""``rtmcall demo``: argument handling only (see :mod:`.demo`)."""
+"""``rtmcall demo``: argument handling only (see :mod:`..demo.run`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def demo(
       rtmcall demo --only accept --only refuse
       rtmcall demo --list
     """
-    from .demo import list_demo, run_demo
+    from ..demo.run import list_demo, run_demo
 
     if list_:
         raise typer.Exit(list_demo())

@@ -13,9 +13,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .callfmt import row_state
-from .rows import SHORT_ID, Row, short_id
-from .states import is_ringing_here
+from ..formats.calls import row_state
+from ..formats.rows import SHORT_ID, Row, short_id
+from ..formats.states import is_ringing_here
 
 __all__ = ["Row", "build_table", "short_id"]
 
@@ -30,7 +30,7 @@ def _left(deadline: float | None, now: float) -> str:
 def _state(row: Row, now: float) -> tuple[str, str]:
     """The state column's words and style. A call to an offline callee says so, with the
     time it still has to log in (it rings if it does); calls and busy refusals as
-    :func:`.callfmt.row_state` says."""
+    :func:`..formats.calls.row_state` says."""
     if row.waiting_for_peer and row.live:
         left = _left(row.deadline, now)
         return f"waiting for {row.peer}" + (f" {left}" if left else ""), "yellow"

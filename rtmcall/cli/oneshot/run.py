@@ -2,7 +2,7 @@
 
 Both run on :class:`~.softphone.Softphone`, so their output lines (readable or JSON) are the
 same as pipe mode's. When a softphone of the same user and server runs (``rtmcall login``
-in another terminal), they go through it instead (:mod:`.control`, SPEC §7): logging in
+in another terminal), they go through it instead (:mod:`..control`, SPEC §7): logging in
 again would kick it off. The job, the lines and the exit codes are the same either way.
 """
 
@@ -18,9 +18,9 @@ import trio
 
 from rtmcall.engine.codes import REMOTE_TERMINAL, LocalInvitationState, RemoteInvitationState
 
-from . import commands as c
-from . import jsonfmt
-from .runtime import (
+from .. import commands as c
+from ..formats import jsonl as jsonfmt
+from ..runtime import (
     NOT_AS_ASKED,
     OK,
     UNREACHABLE,
@@ -29,15 +29,15 @@ from .runtime import (
     logged_in,
     stop_on_sigint,
 )
-from .sinks import JsonSink, Sink, TextSink
-from .softphone import Softphone
+from ..sinks import JsonSink, Sink, TextSink
+from ..softphone import Softphone
 
 #: Said after the banner when a one-shot works through a running softphone.
 THROUGH = " (through the softphone logged in in another terminal)"
 
 
 def _logged_in(sink: Sink, opts: LoginOptions, banner: str | None, phone: Any = None) -> None:
-    from .control_client import RemotePhone
+    from ..control.client import RemotePhone
 
     through = isinstance(phone, RemotePhone)
     if isinstance(sink, JsonSink):
@@ -55,7 +55,7 @@ async def _session(
 ) -> AsyncIterator[Any]:
     """A phone for the job: the running softphone's (over its control socket) when there
     is one, else our own login. ``ignored`` names flags only our own login can honour."""
-    from .control_client import RemotePhone, SoftphoneRefused, connect
+    from ..control.client import RemotePhone, SoftphoneRefused, connect
 
     try:
         link = await connect(opts.user, opts.url, what)

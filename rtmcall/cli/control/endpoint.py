@@ -1,7 +1,7 @@
 """One user, many terminals (SPEC §7): a running softphone's local control endpoint.
 
 A softphone (interactive or pipe mode) listens on a Unix socket named after its user and
-server (:mod:`.local_files`), in a directory only its OS user may enter (mode 0700; the
+server (:mod:`..local_files`), in a directory only its OS user may enter (mode 0700; the
 socket itself 0600; on Linux the peer's uid is checked too). ``rtmcall call`` and
 ``rtmcall answer`` for the same user and server find it and work *through* it instead of
 logging in again, which would kick the softphone off the server (REMOTE_LOGIN).
@@ -10,7 +10,7 @@ The protocol is JSON lines, one object per line, each with an ``op``:
 
 * one-shot → softphone: ``hello`` (``version``, ``user``, ``server``, ``pid``, ``what``)
   first; then ``run`` (``seq``, ``line``: a line of the command language of
-  :mod:`.commands`, carried out by the softphone as if typed) and ``incoming`` (send me the
+  :mod:`..commands`, carried out by the softphone as if typed) and ``incoming`` (send me the
   incoming invitations: those ringing now, then every new one).
 * softphone → one-shot: ``hello`` (``ok``, and ``message`` when not), then what the
   softphone's sink is told about this client's commands and invitations — ``sent``,
@@ -18,9 +18,9 @@ The protocol is JSON lines, one object per line, each with an ``op``:
   connection state change), ``api_error``, ``error``, ``lines`` — ``done`` (``seq``) when a
   ``run`` was carried out, and ``bye`` when the softphone quits.
 
-The one-shot side (:class:`.control_client.RemotePhone`) keeps a mirror of its invitations
+The one-shot side (:class:`.client.RemotePhone`) keeps a mirror of its invitations
 from those messages and renders them with its own sink, so its lines and exit codes are
-those of the standalone command by construction (:mod:`.control_wire` has the format).
+those of the standalone command by construction (:mod:`.wire` has the format).
 The softphone side (:class:`ControlServer`, here) tees its sink (:class:`ControlSink`): the
 invitations appear in its own table and log as well.
 
@@ -49,24 +49,9 @@ from rtmcall.engine.events import (
     RemoteInvitationReceived,
 )
 
-from .control_wire import (
-    HELLO_TIMEOUT,
-    MAX_QUEUED,
-    VERSION,
-    JsonObj,
-    Lines,
-    encode,
-    event_json,
-    info_json,
-)
-from .local_files import (
-    MAX_SOCKET_PATH,
-    control_dirs,
-    make_private_dir,
-    same_server,
-    socket_name,
-)
-from .sinks import Sink
+from ..local_files import MAX_SOCKET_PATH, control_dirs, make_private_dir, same_server, socket_name
+from ..sinks import Sink
+from .wire import HELLO_TIMEOUT, MAX_QUEUED, VERSION, JsonObj, Lines, encode, event_json, info_json
 
 
 class ControlUnavailable(Exception):
@@ -423,7 +408,7 @@ class ControlServer:
 
     async def _abandoned(self, client: _Client) -> None:
         """A client that went away (killed) leaves no call of its ringing on."""
-        from .softphone import _terminal
+        from ..softphone import _terminal
 
         for info in self.phone.infos():
             if info.id in client.own and info.direction == "out" and not _terminal(info):

@@ -1,4 +1,4 @@
-"""The one-shot side of the control socket (SPEC §7, :mod:`.control`): find the running
+"""The one-shot side of the control socket (SPEC §7, :mod:`.endpoint`): find the running
 softphone of our user and server, and carry out ``rtmcall call``/``answer`` through it."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from rtmcall.client.events import ConnectionStateChanged
 from rtmcall.engine.codes import ConnectionState, InvitationApiCallError, RemoteInvitationState
 from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
 
-from . import commands as c
-from .control_wire import (
+from .. import commands as c
+from ..local_files import control_dirs, private_dir_problem, socket_name
+from ..sinks import Sink
+from .wire import (
     HELLO_TIMEOUT,
     VERSION,
     JsonObj,
@@ -26,8 +28,6 @@ from .control_wire import (
     event_from_json,
     info_from_json,
 )
-from .local_files import control_dirs, private_dir_problem, socket_name
-from .sinks import Sink
 
 
 def _socket_problem(path: Path) -> str | None:
@@ -111,7 +111,7 @@ class RemotePhone:
         return list(self._invs.values())
 
     def pending_outgoing(self) -> list[InvitationInfo]:
-        from .softphone import _terminal
+        from ..softphone import _terminal
 
         return [i for i in self._invs.values() if i.direction == "out" and not _terminal(i)]
 
@@ -162,12 +162,12 @@ class RemotePhone:
     def _still_needed(self) -> bool:
         """Whether losing the softphone now loses an outcome (an invitation still live, or
         calls still awaited)."""
-        from .softphone import _terminal
+        from ..softphone import _terminal
 
         return self._watching or any(not _terminal(i) for i in self._invs.values())
 
     def _dispatch(self, obj: JsonObj) -> None:
-        from .softphone import _ABORT_WORDS
+        from ..softphone import _ABORT_WORDS
 
         op = obj.get("op")
         if op == "sent":
@@ -205,7 +205,7 @@ class RemotePhone:
     async def shutdown(self, settle_timeout: float = 3.0, logout_timeout: float = 3.0) -> None:
         """Cancel our pending outgoing calls, let them settle (bounded), and hang up the
         control connection. The softphone stays logged in."""
-        from .softphone import _terminal
+        from ..softphone import _terminal
 
         del logout_timeout  # nothing to log out of: the session is the softphone's
         if self.ended is None and not self._lost:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import ServerOpt
+from ..options import ServerOpt
 
 
 def health(
@@ -32,7 +32,7 @@ def health(
       rtmcall health --server ws://10.0.0.5:8765
       rtmcall health --json || systemctl restart rtmcall
     """
-    from .options import resolve_server, run_trio
+    from ..options import resolve_server, run_trio
 
     url = resolve_server(server)
     raise typer.Exit(run_trio(_check, url, timeout, json_output, ca))
@@ -85,7 +85,7 @@ async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> in
             print(f"{'healthy' if ok else 'UNHEALTHY'}: {url}: {detail}", flush=True)
         return 0 if ok else 1
     except (OSError, HandshakeError, trio.TooSlowError, ssl.SSLError) as exc:
-        from .runtime import unreachable_message
+        from ..runtime import unreachable_message
 
         message = unreachable_message(url, _reasons(exc))
         if json_output:

@@ -141,7 +141,7 @@ class HistoryError(Exception):
 
 
 def history_path() -> Path:
-    from . import config
+    from .. import config
 
     return config.config_dir() / FILE_NAME
 
@@ -609,7 +609,7 @@ def outcome_words(row: dict[str, Any]) -> str:
     """How it ended, in words: ``call 01:23, peer hung up``, ``missed: canceled``, …"""
     from rtmcall.engine.codes import CallEndReason
 
-    from .callfmt import clock, end_short
+    from ..formats.calls import clock, end_short
 
     state, error, reason = row["state"] or "", row["error"], row["reason"]
     if row["duration"] is not None and reason in CallEndReason.__members__:

@@ -1,4 +1,4 @@
-"""``rtmcall server`` and ``rtmcall token``: argument handling only (see :mod:`.serverrun`)."""
+"""``rtmcall server`` and ``rtmcall token``: argument handling only (see :mod:`..serverrun`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .options import check_user, usage_error
+from ..options import check_user, usage_error
 
 SecretOpt = Annotated[
     str | None,
@@ -236,7 +236,7 @@ def server(
       rtmcall server --metrics --call-log calls.jsonl \\
           --webhook https://app.example/rtm --webhook-secret-file hook.key
     """
-    from .serverrun import ServerOptions, run_server
+    from ..serverrun import ServerOptions, run_server
 
     if (cert is None) != (key is None):
         raise usage_error("give both --cert and --key for wss://", "--cert/--key")

@@ -10,8 +10,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .callfmt import clock
-from .history import outcome_words
+from ..formats.calls import clock
+from .store import outcome_words
 
 
 def _when(ts: float | None) -> str:

@@ -10,8 +10,8 @@ import trio
 
 from rtmcall.engine.codes import CallEndReason
 
-from . import commands as c
-from .softphone import Softphone
+from .. import commands as c
+from ..softphone import Softphone
 
 
 async def hold_and_hang_up(phone: Softphone, ids: Sequence[str], seconds: float) -> bool:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import DEFAULT_SERVER
+from ..options import DEFAULT_SERVER
 
 
 def top(
@@ -46,18 +46,18 @@ def top(
     """
     import os
 
-    from .options import run_trio
+    from ..options import run_trio
 
     urls = server or [os.environ.get("RTMCALL_SERVER") or DEFAULT_SERVER]
     targets = []
     for url in urls:
         target = metrics_url(url)
         if target is None:
-            from .options import usage_error
+            from ..options import usage_error
 
             raise usage_error(f"not a ws://, wss://, http:// or https:// URL: {url!r}", "--server")
         targets.append(target)
-    from .top import run_top
+    from ..top.run import run_top
 
     raise typer.Exit(run_trio(run_top, targets, interval, timeout, once))
 

@@ -1,4 +1,4 @@
-"""The demo's two tables, as pure functions of snapshots (like :func:`.table.build_table`):
+"""The demo's two tables, as pure functions of snapshots (like :func:`..console.table.build_table`):
 the live table with both ends of every invitation, and the closing summary."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.text import Text
 
 from rtmcall.engine.events import InvitationInfo
 
-from .states import describe
+from ..formats.states import describe
 
 
 @dataclass(frozen=True, slots=True)

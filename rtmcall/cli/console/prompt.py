@@ -45,11 +45,11 @@ from rich.text import Text
 from rtmcall.client.events import ConnectionStateChanged
 from rtmcall.engine.events import InvitationEvent, RemoteInvitationReceived
 
-from .control import start_control
-from .local_files import history_path
-from .runtime import OK, UNREACHABLE, CannotLogIn, LoginOptions, logged_in
-from .sinks import TextSink
-from .softphone import Softphone
+from ..control.endpoint import start_control
+from ..local_files import history_path
+from ..runtime import OK, UNREACHABLE, CannotLogIn, LoginOptions, logged_in
+from ..sinks import TextSink
+from ..softphone import Softphone
 from .table import Row, build_table
 
 #: Lines the prompt itself takes besides the table rows: table frame and header, caption,
@@ -243,7 +243,7 @@ class ConsoleSink(TextSink):
 
 
 def _describe(ev: InvitationEvent) -> str:
-    from .textfmt import invitation_event
+    from ..formats.text import invitation_event
 
     return invitation_event(ev, hints=True)
 

@@ -11,7 +11,7 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from .topview import NodeReading, build_view, parse_node, rows
+from .view import NodeReading, build_view, parse_node, rows
 
 
 async def read_node(client: httpx.AsyncClient, url: str, wait: float) -> NodeReading:

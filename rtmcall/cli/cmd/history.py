@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, UserOpt
+from ..options import JsonOpt, UserOpt
 
 
 def history(
@@ -38,8 +38,8 @@ def history(
     import json
     import sys
 
-    from .history import HistoryError, HistoryStore, as_json, history_path
-    from .options import check_user
+    from ..history.store import HistoryError, HistoryStore, as_json, history_path
+    from ..options import check_user
 
     if user is not None:
         check_user(user, "--user")
@@ -66,6 +66,6 @@ def history(
         return
     from rich.console import Console
 
-    from .history_view import history_table
+    from ..history.view import history_table
 
     Console(highlight=False).print(history_table(rows, show_user=user is None))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import (
+from ..options import (
     CaOpt,
     ConfirmOpt,
     ConnectTimeoutOpt,
@@ -86,7 +86,7 @@ def login(
       rtmcall login bob --server ws://10.0.0.5:8765
       printf 'call bob --content hi\\nwait\\n' | rtmcall login alice --json
     """
-    from .runtime import LoginOptions
+    from ..runtime import LoginOptions
 
     check_user(user, "USER")
     url = resolve_server(server)
@@ -103,16 +103,16 @@ def login(
     )
 
     def remember() -> None:
-        from . import config
+        from .. import config
 
         config.remember(user=user, server=url)
 
     if sys.stdin.isatty() and sys.stdout.isatty() and not json_output:
-        from .console import run_interactive
+        from ..console.prompt import run_interactive
 
         code = run_trio(run_interactive, opts, on_login=remember)
     else:
-        from .pipe import run_pipe
+        from ..pipe import run_pipe
 
         code = run_trio(run_pipe, opts, as_json=json_output, on_login=remember)
     raise typer.Exit(code)
@@ -152,8 +152,8 @@ def call(
     """
     from rtmcall.engine.frames import MAX_CHANNEL_BYTES, MAX_CONTENT_BYTES
 
-    from .oneshot import run_call
-    from .runtime import LoginOptions
+    from ..oneshot.run import run_call
+    from ..runtime import LoginOptions
 
     for peer in peers:
         check_user(peer, "PEER")
@@ -224,8 +224,8 @@ def answer(
       rtmcall answer --refuse --response busy --count 3
       rtmcall answer --user bob --count 0 --json      # answer forever
     """
-    from .oneshot import run_answer
-    from .runtime import LoginOptions
+    from ..oneshot.run import run_answer
+    from ..runtime import LoginOptions
 
     opts = LoginOptions(
         url=resolve_server(server),

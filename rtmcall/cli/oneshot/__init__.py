@@ -1,0 +1,2 @@
+"""The one-shot ``rtmcall call`` and ``rtmcall answer`` (:mod:`.run`) and their
+``--hangup-after`` (:mod:`.hold`)."""
