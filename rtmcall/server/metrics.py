@@ -299,7 +299,7 @@ class _ServerCollector(Collector):
         up = GaugeMetricFamily("rtmcall_redis_up", "1 while Redis answers.", labels=["node"])
         up.add_metric([node], 1 if getattr(hub, "_redis_ok", False) else 0)
         yield up
-        peers = list(getattr(hub, "_peers", {}).values())
+        peers = getattr(hub, "link_peers", [])
         links = GaugeMetricFamily(
             "rtmcall_node_links_up", "Links from this node to other nodes, up.", labels=["node"]
         )

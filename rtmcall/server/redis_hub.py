@@ -20,14 +20,14 @@ Routing a peer message to another node costs no Redis round trip of its own: the
 looks the receiver up in its directory (a GET only on a miss, or when that node has not
 been heard from for a TTL), answers the sender at once and queues the frame. Before trio
 next sleeps (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever the wake-up
-queued goes out as one batch per receiving node — over that node's link (:mod:`.links`),
-or as one XADD to its inbox stream, in one ``send`` — without a task switch and without
-waiting for the replies (they are read lazily, by the watchdog's tick or with the next
-reply a task waits for). Each node reads its inbox and the presence
-stream with one blocking XREAD (up to ``read_count`` entries); its reply is handled in the
-connection's reader task, which sends the next XREAD at once. A wake-up costs more than a
-Redis command on a small machine, so the design counts wake-ups: one per batch of
-received entries, none per sent one (``bench/README.md``, "Scale-out").
+queued goes out as one batch per receiving node — over that node's link (:mod:`.links`;
+:mod:`.node_links` decides which nodes have one), or as one XADD to its inbox stream, in
+one ``send`` — without a task switch and without waiting for the replies (they are read
+lazily, by the watchdog's tick or with the next reply a task waits for). Each node reads
+its inbox and the presence stream with one blocking XREAD (up to ``read_count`` entries);
+its reply is handled in the connection's reader task, which sends the next XREAD at once. A
+wake-up costs more than a Redis command on a small machine, so the design counts wake-ups:
+one per batch of received entries, none per sent one (``bench/README.md``, "Scale-out").
 
 Counters for metrics: ``flushes``, ``entries_written``, ``reads``, ``entries_read``,
 ``duplicates``, ``dropped``, ``handovers_in``/``handovers_out`` here, ``commands_sent`` and
@@ -66,8 +66,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import trio
@@ -78,16 +77,8 @@ from rtmcall.engine.frames import Presence, encode
 from . import handover
 from .config import ServerConfig
 from .hub import Health, HubListener, HubUnavailable
-from .links import (
-    ACK_INTERVAL,
-    BATCH_BYTES,
-    LinkAddress,
-    LinkListener,
-    PeerLink,
-    advertised_host,
-    host_id,
-    local_name,
-)
+from .links import PeerLink
+from .node_links import NodeLinks
 from .outbox import Outbox
 from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, bulk
 from .session import Session
@@ -293,20 +284,7 @@ class RedisHub:
         self.read_count = read_count
         self._inbox = f"{prefix}:in:{self.node_id}"
         self._in_prefix = f"{prefix}:in:"
-        # Links (see links.py): the listener, the link to each node reached by one, the
-        # nodes reached through their Redis inbox instead (how is decided once per node),
-        # and records for nodes not decided yet (their node key is being read).
         self.links = links
-        self._link_bind = (link_host, link_port)
-        self._link_advertise = link_advertise
-        self._host_id = None if (found := host_id()) is None else found.encode()
-        self._link_listener: LinkListener | None = None
-        self._link_secret = b""
-        self._peers: dict[str, PeerLink] = {}
-        self._via_redis: set[str] = set()
-        self._unresolved: dict[str, list[bytes]] = {}
-        self._node_value = b""
-        self._local_value = b""
         self._presence_stream = f"{prefix}:ps"
         #: Sessions on this node, by user.
         self._local: dict[str, Session] = {}
@@ -349,8 +327,28 @@ class RedisHub:
             on_ok=self._ok,
             on_failed=self._failed,
         )
+        #: How other nodes are reached: by link, or through their inbox (None: always
+        #: through the inbox, ``links=False``).
+        self._links: NodeLinks | None = None
         if links:
-            self._outbox.take_links = self._send_links
+            self._links = NodeLinks(
+                redis,
+                self._outbox,
+                node_id=self.node_id,
+                epoch=self.epoch,
+                prefix=prefix,
+                op_timeout=op_timeout,
+                hold=hold,
+                key_ttl_ms=self._ttl_ms * 3,
+                bind=(link_host, link_port),
+                advertise=link_advertise,
+                on_batch=self._on_link_batch,
+                is_dead=self._dead.__contains__,
+                is_gone=self._gone,
+                ok=self._ok,
+                failed=self._failed,
+            )
+            self._outbox.take_links = self._links.send
         #: Writes what was queued at the end of each scheduler pass (while running).
         self._pass_end: _PassEnd | None = None
         #: The watchdog waits on this for its next tick, due at ``_tick_at`` (trio time):
@@ -392,7 +390,13 @@ class RedisHub:
     def dropped(self) -> int:
         """Frames given up: for sessions no longer here, for a node that died, and what
         waited for Redis longer than ``hold`` (the outbox's)."""
-        return self._dropped + self._outbox.dropped
+        links = 0 if self._links is None else self._links.dropped
+        return self._dropped + self._outbox.dropped + links
+
+    @property
+    def link_peers(self) -> list[PeerLink]:
+        """The links to other nodes (for the metrics)."""
+        return [] if self._links is None else list(self._links.peers.values())
 
     @property
     def flushes(self) -> int:
@@ -483,8 +487,8 @@ class RedisHub:
             return _PEER_UNREACHABLE  # stale: not here any more
         if self._gone(where.node):
             return _PEER_UNREACHABLE  # that node died; its registrations will expire
-        peer = self._peers.get(where.node)
-        if peer.stalled() if peer is not None else self._outbox.stalled():
+        stalled = None if self._links is None else self._links.stalled(where.node)
+        if self._outbox.stalled() if stalled is None else stalled:
             return _FAILURE
         self._queue(self._inbox_of(where.node), b"D\t%s\t%s\t%s" % (to.encode(), where.sid, data))
         return _CACHED if where.state == _UNREACHABLE_STATE else _OK
@@ -611,8 +615,9 @@ class RedisHub:
         commands: list[tuple[Any, ...]] = [
             self._release.command([self._key(s.user)], [self._prefix_of(s)]) for s in sessions
         ]
-        if self._node_value:
-            commands.append(("DEL", self._node_key(self.node_id), self._local_key(self.node_id)))
+        links = self._links
+        if links is not None and links.node_value:
+            commands.append(("DEL", links.node_key(self.node_id), links.local_key(self.node_id)))
         replies: list[Any] = []
         try:
             with trio.fail_after(self.op_timeout):
@@ -626,19 +631,13 @@ class RedisHub:
             if released == 1:
                 self._announce(session.user, _OFFLINE, session.id.encode())
         await self.drain()
-        for peer in self._peers.values():
-            peer.close()
-        if self._link_listener is not None:
-            self._link_listener.close_all()
+        if links is not None:
+            links.close()
 
     async def drain(self) -> None:
         """Wait until everything queued was written (or ``op_timeout`` passed)."""
         with trio.move_on_after(self.op_timeout):
-            while (
-                not self._outbox.empty
-                or self._unresolved
-                or any(p.unacked and p.up for p in self._peers.values())
-            ):
+            while not self._outbox.empty or (self._links is not None and self._links.pending()):
                 self._outbox.wake_flusher()
                 await trio.sleep(0.005)
 
@@ -649,8 +648,8 @@ class RedisHub:
         registrations and poll watched users, until cancelled. Reconnects by itself."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if self.links:
-                await self._open_links(nursery)
+            if self._links is not None:
+                await self._links.open(nursery)
             await nursery.start(self._read_loop)
             nursery.start_soon(self._outbox.flush_loop)
             self._pass_end = _PassEnd(self)
@@ -889,7 +888,7 @@ class RedisHub:
                 return
             # Another node found that node's process gone (its link port refused); not
             # if our link to it is up, or we know of a newer process of it.
-            peer = self._peers.get(node)
+            peer = self._peer(node)
             known = {self._epochs.get(node, gone), peer.to_epoch if peer is not None else gone}
             if node not in self._dead and known == {gone} and not (peer is not None and peer.up):
                 self._node_gone(node, gone)
@@ -923,11 +922,11 @@ class RedisHub:
     def _forget_node(self, node: str) -> None:
         """Stop reaching ``node`` (dead): its link is closed and what it held is counted
         lost; a process of that name is asked again how to reach it."""
-        self._via_redis.discard(node)
-        peer = self._peers.pop(node, None)
-        if peer is not None:
-            self._dropped += sum(r for _, _, r in peer.unacked) + peer.dropped
-            peer.close()
+        if self._links is not None:
+            self._links.forget(node)
+
+    def _peer(self, node: str) -> PeerLink | None:
+        return None if self._links is None else self._links.peers.get(node)
 
     def _maybe_back(self, node: str, epoch: str | None, op: bytes) -> None:
         """An entry of a node taken for gone: written by a process with another epoch (a
@@ -955,200 +954,7 @@ class RedisHub:
             return False
         return self._epochs.get(node, peer.to_epoch) == peer.to_epoch
 
-    # --- links (links.py) -----------------------------------------------------------
-
-    async def _open_links(self, nursery: trio.Nursery) -> None:
-        """Listen for links and tell the other nodes where (the node key), before any
-        user is registered here: whoever routes to a user of this node finds the key."""
-        try:
-            with trio.fail_after(self.op_timeout * 2):
-                key = f"{self.prefix}:links"
-                await self.redis.call("SET", key, secrets.token_hex(32), "NX")
-                secret = await self.redis.call("GET", key)
-        except REDIS_ERRORS as exc:
-            raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
-        self._link_secret = secret if isinstance(secret, bytes) else str(secret).encode()
-        listener = self._link_listener = LinkListener(
-            node=self.node_id,
-            epoch=self.epoch,
-            secret=self._link_secret,
-            on_batch=self._on_link_batch,
-            handshake_timeout=self.op_timeout,
-            # (well within the senders' patience: a link whose acks stop for
-            # ``2 * op_timeout`` is taken for half-open)
-            ack_interval=min(ACK_INTERVAL, self.op_timeout / 2),
-        )
-        host, port = self._link_bind
-        # (An address given by hand may be a proxy or a NAT: nodes on this host use it too.)
-        local = self._link_advertise is None and self._host_id is not None
-        try:
-            port = await nursery.start(partial(listener.run, host, port, local=local))
-        except OSError as exc:
-            raise HubUnavailable(f"cannot listen for node links on {host}:{port}: {exc}") from exc
-        redis_at = (self.redis.address.host, self.redis.address.port)
-        advertise = self._link_advertise or advertised_host(host, redis_at)
-        self._node_value = b"%s\t%s\t%d" % (self.epoch.encode(), advertise.encode(), port)
-        if listener.local is not None and self._host_id is not None:
-            # Nodes in this network namespace of this host link over the local socket. (A
-            # key of its own: nodes that predate it read the node key as before.)
-            self._local_value = b"%s\t%s" % (self.epoch.encode(), self._host_id)
-        try:
-            with trio.fail_after(self.op_timeout * 2):
-                for reply in await self.redis.pipeline(self._node_commands()):
-                    if isinstance(reply, ReplyError):
-                        raise reply
-        except REDIS_ERRORS as exc:
-            raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
-        log.info("node %s: node links on %s:%d%s", self.node_id, advertise, port,
-                 " and a local socket" if listener.local else "")  # fmt: skip
-
-    def _send_links(self) -> None:
-        """Take what is queued for nodes reached by link (or not decided yet) out of
-        the outbox and send it; what goes through Redis stays."""
-        out = self._outbox.out
-        prefix = self._in_prefix
-        for stream in [s for s in out if s.startswith(prefix)]:
-            node = stream[len(prefix) :]
-            if node in self._via_redis or node == self.node_id:
-                continue
-            records = out.pop(stream)
-            if node in self._dead:
-                self._dropped += len(records)  # (for sessions that died with it)
-                continue
-            peer = self._peers.get(node)
-            if peer is None:
-                held = self._unresolved.get(node)
-                if held is None:
-                    self._unresolved[node] = records
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self._resolve, node)
-                else:
-                    held.extend(records)
-            else:
-                self._send_to(peer, records)
-
-    @staticmethod
-    def _send_to(peer: PeerLink, records: list[bytes]) -> None:
-        if len(records) == 1:
-            peer.send(records[0], 1)
-            return
-        batch: list[bytes] = []
-        size = 0
-        for record in records:
-            if batch and size + len(record) > BATCH_BYTES:
-                peer.send(b"\n".join(batch), len(batch))
-                batch, size = [], 0
-            batch.append(record)
-            size += len(record) + 1
-        peer.send(b"\n".join(batch), len(batch))
-
-    def _node_commands(self) -> list[tuple[Any, ...]]:
-        """(Re)write this node's node key and, if it has a local socket, its local key."""
-        ttl = self._ttl_ms * 3
-        commands: list[tuple[Any, ...]] = [
-            ("SET", self._node_key(self.node_id), self._node_value, "PX", ttl)
-        ]
-        if self._local_value:
-            commands.append(("SET", self._local_key(self.node_id), self._local_value, "PX", ttl))
-        return commands
-
-    async def _node_link(self, node: str) -> LinkAddress | None:
-        """Where ``node``'s link listener is, from its node key (``epoch host port``, more
-        fields ignored) and its local key (``epoch host-id``: the same process listens on
-        a local socket in that host's network namespace); None when it has no node key.
-        Raises Redis errors."""
-        with trio.fail_after(self.op_timeout):
-            value, local = await self.redis.call(
-                "MGET", self._node_key(node), self._local_key(node)
-            )
-        self._ok()
-        parts = value.split(b"\t") if isinstance(value, bytes) else []
-        if len(parts) < 3 or not parts[2].isdigit():
-            return None
-        epoch = parts[0].decode()
-        here = (
-            self._host_id is not None
-            and isinstance(local, bytes)
-            and local == b"%s\t%s" % (parts[0], self._host_id)
-        )
-        return LinkAddress(
-            epoch, parts[1].decode(), int(parts[2]), local_name(epoch) if here else None
-        )
-
-    async def _relookup(self, node: str) -> LinkAddress | None | Literal[False]:
-        """The node key now; False when Redis could not tell."""
-        try:
-            return await self._node_link(node)
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            return False
-
-    async def _resolve(self, node: str) -> None:
-        """How to reach ``node``: its node key names its link listener (a link), or it
-        has none (its Redis inbox). Decided once per node; held records go first."""
-        since = trio.current_time()
-        backoff = 0.05
-        while True:
-            try:
-                found = await self._node_link(node)
-                break
-            except REDIS_ERRORS as exc:
-                self._failed(exc)
-                if trio.current_time() - since > self.hold or self._gone(node):
-                    lost = self._unresolved.pop(node, [])
-                    self._dropped += len(lost)
-                    log.error("node %s: cannot tell how to reach node %s, %d records dropped",
-                              self.node_id, node, len(lost))  # fmt: skip
-                    return
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-        held = self._unresolved.pop(node, [])
-        if found is not None:
-            assert self._nursery is not None
-            peer = self._peers[node] = PeerLink(
-                self._nursery,
-                node=self.node_id,
-                epoch=self.epoch,
-                to_node=node,
-                to_epoch=found.epoch,
-                host=found.host,
-                port=found.port,
-                local=found.local,
-                secret=self._link_secret,
-                op_timeout=self.op_timeout,
-                hold=self.hold,
-                lookup=lambda: self._relookup(node),
-            )
-            if held:
-                self._send_to(peer, held)
-        else:
-            self._reach_through_redis(node, held)
-
-    def _reach_through_redis(self, node: str, held: list[bytes]) -> None:
-        """From now on ``node`` is reached through its inbox; ``held`` goes first."""
-        self._via_redis.add(node)
-        if held:
-            stream = self._inbox_of(node)
-            outbox = self._outbox
-            outbox.out[stream] = held + outbox.out.get(stream, [])
-            if outbox.retry or not self.redis.connected:
-                outbox.wake_flusher()  # (else the end of this pass writes them)
-
-    def _link_unusable(self, node: str, peer: PeerLink) -> bool:
-        """A link never made within ``2 * op_timeout`` of its first use (the address it
-        publishes is not reachable from here, say): reach that node through its inbox
-        from now on, with what the link held, in order (none of it went out)."""
-        since = peer.down_since
-        if peer.connects or since is None or trio.current_time() - since <= 2 * self.op_timeout:
-            return False
-        log.warning("node %s: cannot link to node %s at %s:%d; reaching it through Redis"
-                    " (check its --link-address)", self.node_id, node, peer.host,
-                    peer.port)  # fmt: skip
-        held = peer.take_held()
-        peer.close()
-        del self._peers[node]
-        self._reach_through_redis(node, held)
-        return True
+    # --- links (node_links.py) ------------------------------------------------------
 
     def _on_link_batch(self, body: bytes) -> None:
         for record in body.split(b"\n"):
@@ -1161,10 +967,12 @@ class RedisHub:
     def _tend_links(self) -> None:
         """The watchdog's tick: acks due, links that stalled or went quiet, links to
         nodes that died (forgotten: a new process of that name is asked again)."""
-        if self._link_listener is not None:
-            self._link_listener.ack_due()
-        for node in [*self._peers, *self._via_redis]:
-            peer = self._peers.get(node)
+        links = self._links
+        if links is None:
+            return
+        links.ack_due()
+        for node in links.nodes():
+            peer = links.peers.get(node)
             if peer is not None and peer.gone_since is not None:
                 if not self._refused_for_good(node, peer):
                     # A new process has the name (heard meanwhile): the link goes on
@@ -1178,14 +986,7 @@ class RedisHub:
             if self._gone(node):
                 self._forget_node(node)
                 continue
-            peer = self._peers.get(node)
-            if peer is not None and self._link_unusable(node, peer):
-                continue
-            if peer is not None:
-                peer.check()
-                if peer.dropped:
-                    self._dropped += peer.dropped
-                    peer.dropped = 0
+            links.tend(node)
 
     async def _remove_instrument(self) -> None:
         try:
@@ -1227,10 +1028,7 @@ class RedisHub:
         sleeping process costs ~0.4 ms of CPU here.)"""
         if self.redis.waiting or self._outbox.out or self._outbox.retry:
             return True
-        listener = self._link_listener
-        if listener is not None and listener.acks_due:
-            return True
-        return any(p.unacked or p.down_since is not None for p in self._peers.values())
+        return self._links is not None and self._links.busy()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -1240,8 +1038,8 @@ class RedisHub:
             self._queue(self._presence_stream, self._heartbeat)
             sessions = [s for s in self._local.values() if not s.ended]
             extra: list[tuple[Any, ...]] = [("PEXPIRE", self._inbox, self._ttl_ms * 20)]
-            if self._node_value:
-                extra += self._node_commands()
+            if self._links is not None and self._links.node_value:
+                extra += self._links.key_commands()
             await self._refresh(sessions, extra=extra)
 
     async def _refresh(
@@ -1307,7 +1105,7 @@ class RedisHub:
         once: its link port refuses, and its node key names no other process."""
         if node in self._dead:
             return True
-        peer = self._peers.get(node)
+        peer = self._peer(node)
         if peer is not None and self._refused_for_good(node, peer):
             return True
         me = self._heard.get(self.node_id)
@@ -1393,12 +1191,6 @@ class RedisHub:
 
     def _inbox_of(self, node: str) -> str:
         return f"{self.prefix}:in:{node}"
-
-    def _node_key(self, node: str) -> str:
-        return f"{self.prefix}:node:{node}"
-
-    def _local_key(self, node: str) -> str:
-        return f"{self.prefix}:nodelocal:{node}"
 
     def _prefix_of(self, session: Session) -> str:
         return f"{self.node_id}\t{session.id}\t"

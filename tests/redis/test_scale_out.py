@@ -226,12 +226,12 @@ async def test_no_peer_message_lost_or_doubled_when_the_node_links_are_cut(
 
     async def outage(hubs: list[RedisHub]) -> None:
         for hub, other in ((hubs[0], "n1"), (hubs[1], "n0"), (hubs[0], "n1")):
-            sock = hub._peers[other]._sock
+            sock = hub._links.peers[other]._sock
             assert sock is not None and sock.family == family
             sock.shutdown(socket.SHUT_RDWR)  # both ways, with whatever was on the wire
             await trio.sleep(0.3)
         # (Kept: once the nodes stop, each finds the other gone and forgets its link.)
-        peers.extend(h._peers[o] for h, o in zip(hubs, ("n1", "n0"), strict=True))
+        peers.extend(h._links.peers[o] for h, o in zip(hubs, ("n1", "n0"), strict=True))
 
     found = await _count_through(outage, own_redis, **hub)
     assert sum(p.batches for p in peers) >= 240  # it went over the links
@@ -472,8 +472,8 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
     shared_redis: RedisProcess,
 ) -> None:
     async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, _)]:
-        assert hub_a._link_listener is not None
-        port = hub_a._link_listener.port
+        assert hub_a._links.listener is not None
+        port = hub_a._links.listener.port
         for hello, answer in (
             (b"GET / HTTP/1.1\r\n\r\n", b"NO not a link\n"),
             (b"RTMLINK1 n9 e9 %s %s\n" % (hub_a.epoch.encode(), b"0" * 64), b"NO bad key\n"),
@@ -486,7 +486,7 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
                     got += data
             assert got == answer
             await stream.aclose()
-        assert hub_a._link_listener.refused == 2
+        assert hub_a._links.listener.refused == 2
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
@@ -494,7 +494,7 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
             await send(wa, {"t": "send", "rid": 1, "to": "bob", "msg": msg})
             assert (await recv(wb, "msg"))["msg"] == msg
             assert (await recv(wa, "result")).get("code", 0) == 0
-            assert hub_a._peers["n1"].batches == 1  # over the link, which opened fine
+            assert hub_a._links.peers["n1"].batches == 1  # over the link, which opened fine
 
 
 @pytest.mark.parametrize("port", ["any", "fixed"])
@@ -520,7 +520,7 @@ async def test_a_node_restarted_under_its_name_is_linked_to_again(
                         await send(wa, {"t": "send", "rid": round_ + 1, "to": "bob", "msg": msg})
                         assert (await recv(wb, "msg"))["msg"] == msg
                         assert (await recv(wa, "result")).get("code", 0) == 0
-                        peer = hub_a._peers["n1"]
+                        peer = hub_a._links.peers["n1"]
                         assert peer.to_epoch == hub_b.epoch and peer.family == socket.AF_UNIX
                     inner.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
@@ -540,7 +540,7 @@ async def test_a_node_whose_link_cannot_be_reached_is_reached_through_redis(
             await trio.sleep(0.1)
         got = [(await recv(wb, "msg", within=5))["msg"]["text"] for _ in range(5)]
         assert got == ["0", "1", "2", "3", "4"]
-        assert "n1" in hub_a._via_redis and "n1" not in hub_a._peers
+        assert "n1" in hub_a._links.via_redis and "n1" not in hub_a._links.peers
 
 
 async def test_a_node_without_links_keeps_to_redis_while_it_resends(
@@ -576,7 +576,7 @@ async def test_a_node_without_links_keeps_to_redis_while_it_resends(
                 await trio.sleep(0.3)
         assert there.codes == {i + 1: 0 for i in range(count)}
         assert there.got == list(range(count))
-        assert hub_a._peers == {} and not hub_a._unresolved
+        assert hub_a._links is None  # (nothing that could open one)
 
 
 @pytest.mark.parametrize("case", ["not-there", "not-offered"])
@@ -590,12 +590,12 @@ async def test_a_node_not_reachable_over_a_local_socket_is_linked_to_over_tcp(
     async with cluster(shared_redis.url, 2) as [(a, hub_a), (b, hub_b)]:
         if case == "not-there":
             monkeypatch.setattr(
-                "rtmcall.server.redis_hub.local_name", lambda epoch: "\0rtmcall-test/nobody"
+                "rtmcall.server.node_links.local_name", lambda epoch: "\0rtmcall-test/nobody"
             )
         else:
-            hub_b._local_value = b""
+            hub_b._links.local_value = b""
             async with RedisConnection(RedisAddress.from_url(shared_redis.url)) as admin:
-                assert await admin.call("DEL", hub_b._local_key("n1")) == 1
+                assert await admin.call("DEL", hub_b._links.local_key("n1")) == 1
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
@@ -603,8 +603,8 @@ async def test_a_node_not_reachable_over_a_local_socket_is_linked_to_over_tcp(
                 msg = {"k": "text", "text": str(i)}
                 await send(wa, {"t": "send", "rid": i + 1, "to": "bob", "msg": msg})
                 assert (await recv(wb, "msg", within=2))["msg"] == msg
-        peer = hub_a._peers["n1"]
-        assert peer.family == socket.AF_INET and "n1" not in hub_a._via_redis
+        peer = hub_a._links.peers["n1"]
+        assert peer.family == socket.AF_INET and "n1" not in hub_a._links.via_redis
         assert peer.local == ("\0rtmcall-test/nobody" if case == "not-there" else None)
 
 
@@ -631,7 +631,7 @@ async def test_a_node_too_busy_to_sleep_still_sends_to_other_nodes_at_once(
                     assert (await recv(wb, "msg", within=2))["msg"] == msg
                     assert trio.current_time() - start < 0.5
                 spin.cancel_scope.cancel()
-            assert hub_a._peers["n1"].batches == 3
+            assert hub_a._links.peers["n1"].batches == 3
 
 
 async def test_under_traffic_acks_come_every_half_interval_and_ticks_ride_on_wake_ups(
@@ -645,7 +645,7 @@ async def test_under_traffic_acks_come_every_half_interval_and_ticks_ride_on_wak
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
-            listener = hub_b._link_listener
+            listener = hub_b._links.listener
             assert listener is not None
             acks, ticks, early = listener.acks, hub_a.ticks, hub_a.ticks_early
             start = trio.current_time()
@@ -662,4 +662,4 @@ async def test_under_traffic_acks_come_every_half_interval_and_ticks_ride_on_wak
             assert 3 <= elapsed_acks <= elapsed / 0.2, (elapsed_acks, elapsed)
             assert ran_early >= 0.8 * ran, (ran_early, ran)
             await trio.sleep(1)
-            assert not hub_a._peers["n1"].unacked  # the last ones acknowledged within 1 s
+            assert not hub_a._links.peers["n1"].unacked  # the last ones acknowledged within 1 s
