@@ -454,13 +454,16 @@ class RtmClient:
 
     def on_session(self, ok: f.LoginOk, fresh: bool) -> None:
         self.engine.set_logged_in(True)
+        if fresh:
+            # (After a lost session: accepts still waiting for a confirm go again.)
+            self._driver.apply(self.engine.session_renewed())
         # Subscriptions may be gone (new session) or have missed changes (resume): renew
         # them; the answers bring the current states to the engine and the application.
         self._driver.resubscribe()
         # (A token close to expiry is announced by the server's TokenExpiring frame.)
 
-    def on_session_lost(self) -> None:
-        self._driver.apply(self.engine.session_lost())
+    def on_session_lost(self, replaced: bool = False) -> None:
+        self._driver.apply(self.engine.session_lost(replaced=replaced))
 
     def busy(self) -> bool:
         return self.engine.busy

@@ -76,7 +76,9 @@ class TransportHandler(Protocol):
     def on_session(self, ok: f.LoginOk, fresh: bool) -> None:
         """Logged in; ``fresh``: a new session (not a resume of the previous one)."""
 
-    def on_session_lost(self) -> None: ...
+    def on_session_lost(self, replaced: bool) -> None:
+        """The session is gone; ``replaced``: a fresh session has already taken its place
+        (``on_session`` follows at once)."""
 
     def on_frame(self, frame: f.ServerFrame) -> None:
         """A frame that is not the answer to a request (Deliver, pushed Presence, …)."""
@@ -283,13 +285,14 @@ class Transport:
         self.state = state
         self.handler.on_state(state, reason)
 
-    def _lose_session(self) -> None:
-        """The session is gone for good: pending peer messages fail, the engine is told."""
+    def _lose_session(self, replaced: bool = False) -> None:
+        """The session is gone for good: pending peer messages fail, the engine is told
+        (``replaced``: a fresh session has already taken its place)."""
         if self._session is None:
             return
         self._session = None
         self._fail_requests(only_sends=True)
-        self.handler.on_session_lost()
+        self.handler.on_session_lost(replaced)
 
     def _finish(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
         self._set_state(state, reason)
@@ -502,7 +505,7 @@ class Transport:
         fresh = not ok.resumed
         if fresh:
             # Whatever the server had for us is gone (or there was nothing): a new session.
-            self._lose_session()
+            self._lose_session(replaced=True)
             self._rx_seq = None
         self.login_ok = ok
         self._trust_deliver_rid = not ok.resumed

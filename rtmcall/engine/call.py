@@ -59,6 +59,10 @@ CALL_TERMINAL = frozenset({CallPhase.ENDED})
 #                           arrived: it never got our Confirm) (PEER_OFFLINE)
 #   peer_offline            presence says the peer is gone (PEER_OFFLINE)
 #   session_lost            our own session ended (SESSION_LOST)
+#   session_replaced        our session ended and a fresh one took its place at once (a
+#                           server lost): SESSION_LOST too, but the peer may not have seen
+#                           us go offline, so we hang up on the new session, resending
+#                           until its HangupAck as after a hang-up of our own
 # A (phase, input) pair that is not in the table is ignored (duplicates, late frames).
 
 P = CallPhase
@@ -69,6 +73,7 @@ CALL_TRANSITIONS: dict[P, dict[str, P]] = {
         "peer_gone": P.ENDED,
         "peer_offline": P.ENDED,
         "session_lost": P.ENDED,
+        "session_replaced": P.HANGING_UP,
     },
     P.HANGING_UP: {
         # Both hung up at once: each side's reason is its own HANGUP_LOCAL.
@@ -79,6 +84,7 @@ CALL_TRANSITIONS: dict[P, dict[str, P]] = {
         "peer_gone": P.ENDED,
         "peer_offline": P.ENDED,
         "session_lost": P.ENDED,
+        "session_replaced": P.HANGING_UP,
     },
 }
 
@@ -89,6 +95,7 @@ CALL_END_REASON: dict[str, CallEndReason] = {
     "peer_gone": CallEndReason.PEER_OFFLINE,
     "peer_offline": CallEndReason.PEER_OFFLINE,
     "session_lost": CallEndReason.SESSION_LOST,
+    "session_replaced": CallEndReason.SESSION_LOST,
 }
 
 #: Timers that run in each phase.

@@ -11,7 +11,8 @@
 * a timer that fired: :meth:`~CallEngine.timer_fired`;
 * a peer's presence change: :meth:`~CallEngine.peer_state`;
 * our own session starting or ending: :meth:`~CallEngine.set_logged_in`,
-  :meth:`~CallEngine.session_lost`;
+  :meth:`~CallEngine.session_lost`, and a fresh session replacing a lost one:
+  :meth:`~CallEngine.session_renewed`;
 
 and returns a list of outputs (``events.py``): events for the application, and effects for
 the driver — send this peer message, arm or disarm this timer, watch this peer's presence.
@@ -109,11 +110,13 @@ _WANTED: dict[tuple[str, str], frozenset[object]] = {
     ("L", "end"): frozenset({CallerPhase.FAILED}),
     ("R", "ack"): frozenset({CalleePhase.RINGING}),
     ("R", "accept"): frozenset({CalleePhase.ACCEPTING}),
+    ("R", "accept_again"): frozenset({CalleePhase.ACCEPTING}),
     ("R", "refuse"): frozenset({CalleePhase.REFUSED}),
     ("R", "cancel_ack"): frozenset({CalleePhase.CANCELED}),
     ("R", "end"): frozenset({CalleePhase.FAILED}),
     ("C", "hangup"): frozenset({CallPhase.HANGING_UP}),
     ("C", "hangup_ack"): frozenset(CallPhase),
+    ("C", "hangup_again"): frozenset(CallPhase),
 }
 
 
@@ -229,6 +232,9 @@ class CallEngine:
         self._watched: set[str] = set()
         self._watch_changes: list[WatchPeer | UnwatchPeer] = []
         self._finished: deque[tuple[str, str]] = deque()
+        #: What ``session_lost(replaced=True)`` ended, (side, id): the new session tells
+        #: the peers (``session_renewed``), who may never have seen us go offline.
+        self._tell_on_renew: list[tuple[str, str]] = []
 
     # --- API calls --------------------------------------------------------------------
 
@@ -496,8 +502,16 @@ class CallEngine:
                 error = RemoteInvitationError.INVITATION_EXPIRE
                 self._callee_step(rinv, "lifetime_timeout", out, error)
             elif kind == "confirm":
-                error = RemoteInvitationError.ACCEPT_FAILURE
+                error = (
+                    RemoteInvitationError.PEER_OFFLINE
+                    if rinv.caller_offline
+                    else RemoteInvitationError.ACCEPT_FAILURE
+                )
                 self._callee_step(rinv, "confirm_timeout", out, error)
+            elif kind == "reaccept" and rinv.phase is CalleePhase.ACCEPTING:
+                self._send_accept_again(rinv, out)
+                rinv.timers.add(kind)
+                out.append(StartTimer((kind, inv_key), self._duration("R", rinv, kind)))
         return self._done(out)
 
     def peer_state(self, peer: str, state: PeerOnlineState | int) -> list[Output]:
@@ -522,28 +536,48 @@ class CallEngine:
                     # The callee logged in within the no-ACK window: ring it after all.
                     inv.undelivered = False
                     self._send(out, "L", inv, self._invite_msg(inv), "invite")
-        if state is PeerOnlineState.OFFLINE:
-            for rinv in live:
-                if isinstance(rinv, RemoteInvitation) and rinv.live:
-                    self._callee_step(rinv, "peer_offline", out, RemoteInvitationError.PEER_OFFLINE)
+        for rinv in live:
+            if not isinstance(rinv, RemoteInvitation) or not rinv.live:
+                continue
+            if rinv.phase is CalleePhase.ACCEPTING:
+                # Not over yet: the caller may have confirmed, and the confirm be lost with
+                # its server; the accept goes again when the caller is back.
+                if state is PeerOnlineState.OFFLINE:
+                    rinv.caller_offline = True
+                elif state is PeerOnlineState.ONLINE and rinv.caller_offline:
+                    rinv.caller_offline = False
+                    self._send_accept_again(rinv, out)
+            elif state is PeerOnlineState.OFFLINE:
+                self._callee_step(rinv, "peer_offline", out, RemoteInvitationError.PEER_OFFLINE)
         return self._done(out)
 
     def set_logged_in(self, logged_in: bool) -> None:
         """Our session is (or is no longer) logged in. Losing it: call session_lost."""
         self.logged_in = logged_in
 
-    def session_lost(self) -> list[Output]:
+    def session_lost(self, *, replaced: bool = False) -> list[Output]:
         """Our session ended (logout, kicked, gave up reconnecting): every live invitation
-        fails now — the caller's with NOT_LOGGEDIN, the callee's with PEER_OFFLINE."""
+        fails now — the caller's with NOT_LOGGEDIN, the callee's with PEER_OFFLINE.
+
+        ``replaced``: a fresh session has already taken its place (its server was lost, a
+        node killed, say): what was in flight is lost, but an invitation we accepted keeps
+        waiting for the caller's confirm (its confirm window still runs), and
+        :meth:`session_renewed`, called next, sends the accept again on the new session,
+        and tells the peers of what ended here (they may not have seen us go offline: the
+        new login can reach their server before the old server's death does)."""
         self.logged_in = False
         out: list[Output] = []
+        ended: list[tuple[str, str]] = []
         for inv in self.live_invitations():
             if isinstance(inv, LocalInvitation):
-                self._caller_step(inv, "session_lost", out, LocalInvitationError.NOT_LOGGEDIN)
-            else:
-                self._callee_step(inv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE)
+                if self._caller_step(inv, "session_lost", out, LocalInvitationError.NOT_LOGGEDIN):
+                    ended.append(("L", inv.id))
+            elif not (replaced and inv.phase is CalleePhase.ACCEPTING):
+                if self._callee_step(inv, "session_lost", out, RemoteInvitationError.PEER_OFFLINE):
+                    ended.append(("R", inv.id))
         for call in self.live_calls():
-            self._call_step(call, "session_lost", out)
+            self._call_step(call, "session_replaced" if replaced else "session_lost", out)
+        self._tell_on_renew = ended if replaced else []
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
@@ -551,6 +585,29 @@ class CallEngine:
             if pending.armed:
                 out.append(CancelTimer((RESEND, f"Q:{inv_id}")))
         self._resend.clear()
+        return self._done(out)
+
+    def session_renewed(self) -> list[Output]:
+        """A fresh session is logged in in place of one that was lost (after
+        ``session_lost(replaced=True)``): the accepts still waiting for a confirm go again,
+        since whatever the lost session had in flight may be gone; and what the lost session
+        ended is told to the peers: an End (offline) for each invitation, a Hangup for each
+        call (resent until the peer's HangupAck), so that nothing is left ringing or talking
+        over there."""
+        self.logged_in = True
+        out: list[Output] = []
+        tell, self._tell_on_renew = self._tell_on_renew, []
+        for side, inv_id in tell:
+            target = self._target(side, inv_id)
+            if target is not None:
+                self._send(out, side, target, f.End(id=inv_id, reason="offline"), "end")
+        for call in self.live_calls():
+            if call.phase is CallPhase.HANGING_UP:
+                call.tries += 1
+                self._send(out, "C", call, f.Hangup(id=call.id), "hangup")
+        for inv in self.live_invitations():
+            if isinstance(inv, RemoteInvitation) and inv.phase is CalleePhase.ACCEPTING:
+                self._send_accept_again(inv, out)
         return self._done(out)
 
     # --- queries ----------------------------------------------------------------------
@@ -639,7 +696,15 @@ class CallEngine:
             reason = _CALLER_ERROR_TO_REASON.get(inv.error, "expire")
             self._send(out, "L", inv, f.End(id=inv.id, reason=reason), "end")
         elif inv.phase is CallerPhase.ACCEPTED and isinstance(msg, f.Accept):
-            self._send(out, "L", inv, f.Confirm(id=inv.id), "confirm")
+            # The callee repeats its accept: our confirm did not reach it (lost with a
+            # server, say). Confirm again — or, when our call is over meanwhile (our
+            # session was lost, the callee went offline, we hung up), hang up: a hang-up
+            # implies the confirm and ends the call over there at once.
+            call = self.calls.get(inv.id)
+            if call is not None and not call.active:
+                self._send(out, "C", call, f.Hangup(id=call.id), "hangup_again")
+            else:
+                self._send(out, "L", inv, f.Confirm(id=inv.id), "confirm")
 
     def _caller_step(
         self,
@@ -817,6 +882,11 @@ class CallEngine:
             out.append(CallStarted(call.info()))
         return True
 
+    def _send_accept_again(self, rinv: RemoteInvitation, out: list[Output]) -> None:
+        """Still waiting for the caller's confirm: the accept again (its delivery result
+        does not count: only the first accept finding the caller offline fails it)."""
+        self._send(out, "R", rinv, f.Accept(id=rinv.id, response=rinv.response), "accept_again")
+
     @staticmethod
     def _refuse_msg(rinv: RemoteInvitation) -> f.Refuse:
         reason = "busy" if rinv.reason == "busy" else "declined"
@@ -980,6 +1050,8 @@ class CallEngine:
         if kind == "lifetime":
             lifetime = inv.lifetime if inv.lifetime is not None else cfg.lifetime
             return lifetime + cfg.expire_grace if side == "L" else lifetime
+        if kind == "reaccept":
+            return cfg.confirm_timeout / 4
         return cfg.confirm_timeout  # "confirm", "cancel" and the call's "hangup"
 
     def _finish(self, side: str, inv_id: str) -> None:

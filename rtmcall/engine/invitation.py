@@ -19,7 +19,15 @@ that has already canceled answers an accept with its cancel". The public state o
 canceling invitation is still the Agora state it was canceled from.
 
 The third leg of the accept handshake belongs to the caller: the callee is ACCEPTED only
-when the caller's ``confirm`` arrives.
+when the caller's ``confirm`` arrives. Until then the callee holds the handshake open, like
+TCP's SYN-RECEIVED: it sends its accept again (the ``reaccept`` timer, a quarter of the
+confirm window; at once when its own session is replaced by a fresh one, or when the caller
+comes back online) and a caller that has already confirmed answers a repeated accept with
+its confirm again — or, if its call has ended meanwhile, with its hang-up, which implies the
+confirm. A caller going offline does not end an accepting invitation at once: its confirm
+may be lost with the caller's server (a node killed between the caller seeing the accept and
+the confirm leaving it) and come again after the caller logs in elsewhere. The confirm
+window ends it: PEER_OFFLINE if the caller is still offline then, else ACCEPT_FAILURE.
 """
 
 from __future__ import annotations
@@ -166,10 +174,15 @@ CALLER_TIMERS: dict[C, tuple[str, ...]] = {
 #   accept, refuse                API calls
 #   confirm, cancel, end          peer messages from the caller
 #   lifetime_timeout              nobody acted while it rang (INVITATION_EXPIRE)
-#   confirm_timeout               accepted but no confirm came (ACCEPT_FAILURE)
-#   undelivered                   our ack/accept found the caller offline (PEER_OFFLINE)
-#   peer_offline                  presence says the caller is gone (PEER_OFFLINE)
-#   session_lost                  our own session ended (PEER_OFFLINE)
+#   confirm_timeout               accepted but no confirm came (ACCEPT_FAILURE; PEER_OFFLINE
+#                                 if presence says the caller is offline at that moment)
+#   undelivered                   our ack/first accept found the caller offline (PEER_OFFLINE)
+#   peer_offline                  presence says the caller is gone (PEER_OFFLINE); while
+#                                 ACCEPTING not an input: the confirm may still come
+#   session_lost                  our own session ended for good (PEER_OFFLINE); one
+#                                 replaced by a fresh session keeps ACCEPTING (and the
+#                                 accept is sent again on it)
+# The ``reaccept`` timer of ACCEPTING moves nothing: it sends the accept again.
 
 E = CalleePhase
 CALLEE_TRANSITIONS: dict[E, dict[str, E]] = {
@@ -189,14 +202,13 @@ CALLEE_TRANSITIONS: dict[E, dict[str, E]] = {
         "end": E.FAILED,
         "confirm_timeout": E.FAILED,
         "undelivered": E.FAILED,
-        "peer_offline": E.FAILED,
         "session_lost": E.FAILED,
     },
 }
 
 CALLEE_TIMERS: dict[E, tuple[str, ...]] = {
     E.RINGING: ("lifetime",),
-    E.ACCEPTING: ("confirm",),
+    E.ACCEPTING: ("confirm", "reaccept"),
 }
 
 
@@ -275,6 +287,9 @@ class RemoteInvitation(_Invitation):
 
     phase: CalleePhase = CalleePhase.RINGING
     error: RemoteInvitationError = RemoteInvitationError.OK
+    #: While ACCEPTING: presence said the caller went offline (the accept goes again when
+    #: it is back).
+    caller_offline: bool = False
 
     @property
     def state(self) -> RS:

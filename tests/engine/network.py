@@ -50,6 +50,8 @@ class Network:
         self.too_often: dict[str, int] = {}
         #: Every send refused as TOO_OFTEN: (sender, msg).
         self.refused: list[tuple[str, object]] = []
+        #: Every peer message an engine sent: (sender, receiver, msg).
+        self.sent: list[tuple[str, str, object]] = []
 
     def add(self, user: str, *, online: bool = True) -> Node:
         self.counter += 1
@@ -74,6 +76,7 @@ class Network:
                 case CallEvent():
                     node.call_events.append(o)
                 case SendPeer(to=to, msg=msg, ref=ref):
+                    self.sent.append((user, to, msg))
                     peer = self.nodes.get(to)
                     if self.too_often.get(user, 0) > 0:
                         self.too_often[user] -= 1
@@ -143,6 +146,25 @@ class Network:
         for other, onode in self.nodes.items():
             if other != user and user in onode.watching and onode.online:
                 self.apply(other, onode.engine.peer_state(user, st))
+
+    def replace_session(self, user: str, *, seen_offline: bool) -> None:
+        """The user's server dies and its client logs in again elsewhere at once, with a
+        fresh session: what was in flight to or from it is lost. ``seen_offline``: its
+        watchers hear it go OFFLINE first (the dead node noticed before the new login),
+        else they only hear ONLINE (the new login came first)."""
+        node = self.nodes[user]
+        self.wire = {k: q for k, q in self.wire.items() if user not in k}
+        if seen_offline:
+            self._tell_watchers(user, PeerOnlineState.OFFLINE)
+        self.apply(user, node.engine.session_lost(replaced=True))
+        node.engine.set_logged_in(True)
+        self.apply(user, node.engine.session_renewed())
+        self._tell_watchers(user, PeerOnlineState.ONLINE)
+
+    def _tell_watchers(self, user: str, state: PeerOnlineState) -> None:
+        for other, onode in self.nodes.items():
+            if other != user and user in onode.watching and onode.online:
+                self.apply(other, onode.engine.peer_state(user, state))
 
     def names(self, user: str) -> list[str]:
         return [e.name for e in self.nodes[user].events]

@@ -315,6 +315,7 @@ def test_every_call_transition_is_reachable() -> None:
         "peer_gone",
         "peer_offline",
         "session_lost",
+        "session_replaced",
     }
     assert CallPhase.ENDED not in CALL_TRANSITIONS
 

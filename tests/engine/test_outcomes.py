@@ -357,7 +357,11 @@ def test_windows_are_configurable() -> None:
     assert [o.seconds for o in out if isinstance(o, StartTimer)] == [1.5]
     net.pump()
     net.call("bob", "accept", inv.id)
-    assert list(net.nodes["bob"].timers.values()) == [0.5]
+    # The confirm window, and the accept sent again every quarter of it.
+    assert {k[0]: v for k, v in net.nodes["bob"].timers.items()} == {
+        "confirm": 0.5,
+        "reaccept": 0.125,
+    }
 
 
 def test_finished_invitations_are_forgotten_beyond_the_cap() -> None:

@@ -14,7 +14,10 @@ Calls (SPEC §6) ride along: either side hangs up any call at any moment (hang-u
 hang-up), callees flip do-not-disturb and the busy policy (busy refusals are refusals like
 any other, so agreement covers them), and a callee's session may drop for longer than its
 resume window (its frames in flight are lost, the caller learns it from presence) and come
-back. Checked:
+back. Any user's server may die (a node killed) with its client logging in again elsewhere
+at once, a fresh session, its peers hearing it go OFFLINE first or not: frames in flight to
+or from it are lost, and yet an accept or a confirm lost so must not break agreement (the
+callee sends its accept again, the caller answers with its confirm or its hang-up). Checked:
 
 * every call ends on both live sides: once someone hangs up each call that is still on and
   the network drains, no call is left live on any online node;
@@ -45,6 +48,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
 from rtmcall.engine.codes import AGREEING_STATES, CallEndReason
 from rtmcall.engine.events import ApiCallError
+from rtmcall.engine.frames import Accept, Confirm
+from rtmcall.engine.invitation import CalleePhase
 
 from .network import Network
 
@@ -70,6 +75,14 @@ class Invitations(RuleBasedStateMachine):
         for user in ("alice", *CALLEES):
             self.net.add(user)
         self.tainted: set[str] = set()
+        #: Calls whose two reasons may differ (a session replaced under them).
+        self.call_tainted: set[str] = set()
+        #: Accepting invitations whose handshake lost frames when a server died: id ->
+        #: index in ``net.sent`` from which an accept sent again is looked for.
+        self.await_reaccept: dict[str, int] = {}
+        #: Those invitations' parties: a session of theirs that drops for good afterwards
+        #: (beyond its resume window: longer than the confirm window) loses the handshake.
+        self.death_hit: dict[str, tuple[str, str]] = {}
         self.sent = 0
 
     # --- the application ------------------------------------------------------------
@@ -157,7 +170,43 @@ class Invitations(RuleBasedStateMachine):
                 inv = eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
                 if user == callee or (inv is not None and inv.peer == callee):
                     self.tainted.add(inv_id)
+        self.tainted.update(i for i, parties in self.death_hit.items() if callee in parties)
         self.net.set_online(callee, False)
+
+    @rule(user=st.sampled_from(("alice", *CALLEES)), seen_offline=st.booleans())
+    def server_dies(self, user: str, seen_offline: bool) -> None:
+        """The user's server is killed and its client logs in again on another at once (a
+        fresh session). Lost in flight: an Accept or Confirm (the handshake must recover
+        them); anything else taints its invitation (a refuse lost with a server is lost)."""
+        node = self.net.nodes[user]
+        if not node.online:
+            return
+        for link, q in self.net.wire.items():
+            if user in link:
+                self.tainted.update(m.id for m in q if not isinstance(m, Accept | Confirm))
+        for other_user, other in self.net.nodes.items():
+            eng = other.engine
+            for inv_id in eng._resend:
+                inv = eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
+                if other_user == user or (inv is not None and inv.peer == user):
+                    self.tainted.add(inv_id)
+        eng = node.engine
+        self.call_tainted.update(eng.calls, eng.local, eng.remote)
+        for other_user, other in self.net.nodes.items():
+            for rinv in other.engine.remote.values():
+                if user in (rinv.caller, other_user) and rinv.phase is CalleePhase.ACCEPTING:
+                    self.await_reaccept[rinv.id] = len(self.net.sent)
+                    self.death_hit[rinv.id] = (rinv.caller, other_user)
+        self.net.replace_session(user, seen_offline=seen_offline)
+
+    def _reaccepted(self, inv_id: str) -> bool:
+        since = self.await_reaccept.get(inv_id)
+        if since is None:
+            return True
+        if any(isinstance(m, Accept) and m.id == inv_id for _, _, m in self.net.sent[since:]):
+            del self.await_reaccept[inv_id]
+            return True
+        return False
 
     @rule(callee=st.sampled_from(CALLEES))
     def logs_in_again(self, callee: str) -> None:
@@ -218,6 +267,10 @@ class Invitations(RuleBasedStateMachine):
             backstop = kind in BACKSTOPS or (side == "L" and kind == "lifetime")
             if backstop and (inv is None or not self._quiet(user, inv.peer)):
                 continue
+            if kind == "confirm" and not self._reaccepted(inv_id):
+                # The window is longer than a server's death and a new login: the accept
+                # goes again (at once, or by its reaccept timer) before it runs out.
+                continue
             if side == "L" and kind == "lifetime" and inv is not None:
                 # The caller's expiry runs lifetime + grace from the ACK, the callee's
                 # lifetime from the invite's arrival: the callee's always fires first.
@@ -265,7 +318,7 @@ class Invitations(RuleBasedStateMachine):
     def calls_end_alike(self) -> None:
         for call in self.net.nodes["alice"].engine.calls.values():
             other = self.net.nodes[call.callee].engine.calls.get(call.id)
-            if other is None or call.id in self._lost():
+            if other is None or call.id in self._lost() or call.id in self.call_tainted:
                 continue
             if call.reason is not None and other.reason is not None and call.terminal:
                 if other.terminal:
@@ -277,6 +330,8 @@ class Invitations(RuleBasedStateMachine):
             fired = False
             for user in ("alice", *CALLEES):
                 keys = self._fireable(user)
+                # (Accepts sent again only when nothing else is due: they repeat forever.)
+                keys = [k for k in keys if k[0] != "reaccept"] or keys
                 if keys:
                     del self.net.nodes[user].timers[keys[0]]
                     self.net.apply(user, self.net.nodes[user].engine.timer_fired(keys[0]))

@@ -151,3 +151,32 @@ def test_a_killed_node_s_ringing_caller_and_call_end_on_the_other_nodes(
     (PEER_OFFLINE), carol's call ends, and both alice and dave, logged in afresh on a
     surviving node, can be called there."""
     _play_and_kill(shared_redis.url, tmp_path, CALLERS_KILLED, count=3, after_step="7", victim=1)
+
+
+CONFIRM_LOST = """name: the caller's node is killed between the accept and its confirm
+config: {no_response_timeout: 3, lifetime: 20, confirm_timeout: 15}
+actors: {alice: {server: 1}, bob: {server: 0}}
+steps:
+  - alice: call bob --as c1
+  - bob: expect RemoteInvitationReceived c1
+  - alice: net delay 1500  # alice's line is slow: her confirm waits in it
+  - bob: accept c1
+  - alice: expect LocalInvitationAccepted c1 --within 5
+  - sleep: 0.5  # node 1 is killed now, with alice's confirm not yet through
+  - alice: net delay 0
+  - alice: expect CallEnded c1 reason=SESSION_LOST --within 10
+  - bob: expect RemoteInvitationAccepted c1 --within 15
+  - bob: expect CallEnded c1 reason=HANGUP_REMOTE --within 5
+outcomes: {c1: ACCEPTED_BY_REMOTE / ACCEPTED}
+"""
+
+
+def test_a_confirm_lost_with_the_callers_node_still_ends_both_accepted(
+    shared_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """SIGKILL alice's node after she saw bob's accept, before her Confirm left it (the
+    window the three-way handshake leaves): bob's accept waits out its confirm window
+    instead of failing when alice goes OFFLINE, goes again when she is back (logged in
+    afresh on node 0), and she answers it with her hang-up (her call ended with her
+    session), which implies the confirm: ACCEPTED on both sides, no call left on."""
+    _play_and_kill(shared_redis.url, tmp_path, CONFIRM_LOST, count=2, after_step="5", victim=1)
