@@ -8,7 +8,10 @@ for each invitation id it routed an Invite for, the caller and the callee, and r
 * Confirm / Cancel (and a repeated Invite) unless sent by the caller to the callee,
 * End unless sent between the two,
 * Hangup / HangupAck (a call, SPEC §6) unless sent between the two *and* after the
-  caller's Confirm went through here (before that there is no call to hang up),
+  caller's Confirm went through here (before that there is no call to hang up) — but the
+  caller's Hangup passes before it too: it implies the Confirm (a caller that lost its
+  Confirm with a server answers the callee's repeated accept with it), and the caller may
+  send a Confirm at any moment anyway,
 
 so a third user who learned an invitation id cannot answer or cancel it. Ids it does not
 know (never seen, or forgotten) pass: the engines ignore frames about invitations they do
@@ -106,9 +109,12 @@ class InvitationLedger:
             del self._on[msg.id]  # hung up long ago: forget it
             call = None
         if call is None:
-            if msg.id in self._calls:
-                return f"invitation {msg.id!r} was never accepted: there is no call to hang up"
-            return None  # unknown here (another node's, or forgotten): the engines judge
+            entry = self._calls.get(msg.id)
+            if entry is None:
+                return None  # unknown here (another node's, or forgotten): the engines judge
+            if type(msg) is Hangup and sender == entry[0] and to == entry[1]:
+                return None  # the caller's: implies its Confirm (a callee not accepting ignores it)
+            return f"invitation {msg.id!r} was never accepted: there is no call to hang up"
         if {sender, to} != {call[0], call[1]}:
             return f"only the caller and callee of call {msg.id!r} may hang it up"
         return None
@@ -121,6 +127,12 @@ class InvitationLedger:
         inv_id: str = msg.id  # type: ignore[union-attr]
         if isinstance(msg, _CALL):
             call = self._on.get(inv_id)
+            entry = self._calls.get(inv_id)
+            if call is None and entry is not None and type(msg) is Hangup and sender == entry[0]:
+                # The caller's Hangup in place of its Confirm: the call, over at once (its
+                # HangupAck and resent Hangups pass for a while).
+                self._on[inv_id] = (entry[0], entry[1], now + self._margin)
+                return
             if call is not None and call[2] == math.inf:
                 # Keep it a little for the HangupAck and any resent Hangup.
                 self._on[inv_id] = (call[0], call[1], now + self._margin)

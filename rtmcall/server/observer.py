@@ -298,6 +298,17 @@ class InvitationObserver:
             return
         if kind is Hangup or kind is HangupAck:
             call = self.calls.get(msg.id)  # type: ignore[union-attr]
+            if call is None and kind is Hangup:
+                record = self.open.get(msg.id)  # type: ignore[union-attr]
+                if (
+                    record is not None
+                    and record.phase is Phase.ACCEPTING
+                    and (sender, to) == (record.caller, record.callee)
+                ):
+                    # The caller hangs up in place of a Confirm that was lost: it implies
+                    # the Confirm, as at the callee's engine.
+                    self._end(record, Outcome.ACCEPTED)
+                    call = self.calls.get(msg.id)  # type: ignore[union-attr]
             if call is not None:
                 self._call_msg(call, sender, to, kind)
             return

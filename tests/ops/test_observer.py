@@ -283,3 +283,29 @@ def test_sessions_ending_the_backstop_and_the_shutdown_end_calls_once() -> None:
     assert call_end(w, "open") == ("server_shutdown", 60.0)
     assert w.sink.ended["open"].as_dict()["call_duration"] == 60.0
     assert not w.obs.calls
+
+
+def test_a_caller_s_hangup_in_place_of_a_lost_confirm_ends_it_accepted() -> None:
+    """A caller whose Confirm was lost with a server answers the callee's repeated accept
+    with its hang-up (its call ended with its session): the callee's engine takes it as the
+    Confirm, and so does the call log — accepted, then a call hung up by the caller."""
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.callee(f.Accept(id="i1"))
+    w.tick(1)
+    w.callee(f.Accept(id="i1"))  # again: no Confirm came
+    w.caller(f.Hangup(id="i1"))
+    assert w.outcome() == ("accepted", None, False)
+    assert [k for k, *_ in w.sink.events] == ["sent", "ringing", "ended", "call_ended"]
+    assert w.sink.ended["i1"].call_end == "hangup_by_caller"
+
+
+def test_a_caller_s_hangup_while_ringing_changes_nothing() -> None:
+    w = World()
+    w.caller(f.Invite(id="i1"))
+    w.callee(f.Ack(id="i1"))
+    w.caller(f.Hangup(id="i1"))  # the callee's engine ignores it too (not accepting)
+    assert "i1" not in w.sink.ended
+    w.callee(f.Refuse(id="i1"))
+    assert w.outcome() == ("refused", None, False)

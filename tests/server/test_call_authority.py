@@ -38,12 +38,17 @@ async def test_only_the_parties_hang_up_and_only_after_the_accept(
         assert (await callee.result(rid)).code == OK
         await caller.expect(Deliver)
 
-        # Ringing: there is no call yet, not even for its parties.
-        for who, to in ((caller, "callee"), (callee, "caller")):
-            rid = await who.send_to(to, Hangup(id="c-1"))
-            result = await who.result(rid)
-            assert result.code == INVALID and "never accepted" in result.message
-        assert server.stats.unauthorized_ignored == 2
+        # Ringing: there is no call yet for the callee to hang up.
+        rid = await callee.send_to("caller", Hangup(id="c-1"))
+        result = await callee.result(rid)
+        assert result.code == INVALID and "never accepted" in result.message
+        assert server.stats.unauthorized_ignored == 1
+        # (The caller's passes: it implies its Confirm, which the caller may send at any
+        # moment; a callee that has not accepted ignores it.)
+        rid = await caller.send_to("callee", Hangup(id="c-1"))
+        assert (await caller.result(rid)).code == OK
+        assert (await callee.expect(Deliver)).msg == Hangup(id="c-1")
+        assert server.stats.unauthorized_ignored == 1
 
         rid = await callee.send_to("caller", Accept(id="c-1"))
         assert (await callee.result(rid)).code == OK
@@ -57,7 +62,7 @@ async def test_only_the_parties_hang_up_and_only_after_the_accept(
             rid = await mallory.send_to(to, msg)
             result = await mallory.result(rid)
             assert result.code == INVALID and "c-1" in result.message
-        assert server.stats.unauthorized_ignored == 4
+        assert server.stats.unauthorized_ignored == 3
 
         # The parties can, either way, and the ack goes back.
         rid = await callee.send_to("caller", Hangup(id="c-1"))
@@ -66,7 +71,7 @@ async def test_only_the_parties_hang_up_and_only_after_the_accept(
         rid = await caller.send_to("callee", HangupAck(id="c-1"))
         assert (await caller.result(rid)).code == OK
         assert (await callee.expect(Deliver)).msg == HangupAck(id="c-1")
-        assert server.stats.unauthorized_ignored == 4
+        assert server.stats.unauthorized_ignored == 3
 
 
 def test_ledger_keeps_a_call_until_its_hangup() -> None:
@@ -96,3 +101,17 @@ def test_calls_that_never_end_push_out_older_calls_not_ringing_invitations() -> 
     assert ledger.check("m", "a", Accept(id="ringing")) is not None
     assert ledger.check("m", "a", Hangup(id="c49")) is not None  # the newest calls: kept
     assert len(ledger._on) == 10
+
+
+def test_ledger_lets_the_caller_hang_up_in_place_of_its_confirm() -> None:
+    now = [0.0]
+    ledger = InvitationLedger(lambda: now[0], margin=10, default_lifetime=60)
+    ledger.note("a", "b", Invite(id="x"))
+    ledger.note("b", "a", Accept(id="x"))
+    # The callee's hang-up before any Confirm: refused; the caller's implies the Confirm.
+    assert ledger.check("b", "a", Hangup(id="x")) is not None
+    assert ledger.check("m", "b", Hangup(id="x")) is not None
+    assert ledger.check("a", "b", Hangup(id="x")) is None
+    ledger.note("a", "b", Hangup(id="x"))
+    assert ledger.check("b", "a", HangupAck(id="x")) is None  # the callee's ack passes
+    assert ledger.check("m", "a", HangupAck(id="x")) is not None
