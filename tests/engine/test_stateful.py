@@ -177,7 +177,8 @@ class Invitations(RuleBasedStateMachine):
     def server_dies(self, user: str, seen_offline: bool) -> None:
         """The user's server is killed and its client logs in again on another at once (a
         fresh session). Lost in flight: an Accept or Confirm (the handshake must recover
-        them); anything else taints its invitation (a refuse lost with a server is lost)."""
+        them); anything else taints its invitation (a refuse lost with a server is lost), and
+        so does an invitation the fresh session ends on its own."""
         node = self.net.nodes[user]
         if not node.online:
             return
@@ -197,7 +198,15 @@ class Invitations(RuleBasedStateMachine):
                 if user in (rinv.caller, other_user) and rinv.phase is CalleePhase.ACCEPTING:
                     self.await_reaccept[rinv.id] = len(self.net.sent)
                     self.death_hit[rinv.id] = (rinv.caller, other_user)
+        ringing = [i for i in (*eng.local, *eng.remote) if not self._invitation(eng, i).terminal]
         self.net.replace_session(user, seen_offline=seen_offline)
+        # What the fresh session ended on its own (it tells the peer, with an End) may
+        # cross the peer's own answer, a refusal or a cancel: both end, each its own way.
+        self.tainted.update(i for i in ringing if self._invitation(eng, i).terminal)
+
+    @staticmethod
+    def _invitation(eng, inv_id: str):
+        return eng.local.get(inv_id) or eng.remote[inv_id]
 
     def _reaccepted(self, inv_id: str) -> bool:
         since = self.await_reaccept.get(inv_id)
