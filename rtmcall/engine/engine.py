@@ -24,7 +24,7 @@ translates inputs and performs the effects of each transition. The busy policy
 (``EngineConfig.when_busy``) and do-not-disturb refuse a new invitation at once, with the
 refuse reason ``busy``. A peer message the server refuses as over the sender's rate limit
 (TOO_OFTEN) is sent again on a backoff timer (``resend``), in order per invitation, while
-it still applies and within the invitation's window.
+it still applies and within the invitation's window (``resend.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import frames as f
 from .call import (
@@ -88,56 +87,12 @@ from .invitation import (
     LocalInvitation,
     RemoteInvitation,
 )
+from .resend import RESEND, WANTED, Resends
 
 API = InvitationApiCallError
 #: Sends whose delivery result is still awaited, at most (a reply to an older one is
 #: ignored: the invitation timers end what a lost reply would have ended).
 _MAX_REFS = 4096
-
-#: The timer kind of the rate-limit resends, and the "side" of its key (``Q:<id>``).
-RESEND = "resend"
-#: Which phases a message is still wanted in, by (side, kind): a message the server refused
-#: with TOO_OFTEN is sent again only if its invitation (or call) is in one of them. (An ACK
-#: once the callee answered, an Invite once the caller canceled, are obsolete: the answer
-#: implies the ACK, and an Invite resent after its Cancel would ring for nothing. A Cancel
-#: is still wanted once CANCELED: an accept that crossed it ended the caller CANCELED on
-#: the promise that the Cancel is on its way.)
-_WANTED: dict[tuple[str, str], frozenset[object]] = {
-    ("L", "invite"): frozenset({CallerPhase.SENT}),
-    ("L", "cancel"): CALLER_CANCELING | {CallerPhase.CANCELED},
-    ("L", "cancel_again"): frozenset({CallerPhase.CANCELED}),
-    ("L", "confirm"): frozenset({CallerPhase.ACCEPTED}),
-    ("L", "end"): frozenset({CallerPhase.FAILED}),
-    ("R", "ack"): frozenset({CalleePhase.RINGING}),
-    ("R", "accept"): frozenset({CalleePhase.ACCEPTING}),
-    ("R", "accept_again"): frozenset({CalleePhase.ACCEPTING}),
-    ("R", "refuse"): frozenset({CalleePhase.REFUSED}),
-    ("R", "cancel_ack"): frozenset({CalleePhase.CANCELED}),
-    ("R", "end"): frozenset({CalleePhase.FAILED}),
-    ("C", "hangup"): frozenset({CallPhase.HANGING_UP}),
-    ("C", "hangup_ack"): frozenset(CallPhase),
-    ("C", "hangup_again"): frozenset(CallPhase),
-}
-
-
-#: How many invitation ids ``Engine.gave_up`` keeps.
-_GAVE_UP_KEPT = 1000
-
-
-@dataclass(eq=False)
-class _Resend:
-    """The rate-limited messages of one invitation (and its call), waiting for the resend
-    timer; the backoff so far."""
-
-    #: How long the resends of this invitation may go on, in all (its longest window).
-    budget: float
-    #: The next backoff delay, and the sum of those already waited.
-    delay: float
-    spent: float = 0.0
-    #: (order, side, kind, msg): resent in ``order``, which is the order they were made.
-    queue: list[tuple[int, str, str, f.PeerMsg]] = field(default_factory=list)
-    armed: bool = False
-
 
 # Failure reasons on the wire (frames.End.reason) and their meaning on each side.
 _CALLER_ERROR_TO_REASON: dict[LocalInvitationError, f.EndReason] = {
@@ -218,11 +173,11 @@ class CallEngine:
         #: (Only failures may be reported, with quiet sends: bounded, oldest forgotten.)
         self._refs: OrderedDict[int, tuple[str, str, str, f.PeerMsg]] = OrderedDict()
         #: Rate-limited messages waiting to be sent again, by invitation id.
-        self._resend: dict[str, _Resend] = {}
+        self._resend = Resends(self.config.resend_first, self.config.resend_max)
         #: Invitations (by id) a rate-limited message of which was given up: the server
         #: refused it for longer than the invitation's window, so it was lost, as on a
         #: dead line, and the two sides may end differently (most recent last, bounded).
-        self.gave_up: dict[str, None] = {}
+        self.gave_up = self._resend.gave_up
         #: Last presence of every watched peer (for a new invitation to a watched peer).
         self._presence: dict[str, PeerOnlineState] = {}
         #: Live invitations by peer: who must be watched, and what a presence change hits.
@@ -581,10 +536,7 @@ class CallEngine:
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
-        for inv_id, pending in self._resend.items():
-            if pending.armed:
-                out.append(CancelTimer((RESEND, f"Q:{inv_id}")))
-        self._resend.clear()
+        out.extend(self._resend.clear())
         return self._done(out)
 
     def session_renewed(self) -> list[Output]:
@@ -955,11 +907,9 @@ class CallEngine:
     ) -> None:
         self._next_ref += 1
         ref = self._next_ref
-        pending = self._resend.get(inv.id)
-        if pending is not None and pending.queue:
+        if self._resend.queue_behind(inv.id, (ref, side, kind, msg)):
             # Earlier messages of this invitation wait for the resend timer: this one goes
             # after them, so that the peer sees them in the order they were made.
-            pending.queue.append((ref, side, kind, msg))
             return
         refs = self._refs
         refs[ref] = (side, inv.id, kind, msg)
@@ -974,7 +924,7 @@ class CallEngine:
     def _wanted(self, side: str, inv_id: str, kind: str) -> _Tracked | None:
         """The invitation (or call) a message is about, if the message still applies."""
         target = self._target(side, inv_id)
-        if target is None or target.phase not in _WANTED.get((side, kind), ()):
+        if target is None or target.phase not in WANTED.get((side, kind), ()):
             return None
         return target
 
@@ -983,25 +933,14 @@ class CallEngine:
     ) -> None:
         """The server refused a send as over our rate limit: send it again after a backoff
         (with whatever else of this invitation is made meanwhile, in order), unless it no
-        longer applies or the invitation's window is spent."""
+        longer applies or the invitation's window is spent (its own timers end it then)."""
         target = self._wanted(side, inv_id, kind)
         if target is None:
             return
-        pending = self._resend.get(inv_id)
-        if pending is None:
-            pending = self._resend[inv_id] = _Resend(
-                budget=self._resend_budget(side, target), delay=self.config.resend_first
-            )
-        if pending.spent + pending.delay > pending.budget:
-            # Given up: the invitation's own timers end it.
-            self.gave_up[inv_id] = None
-            if len(self.gave_up) > _GAVE_UP_KEPT:
-                del self.gave_up[next(iter(self.gave_up))]
-            return
-        pending.queue.append((ref, side, kind, msg))
-        if not pending.armed:
-            pending.armed = True
-            out.append(StartTimer((RESEND, f"Q:{inv_id}"), pending.delay))
+        budget = self._resend_budget(side, target)
+        timer = self._resend.refused(inv_id, (ref, side, kind, msg), budget)
+        if timer is not None:
+            out.append(timer)
 
     def _resend_budget(self, side: str, target: _Tracked) -> float:
         cfg = self.config
@@ -1012,20 +951,12 @@ class CallEngine:
 
     def _resend_now(self, out: list[Output], inv_id: str) -> None:
         """The resend timer fired: send the waiting messages that still apply, in order."""
-        pending = self._resend.get(inv_id)
-        if pending is None or not pending.armed:
-            return
-        pending.armed = False
-        pending.spent += pending.delay
-        pending.delay = min(pending.delay * 2, self.config.resend_max)
-        queue = sorted(pending.queue, key=lambda item: item[0])
-        pending.queue = []
-        for _, side, kind, msg in queue:
+        for _, side, kind, msg in self._resend.due(inv_id):
             target = self._wanted(side, inv_id, kind)
             if target is not None:
                 self._send(out, side, target, msg, kind)
-        if not pending.queue and all(self._target(side, inv_id) is None for side in "LRC"):
-            del self._resend[inv_id]  # (forgotten meanwhile)
+        if all(self._target(side, inv_id) is None for side in "LRC"):
+            self._resend.settled(inv_id)  # (forgotten meanwhile)
 
     def _retime(
         self,
@@ -1063,9 +994,7 @@ class CallEngine:
             old = table.get(old_id)
             if old is not None and old.terminal:
                 del table[old_id]
-                pending = self._resend.get(old_id)
-                if pending is not None and not pending.armed:
-                    del self._resend[old_id]
+                self._resend.settled(old_id)
 
     def _became_live(self, side: str, inv: _Tracked) -> None:
         peer = inv.peer
