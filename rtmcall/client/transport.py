@@ -21,8 +21,10 @@ Session rules:
   twice.
 * If the server's resume window passes first, or the server answers with a fresh session,
   the old session is lost: pending peer messages are answered NOT_LOGGEDIN and the handler's
-  ``on_session_lost`` runs (the engine fails live invitations). Reconnecting goes on with a
-  fresh login unless ``give_up_after`` says stop.
+  ``on_session_lost`` runs (the engine fails live invitations; with ``replaced`` — a fresh
+  session already took its place — it keeps an accept waiting for its confirm, and the new
+  session tells the peers what ended). Reconnecting goes on with a fresh login unless
+  ``give_up_after`` says stop.
 * Kicked → ABORTED with the server's reason; a login refused on reconnect → ABORTED/
   LOGIN_FAILURE; logout → DISCONNECTED/LOGOUT. These end the transport.
 """

@@ -82,12 +82,13 @@ from .invitation import (
     CALLER_TERMINAL,
     CALLER_TIMERS,
     CALLER_TRANSITIONS,
+    REACCEPTS,
     CalleePhase,
     CallerPhase,
     LocalInvitation,
     RemoteInvitation,
 )
-from .resend import RESEND, WANTED, Resends
+from .resend import RESEND, WANTED, Resends, Waiting
 
 API = InvitationApiCallError
 #: Sends whose delivery result is still awaited, at most (a reply to an older one is
@@ -190,6 +191,8 @@ class CallEngine:
         #: What ``session_lost(replaced=True)`` ended, (side, id): the new session tells
         #: the peers (``session_renewed``), who may never have seen us go offline.
         self._tell_on_renew: list[tuple[str, str]] = []
+        #: The messages waiting for their resend when the session was replaced.
+        self._send_on_renew: list[Waiting] = []
 
     # --- API calls --------------------------------------------------------------------
 
@@ -465,8 +468,10 @@ class CallEngine:
                 self._callee_step(rinv, "confirm_timeout", out, error)
             elif kind == "reaccept" and rinv.phase is CalleePhase.ACCEPTING:
                 self._send_accept_again(rinv, out)
-                rinv.timers.add(kind)
-                out.append(StartTimer((kind, inv_key), self._duration("R", rinv, kind)))
+                rinv.reaccepts += 1
+                if rinv.reaccepts < REACCEPTS:
+                    rinv.timers.add(kind)
+                    out.append(StartTimer((kind, inv_key), self._duration("R", rinv, kind)))
         return self._done(out)
 
     def peer_state(self, peer: str, state: PeerOnlineState | int) -> list[Output]:
@@ -536,18 +541,31 @@ class CallEngine:
         # Nothing can be sent any more: keep only the events and timer cancellations.
         out = [o for o in out if not isinstance(o, SendPeer)]
         self._refs.clear()
-        out.extend(self._resend.clear())
+        if replaced:
+            # What waits for its resend (refused as too often) is not lost: the new session
+            # sends it, if it still applies.
+            disarm, self._send_on_renew = self._resend.take()
+            out.extend(disarm)
+        else:
+            out.extend(self._resend.clear())
+            self._send_on_renew = []
         return self._done(out)
 
     def session_renewed(self) -> list[Output]:
         """A fresh session is logged in in place of one that was lost (after
         ``session_lost(replaced=True)``): the accepts still waiting for a confirm go again,
-        since whatever the lost session had in flight may be gone; and what the lost session
-        ended is told to the peers: an End (offline) for each invitation, a Hangup for each
+        since whatever the lost session had in flight may be gone; messages that waited for
+        their resend (refused as too often) go now, if they still apply; and what the lost
+        session ended is told to the peers: an End (offline) for each invitation, a Hangup for each
         call (resent until the peer's HangupAck), so that nothing is left ringing or talking
         over there."""
         self.logged_in = True
         out: list[Output] = []
+        waiting, self._send_on_renew = self._send_on_renew, []
+        for _, side, kind, msg in waiting:
+            target = self._wanted(side, msg.id, kind)  # type: ignore[union-attr]
+            if target is not None:
+                self._send(out, side, target, msg, kind)
         tell, self._tell_on_renew = self._tell_on_renew, []
         for side, inv_id in tell:
             target = self._target(side, inv_id)

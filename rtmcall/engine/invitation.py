@@ -20,14 +20,15 @@ canceling invitation is still the Agora state it was canceled from.
 
 The third leg of the accept handshake belongs to the caller: the callee is ACCEPTED only
 when the caller's ``confirm`` arrives. Until then the callee holds the handshake open, like
-TCP's SYN-RECEIVED: it sends its accept again (the ``reaccept`` timer, a quarter of the
-confirm window; at once when its own session is replaced by a fresh one, or when the caller
-comes back online) and a caller that has already confirmed answers a repeated accept with
-its confirm again — or, if its call has ended meanwhile, with its hang-up, which implies the
-confirm. A caller going offline does not end an accepting invitation at once: its confirm
-may be lost with the caller's server (a node killed between the caller seeing the accept and
-the confirm leaving it) and come again after the caller logs in elsewhere. The confirm
-window ends it: PEER_OFFLINE if the caller is still offline then, else ACCEPT_FAILURE.
+TCP's SYN-RECEIVED: it sends its accept again (the ``reaccept`` timer, every quarter of
+the confirm window but the last, whose end is the window's; at once when its own session
+is replaced by a fresh one, or when the caller comes back online) and a caller that has
+already confirmed answers a repeated accept with its confirm again — or, if its call has
+ended meanwhile, with its hang-up, which implies the confirm. A caller going offline does
+not end an accepting invitation at once: its confirm may be lost with the caller's server
+(a node killed between the caller seeing the accept and the confirm leaving it) and come
+again after the caller logs in elsewhere. The confirm window ends it: PEER_OFFLINE if the
+caller is still offline then, else ACCEPT_FAILURE.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ CALLER_TIMERS: dict[C, tuple[str, ...]] = {
 #   session_lost                  our own session ended for good (PEER_OFFLINE); one
 #                                 replaced by a fresh session keeps ACCEPTING (and the
 #                                 accept is sent again on it)
-# The ``reaccept`` timer of ACCEPTING moves nothing: it sends the accept again.
+# The ``reaccept`` timer of ACCEPTING moves nothing: it sends the accept again, at most
+# REACCEPTS times (a quarter of the confirm window apart: a fourth would go with its end).
+REACCEPTS = 3
 
 E = CalleePhase
 CALLEE_TRANSITIONS: dict[E, dict[str, E]] = {
@@ -290,6 +293,8 @@ class RemoteInvitation(_Invitation):
     #: While ACCEPTING: presence said the caller went offline (the accept goes again when
     #: it is back).
     caller_offline: bool = False
+    #: While ACCEPTING: how often the ``reaccept`` timer has sent the accept again.
+    reaccepts: int = 0
 
     @property
     def state(self) -> RS:

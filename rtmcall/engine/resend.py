@@ -137,6 +137,15 @@ class Resends:
         if pending is not None and not pending.queue and not pending.armed:
             del self._pending[inv_id]
 
+    def take(self) -> tuple[list[CancelTimer], list[Waiting]]:
+        """Our session was replaced by a fresh one: every waiting message, in the order
+        they were made (for the new session to send), and the timers to disarm."""
+        waiting = sorted(
+            (item for pending in self._pending.values() for item in pending.queue),
+            key=lambda item: item[0],
+        )
+        return self.clear(), waiting
+
     def clear(self) -> list[CancelTimer]:
         """Our session ended: nothing waits any more; the timers to disarm."""
         armed = [CancelTimer(_timer(i)) for i, pending in self._pending.items() if pending.armed]

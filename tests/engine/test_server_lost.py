@@ -108,6 +108,19 @@ def test_an_accepting_callee_waits_out_the_confirm_window_for_a_caller_gone_offl
     assert not net.nodes["bob"].timers
 
 
+def test_the_accept_goes_again_three_times_within_the_confirm_window(net: Network) -> None:
+    """A quarter of the window apart, and not with its end (nothing could answer it)."""
+    inv, rinv = accepted_confirm_in_flight(net)
+    net.wire.clear()  # the Confirm is lost, and so is every accept sent again
+    for _ in range(3):
+        net.fire("bob", "reaccept")
+        assert isinstance(net.wire[("bob", "alice")].pop(), f.Accept)
+    assert [k[0] for k in net.nodes["bob"].timers] == ["confirm"]
+    net.fire("bob", "confirm")
+    assert rinv.state is RS.FAILURE and rinv.error is RemoteInvitationError.ACCEPT_FAILURE
+    assert not net.wire[("bob", "alice")] or isinstance(net.wire[("bob", "alice")][0], f.End)
+
+
 def test_a_caller_back_online_without_confirming_is_an_accept_failure(net: Network) -> None:
     inv, rinv = accepted_confirm_in_flight(net)
     net.wire.clear()
@@ -163,3 +176,20 @@ def test_a_lost_session_that_is_not_replaced_fails_an_accepting_callee_at_once(
     inv, rinv = accepted_confirm_in_flight(net)
     net.set_online("bob", False)  # logged out, kicked, gave up reconnecting
     assert rinv.state is RS.FAILURE and rinv.error is RemoteInvitationError.PEER_OFFLINE
+
+
+def test_a_refusal_waiting_for_its_resend_is_sent_by_the_new_session(net: Network) -> None:
+    """bob refuses while the server holds his sends back (TOO_OFTEN): the refusal waits for
+    its resend timer when his server dies. His new session sends it: alice ends REFUSED.
+    (Had alice heard him go offline first, her invitation would have failed then.)"""
+    inv = net.nodes["alice"].engine.create_local_invitation("bob")
+    net.call("alice", "send", inv)
+    net.pump()
+    net.too_often["bob"] = 1
+    net.call("bob", "refuse", inv.id)
+    assert ("resend", f"Q:{inv.id}") in net.nodes["bob"].timers
+    net.replace_session("bob", seen_offline=False)
+    assert not net.nodes["bob"].timers  # nothing left armed for the lost session
+    net.pump()
+    assert inv.state is LS.REFUSED_BY_REMOTE
+    assert net.nodes["bob"].engine.remote[inv.id].state is RS.REFUSED
