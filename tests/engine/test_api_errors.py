@@ -45,14 +45,6 @@ def refused(engine: CallEngine, code: API, call, *args) -> ApiCallError:
     return info.value
 
 
-@pytest.fixture
-def net() -> Network:
-    n = Network()
-    n.add("alice")
-    n.add("bob")
-    return n
-
-
 def test_cancel_before_send_is_not_started(net: Network) -> None:
     a = net.nodes["alice"].engine
     inv = a.create_local_invitation("bob")

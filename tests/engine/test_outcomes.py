@@ -21,14 +21,6 @@ LS = LocalInvitationState
 RS = RemoteInvitationState
 
 
-@pytest.fixture
-def net() -> Network:
-    n = Network()
-    n.add("alice")
-    n.add("bob")
-    return n
-
-
 def ring(net: Network, content: str = "hi", **kw):
     inv = net.nodes["alice"].engine.create_local_invitation("bob", content=content, **kw)
     net.call("alice", "send", inv)

@@ -23,14 +23,6 @@ RS = RemoteInvitationState
 R = CallEndReason
 
 
-@pytest.fixture
-def net() -> Network:
-    net = Network()
-    net.add("alice")
-    net.add("bob")
-    return net
-
-
 def accepted_confirm_in_flight(net: Network):
     """alice saw bob's accept; her Confirm is on its way (not yet at bob)."""
     inv = net.nodes["alice"].engine.create_local_invitation("bob")
