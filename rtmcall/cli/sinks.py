@@ -158,6 +158,9 @@ class TextSink:
     """Readable lines (pipe mode without ``--json``, one-shot commands). ``write`` takes one
     line without its newline; errors go through ``write_error`` (stderr by default)."""
 
+    #: Whether lines say what to type next (only at the interactive prompt).
+    hints = False
+
     def __init__(
         self,
         write: Callable[[str], None] | None = None,
@@ -187,9 +190,9 @@ class TextSink:
             case CallEnded():
                 self.write(callfmt.call_ended_text(ev))
             case CallStarted():
-                self.write(callfmt.call_started_text(ev))
+                self.write(callfmt.call_started_text(ev, hints=self.hints))
             case callfmt.MissedCalls():
-                self.write(callfmt.missed_text(ev))
+                self.write(callfmt.missed_text(ev, hints=self.hints))
 
     def sent(
         self, info: InvitationInfo, peer_online: bool | None = None, within: float | None = None

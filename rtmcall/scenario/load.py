@@ -313,7 +313,7 @@ class _Checker:
                 problem = outcome_problem(option)
                 if problem is not None:
                     self.problem(path, problem)
-            out[name] = tuple(" / ".join(p.strip() for p in o.split("/")) for o in options)
+            out[name] = tuple(" / ".join(_side(p) for p in o.split("/")) for o in options)
         return out
 
 
@@ -342,6 +342,12 @@ def invitation_ref(cmd: c.Command) -> str | None:
 
 
 _SIDE = re.compile(r"\s*([A-Z_]+)(?:\(([A-Z_]+)\))?\s*\Z")
+
+
+def _side(part: str) -> str:
+    """One side of an outcome as the runner writes it (``-`` for no view is ``—``)."""
+    part = part.strip()
+    return "—" if part == "-" else part
 
 
 def outcome_problem(text: str) -> str | None:

@@ -16,6 +16,20 @@ from typing import Any
 _MISSING = object()
 
 
+def outcome_matches(wanted: str, got: str) -> bool:
+    """Whether an invitation that ended ``got`` (``STATE[(ERROR)] / STATE[(ERROR)]``, ``—``
+    for a side with no view) is the outcome ``wanted``: a side written without its
+    ``(ERROR)`` matches that state with any error (``FAILURE`` is any failure)."""
+    pairs = list(zip(wanted.split("/"), got.split("/"), strict=False))
+    if len(pairs) != 2 or len(got.split("/")) != 2:
+        return False
+    for want, have in pairs:
+        want, have = want.strip(), have.strip()
+        if want != have and not ("(" not in want and have.startswith(want + "(")):
+            return False
+    return True
+
+
 def expected_value(raw: str, users: Mapping[str, str]) -> Any:
     """VALUE as written → the JSON value it stands for."""
     if raw in users:

@@ -37,7 +37,7 @@ from rtmcall.engine.events import InvitationInfo
 
 from .actor import ActorRun, Recorded
 from .load import substitute
-from .match import brief, matches
+from .match import brief, matches, outcome_matches
 from .model import ActorStep, ParallelStep, Scenario, ServerStep, SleepStep, Step, step_text
 from .proxy import FaultProxy
 
@@ -631,7 +631,7 @@ class ScenarioRun:
         actual = self._outcomes()
         for name, wanted in self.scenario.outcomes.items():
             got = actual.get(name, "— / —")
-            if got not in wanted:
+            if not any(outcome_matches(w, got) for w in wanted):
                 problems.append(f"invitation {name} ended {got}, expected {' or '.join(wanted)}")
         if problems:
             raise StepFailed("at the end: " + "; ".join(problems))

@@ -318,8 +318,10 @@ def _worker_main() -> int:
 
 def _stop_with_the_supervisor() -> None:
     """(A thread of the worker.) The supervisor holds our stdin open while it lives: at
-    EOF it is gone, and we stop as on SIGTERM (clients are told, then the process ends)."""
-    while sys.stdin.buffer.read(4096):
+    EOF it is gone, and we stop as on SIGTERM (clients are told, then the process ends).
+    (It reads the descriptor itself: a read of ``sys.stdin`` would hold the buffer's lock
+    while the process exits, which makes the interpreter's shutdown abort.)"""
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     os.kill(os.getpid(), signal.SIGTERM)
 

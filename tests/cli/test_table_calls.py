@@ -88,3 +88,22 @@ def test_list_lines_show_the_call() -> None:
         [info], [Row.from_info(info, live=False, call_since=time.monotonic() - 65)]
     )
     assert lines == ["a1a1a1  → out  bob  accepted [ACCEPTED_BY_REMOTE]  (in call 01:05)"]
+
+
+def test_what_to_type_is_said_only_at_the_prompt() -> None:
+    """Pipe mode and the one-shots print the call's lines without the prompt's hints."""
+    from rtmcall.cli.formats.calls import MissedCalls
+    from rtmcall.cli.sinks import TextSink
+    from rtmcall.engine import events as ev
+
+    call = ev.CallInfo(id="a1" * 8, caller="alice", callee="bob", direction="out")
+    lines: list[str] = []
+    TextSink(write=lines.append).event(ev.CallStarted(call))
+    TextSink(write=lines.append).event(MissedCalls(2, ("carol",)))
+    assert lines == [
+        "call a1a1a1 with bob: in call",
+        "2 missed calls since your last session (from carol)",
+    ]
+    prompt = type("PromptSink", (TextSink,), {"hints": True})(write=lines.append)
+    prompt.event(ev.CallStarted(call))
+    assert lines[-1] == "call a1a1a1 with bob: in call, type hangup to end it"

@@ -146,6 +146,9 @@ async def test_workers_share_the_port_restart_and_stop_together(own_redis: Redis
         assert proc.wait(15) == 0
         _, alive = psutil.wait_procs(children, timeout=5)
         assert not alive, alive
+        # Each stopped cleanly (the interpreter's shutdown did not abort: no core dumped).
+        assert proc.stderr is not None
+        assert "Fatal Python error" not in proc.stderr.read()
 
 
 def test_workers_need_redis() -> None:

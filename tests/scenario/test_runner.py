@@ -139,6 +139,30 @@ async def test_outcomes_are_checked(autojump_clock: MockClock) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("outcome", "ok"),
+    [
+        ("FAILURE(PEER_OFFLINE) / —", True),
+        ("FAILURE(PEER_OFFLINE) / -", True),  # (a plain hyphen for "no view")
+        ("FAILURE / —", True),  # a state without its error: any error
+        ("FAILURE(PEER_NO_RESPONSE) / -", False),
+        ("FAILURE / FAILURE", False),
+        ("[CANCELED / —, FAILURE / -]", True),
+    ],
+)
+async def test_outcomes_match_as_written(autojump_clock: MockClock, outcome: str, ok: bool) -> None:
+    r = await play(
+        f"""
+        name: an outcome as a user writes it
+        actors: {{alice: {{}}}}
+        steps:
+          - alice: call dave --as c1
+        outcomes: {{c1: {outcome}}}
+        """
+    )
+    assert r.ok is ok, r.failure
+
+
 async def test_the_timeout_cuts_a_hanging_scenario_and_says_where_it_stood(
     autojump_clock: MockClock,
 ) -> None:

@@ -205,6 +205,8 @@ class PromptUI:
 class ConsoleSink(TextSink):
     """Readable lines into the log above the prompt, the table into the prompt."""
 
+    hints = True
+
     def __init__(self, ui: PromptUI, opts: LoginOptions) -> None:
         super().__init__(write=ui.log, write_error=self._error)
         self.ui = ui

@@ -62,16 +62,19 @@ def call_ended_text(ev: CallEnded) -> str:
     )
 
 
-def call_started_text(ev: CallStarted) -> str:
-    return f"call {short_id(ev.call.id)} with {ev.call.peer}: in call, type hangup to end it"
+def call_started_text(ev: CallStarted, *, hints: bool = False) -> str:
+    """``hints`` adds what to type (only where someone types)."""
+    hint = ", type hangup to end it" if hints else ""
+    return f"call {short_id(ev.call.id)} with {ev.call.peer}: in call{hint}"
 
 
-def missed_text(ev: MissedCalls) -> str:
+def missed_text(ev: MissedCalls, *, hints: bool = False) -> str:
     if not ev.count:
         return "no missed calls since your last session"
     who = f" (from {', '.join(ev.peers)})" if ev.peers else ""
     s = "" if ev.count == 1 else "s"
-    return f"{ev.count} missed call{s} since your last session{who}: type history"
+    hint = ": type history" if hints else ""
+    return f"{ev.count} missed call{s} since your last session{who}{hint}"
 
 
 def call_ended_json(ev: CallEnded) -> dict[str, Any]:
