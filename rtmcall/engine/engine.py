@@ -562,10 +562,7 @@ class CallEngine:
         self.logged_in = True
         out: list[Output] = []
         waiting, self._send_on_renew = self._send_on_renew, []
-        for _, side, kind, msg in waiting:
-            target = self._wanted(side, msg.id, kind)  # type: ignore[union-attr]
-            if target is not None:
-                self._send(out, side, target, msg, kind)
+        self._send_again(out, waiting)
         tell, self._tell_on_renew = self._tell_on_renew, []
         for side, inv_id in tell:
             target = self._target(side, inv_id)
@@ -969,12 +966,17 @@ class CallEngine:
 
     def _resend_now(self, out: list[Output], inv_id: str) -> None:
         """The resend timer fired: send the waiting messages that still apply, in order."""
-        for _, side, kind, msg in self._resend.due(inv_id):
-            target = self._wanted(side, inv_id, kind)
-            if target is not None:
-                self._send(out, side, target, msg, kind)
+        self._send_again(out, self._resend.due(inv_id))
         if all(self._target(side, inv_id) is None for side in "LRC"):
             self._resend.settled(inv_id)  # (forgotten meanwhile)
+
+    def _send_again(self, out: list[Output], waiting: list[Waiting]) -> None:
+        """Send messages that waited (refused as too often), in order, those that still
+        apply."""
+        for _, side, kind, msg in waiting:
+            target = self._wanted(side, msg.id, kind)  # type: ignore[union-attr]
+            if target is not None:
+                self._send(out, side, target, msg, kind)
 
     def _retime(
         self,

@@ -360,7 +360,7 @@ def outcome_problem(text: str) -> str | None:
         (parts[1], RemoteInvitationState, RemoteInvitationError, "callee"),
     )
     for part, states, errors, who in sides:
-        if part.strip() == "—" or part.strip() == "-":
+        if _side(part) == "—":
             continue
         m = _SIDE.match(part)
         if not m or m.group(1) not in states.__members__:

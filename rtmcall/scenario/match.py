@@ -20,14 +20,14 @@ def outcome_matches(wanted: str, got: str) -> bool:
     """Whether an invitation that ended ``got`` (``STATE[(ERROR)] / STATE[(ERROR)]``, ``—``
     for a side with no view) is the outcome ``wanted``: a side written without its
     ``(ERROR)`` matches that state with any error (``FAILURE`` is any failure)."""
-    pairs = list(zip(wanted.split("/"), got.split("/"), strict=False))
-    if len(pairs) != 2 or len(got.split("/")) != 2:
+    wants, haves = wanted.split("/"), got.split("/")
+    if len(wants) != 2 or len(haves) != 2:
         return False
-    for want, have in pairs:
-        want, have = want.strip(), have.strip()
-        if want != have and not ("(" not in want and have.startswith(want + "(")):
-            return False
-    return True
+    return all(_side_matches(w.strip(), h.strip()) for w, h in zip(wants, haves, strict=True))
+
+
+def _side_matches(want: str, have: str) -> bool:
+    return want == have or ("(" not in want and have.startswith(want + "("))
 
 
 def expected_value(raw: str, users: Mapping[str, str]) -> Any:

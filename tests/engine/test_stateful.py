@@ -172,7 +172,7 @@ class Invitations(RuleBasedStateMachine):
         for user, other in self.net.nodes.items():
             eng = other.engine
             for inv_id in eng._resend:
-                inv = eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
+                inv = self._tracked(eng, inv_id)
                 if user == callee or (inv is not None and inv.peer == callee):
                     self.tainted.add(inv_id)
         self.tainted.update(i for i, parties in self.death_hit.items() if callee in parties)
@@ -196,7 +196,7 @@ class Invitations(RuleBasedStateMachine):
         for other_user, other in self.net.nodes.items():
             eng = other.engine
             for inv_id in eng._resend:
-                inv = eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
+                inv = self._tracked(eng, inv_id)
                 if inv is not None and inv.peer == user and other_user != user:
                     self.tainted.add(inv_id)
                 elif other_user == user and seen_offline:
@@ -213,15 +213,16 @@ class Invitations(RuleBasedStateMachine):
                         continue
                     self.await_reaccept[rinv.id] = len(self.net.sent)
                     self.death_hit[rinv.id] = (rinv.caller, other_user)
-        ringing = [i for i in (*eng.local, *eng.remote) if not self._invitation(eng, i).terminal]
+        ringing = [i for i in (*eng.local, *eng.remote) if not self._tracked(eng, i).terminal]
         self.net.replace_session(user, seen_offline=seen_offline)
         # What the fresh session ended on its own (it tells the peer, with an End) may
         # cross the peer's own answer, a refusal or a cancel: both end, each its own way.
-        self.tainted.update(i for i in ringing if self._invitation(eng, i).terminal)
+        self.tainted.update(i for i in ringing if self._tracked(eng, i).terminal)
 
     @staticmethod
-    def _invitation(eng, inv_id: str):
-        return eng.local.get(inv_id) or eng.remote[inv_id]
+    def _tracked(eng, inv_id: str):
+        """The invitation (or call) of this id on an engine, if it has one."""
+        return eng.local.get(inv_id) or eng.remote.get(inv_id) or eng.calls.get(inv_id)
 
     def _reaccepted(self, inv_id: str) -> bool:
         since = self.await_reaccept.get(inv_id)
