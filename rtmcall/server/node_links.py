@@ -198,6 +198,24 @@ class NodeLinks:
             else:
                 _send_to(peer, records)
 
+    def fence(self) -> bytes:
+        """What this node has sent each linked node so far, as ``node=epoch:seq`` joined
+        by commas (only links with batches not acknowledged yet), after sending what is
+        queued for them now. Put in an OFFLINE on the presence stream, it lets a receiver
+        hold that OFFLINE back until the link has brought the user's last messages."""
+        if self.listener is None:
+            return b""  # (not open yet: nothing sent)
+        self.send()
+        return b",".join(
+            b"%s=%s:%d" % (node.encode(), peer.to_epoch.encode(), peer.seq)
+            for node, peer in self.peers.items()
+            if peer.unacked
+        )
+
+    def received(self, epoch: bytes) -> int:
+        """The last batch seq handled from the process ``epoch`` over a link (0: none)."""
+        return 0 if self.listener is None else self.listener.seen.get(epoch, 0)
+
     def stalled(self, node: str) -> bool | None:
         """Whether the link to ``node`` holds more than it may; None: no link to it."""
         peer = self.peers.get(node)

@@ -80,7 +80,7 @@ from .hub import Health, HubListener, HubUnavailable
 from .links import PeerLink
 from .node_links import NodeLinks
 from .outbox import Outbox
-from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, bulk
+from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, bulk, redacted
 from .session import Session
 
 log = logging.getLogger("rtmcall.server.redis")
@@ -163,6 +163,17 @@ class _Where:
     node: str
     sid: bytes
     state: PeerOnlineState
+
+
+@dataclass(slots=True)
+class _Fenced:
+    """An OFFLINE from another node held back until that node's link has brought batch
+    ``seq`` (the user's last messages), or until ``until`` (trio time)."""
+
+    origin: str
+    epoch: bytes
+    seq: int
+    until: float
 
 
 class _Handover:
@@ -307,6 +318,9 @@ class RedisHub:
         #: Users being subscribed to (first watcher, lookup in flight) -> state heard
         #: meanwhile.
         self._settling: dict[str, PeerOnlineState | None] = {}
+        #: Users whose OFFLINE came through the presence stream ahead of their last
+        #: messages, still on the way over a link (see :meth:`_on_presence`).
+        self._fenced: dict[str, _Fenced] = {}
         #: Handovers this node is waiting for, by request id.
         self._handovers: dict[bytes, _Handover] = {}
         self._read_failed = trio.Event()
@@ -902,11 +916,51 @@ class RedisHub:
             where = self._where.get(user)
             if where is not None and (not sid or where.sid == sid):
                 del self._where[user]
+            if len(parts) > 7 and self._hold_back(user, origin, parts[6], parts[7]):
+                return
         else:
             self._where[user] = _Where(node, sid, state)
             if node in self._dead:
                 return  # (said OFFLINE when it went; told again once it is back)
         self._push_presence(user, state)
+
+    def _hold_back(self, user: str, origin: str, epoch: bytes, fence: bytes) -> bool:
+        """An OFFLINE from ``origin`` that names (in ``fence``, ``node=epoch:seq,...``)
+        the last batch it had sent us over its link: if that batch has not been handled
+        here yet, the user's last messages (a hang-up, a refusal) are still on the way;
+        watchers hear the OFFLINE after them, as on one node (or after ``op_timeout``)."""
+        if self._links is None or user not in self._watchers:
+            return False
+        mine = b"%s=%s:" % (self._node_b, self._epoch_b)
+        for item in fence.split(b","):
+            seq_b = item[len(mine) :]
+            if item.startswith(mine) and seq_b.isdigit():
+                seq = int(seq_b)
+                if seq > self._links.received(epoch):
+                    self._push_fenced(user)  # (an older one goes first)
+                    self._fenced[user] = _Fenced(
+                        origin, epoch, seq, trio.current_time() + self.op_timeout
+                    )
+                    return True
+        return False
+
+    def _release_fenced(self, origin: str | None = None) -> None:
+        """Tell the OFFLINEs held back whose batch came, or whose wait is over (all of
+        ``origin``'s: that node is gone)."""
+        now = trio.current_time()
+        links = self._links
+        for user, held in list(self._fenced.items()):
+            if (
+                held.origin == origin
+                or now >= held.until
+                or (links is not None and links.received(held.epoch) >= held.seq)
+            ):
+                del self._fenced[user]
+                self._tell_presence(user, _OFFLINE)
+
+    def _push_fenced(self, user: str) -> None:
+        if self._fenced.pop(user, None) is not None:
+            self._tell_presence(user, _OFFLINE)
 
     def _node_gone(self, node: str, epoch: str) -> None:
         """``node``'s process ``epoch`` is gone: what was held for it is lost, sends to
@@ -914,6 +968,8 @@ class RedisHub:
         are OFFLINE now (their registrations in Redis expire within the TTL)."""
         self._dead[node] = (epoch, trio.current_time())
         self._forget_node(node)
+        if self._fenced:
+            self._release_fenced(node)
         for user, where in list(self._where.items()):
             if where.node == node:
                 del self._where[user]
@@ -963,6 +1019,8 @@ class RedisHub:
                 self._on_inbox(record)
             except Exception:  # noqa: BLE001 - one bad record must not stop the link
                 log.exception("node %s: bad record on a link %r", self.node_id, record[:80])
+        if self._fenced:
+            self._release_fenced()
 
     def _tend_links(self) -> None:
         """The watchdog's tick: acks due, links that stalled or went quiet, links to
@@ -1015,6 +1073,8 @@ class RedisHub:
             self.ticks += 1
             self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
             self._tend_links()
+            if self._fenced:
+                self._release_fenced()
             if self.redis.unanswered_for() > limit:
                 log.warning("node %s: no answer from redis for %g s, reconnecting",
                             self.node_id, limit)  # fmt: skip
@@ -1026,7 +1086,7 @@ class RedisHub:
         """Something for the watchdog to tend soon: replies to read, acks to send, batches
         waiting for theirs, a link down. (An idle node ticks rarely: each wake-up of a
         sleeping process costs ~0.4 ms of CPU here.)"""
-        if self.redis.waiting or self._outbox.out or self._outbox.retry:
+        if self.redis.waiting or self._outbox.out or self._outbox.retry or self._fenced:
             return True
         return self._links is not None and self._links.busy()
 
@@ -1084,13 +1144,21 @@ class RedisHub:
         users = [u for u in self._watchers if u not in self._local]
         if not users:
             return
+        before = {u: self._where.get(u) for u in users}
         try:
             states = await self.presence(users)
         except HubUnavailable:
             return
         for user, state in states.items():
-            if user not in self._local:
-                self._push_presence(user, PeerOnlineState(state))
+            if user in self._local or user in self._fenced:
+                continue  # (a held-back OFFLINE is told after the user's last messages)
+            was = before.get(user)
+            peer = None if was is None else self._peer(was.node)
+            if state == _OFFLINE and peer is not None and peer.up:
+                # Released by a node linked to us: its word on the presence stream comes
+                # after the user's last messages; the next poll tells it if it does not.
+                continue
+            self._push_presence(user, PeerOnlineState(state))
 
     # --- helpers --------------------------------------------------------------------
 
@@ -1148,13 +1216,28 @@ class RedisHub:
     def _announce(self, user: str, state: PeerOnlineState, sid: bytes) -> None:
         self._push_presence(user, state)
         node = b"" if state == _OFFLINE else self._node_b
-        self._queue(
-            self._presence_stream,
-            b"P\t%s\t%s\t%d\t%s\t%s\t%s"
-            % (self._node_b, user.encode(), int(state), node, sid, self._epoch_b),
+        record = b"P\t%s\t%s\t%d\t%s\t%s\t%s" % (
+            self._node_b,
+            user.encode(),
+            int(state),
+            node,
+            sid,
+            self._epoch_b,
         )
+        if state == _OFFLINE and self._links is not None:
+            # The user's last messages go over links, this through Redis: say which
+            # batches they are in, so that no node tells the OFFLINE before them.
+            fence = self._links.fence()
+            if fence:
+                record += b"\t" + fence
+        self._queue(self._presence_stream, record)
 
     def _push_presence(self, user: str, state: PeerOnlineState) -> None:
+        if self._fenced:
+            self._push_fenced(user)  # (what was held back for the user comes first)
+        self._tell_presence(user, state)
+
+    def _tell_presence(self, user: str, state: PeerOnlineState) -> None:
         watchers = self._watchers.get(user)
         if not watchers:
             return
@@ -1253,7 +1336,7 @@ async def open_redis_hub(
             with trio.fail_after(op_timeout * 2):
                 await cmd.call("PING")
         except (*REDIS_ERRORS, msgspec.DecodeError) as exc:
-            problem = f"cannot reach redis at {url}: {exc!r}"
+            problem = f"cannot reach redis at {redacted(url)}: {exc!r}"
         if problem is not None:
             raise HubUnavailable(problem)
         hub = RedisHub(

@@ -66,13 +66,13 @@ class RedisAddress:
         """``redis://[user:password@]host[:port][/db]`` or ``rediss://`` (TLS)."""
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a redis:// or rediss:// URL: {url!r}")
+            raise ValueError(f"not a redis:// or rediss:// URL: {redacted(url)!r}")
         path = parts.path.strip("/")
         try:
             db = int(path) if path else 0
             port = parts.port or 6379
         except ValueError:
-            raise ValueError(f"bad Redis URL {url!r}") from None
+            raise ValueError(f"bad Redis URL {redacted(url)!r}") from None
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=port,
@@ -81,6 +81,18 @@ class RedisAddress:
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "rediss",
         )
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``: for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a malformed URL)"
+    creds, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return parts._replace(netloc=f"{creds.split(':', 1)[0]}:***@{host}").geturl()
 
 
 def bulk(value: bytes) -> bytes:
@@ -243,6 +255,10 @@ class RedisConnection:
         breaks before every reply came."""
         if not commands:
             return []
+        if self._reader_parked is not None:
+            # Lazy and nobody waited: a connection Redis closed meanwhile (CLIENT KILL,
+            # its idle timeout) was not noticed; find out before writing to it.
+            self._read_ready()
         if self._live is None:
             await self.connect()
         task = trio.lowlevel.current_task()
@@ -273,8 +289,14 @@ class RedisConnection:
 
     def harvest(self) -> None:
         """Read and hand out the replies that arrived (lazy mode), without waiting."""
+        if self._pending:
+            self._read_ready()
+
+    def _read_ready(self) -> None:
+        """Read what the socket holds without waiting; a close found here drops the
+        connection (the next command connects again)."""
         sock = self._sock
-        if sock is None or not self._pending:
+        if sock is None:
             return
         try:
             while True:

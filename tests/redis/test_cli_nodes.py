@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -104,6 +105,28 @@ def test_unreachable_redis_is_one_clear_line() -> None:
     err = done.stderr.strip().splitlines()
     assert err and f"cannot reach redis at {url}" in err[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_redis_password_is_never_printed(shared_redis: RedisProcess) -> None:
+    """A wrong password (from RTMCALL_REDIS, off the command line) is one clear line that
+    does not show it."""
+    url = f"redis://u:s3cret@127.0.0.1:{shared_redis.port}/0"
+    done = subprocess.run(
+        [*RTMCALL, "server", "--port", "0"],
+        env={**os.environ, "RTMCALL_REDIS": url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 4, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"cannot reach redis at redis://u:***@127.0.0.1:{shared_redis.port}/0" in last, last
+    assert "s3cret" not in done.stderr and "Traceback" not in done.stderr
+    bad = subprocess.run(
+        [*RTMCALL, "server", "--redis", "redis://u:s3cret@h:port"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "s3cret" not in bad.stderr, bad.stderr
 
 
 def test_a_link_port_in_use_or_malformed_is_one_clear_line(shared_redis: RedisProcess) -> None:

@@ -212,6 +212,71 @@ async def test_no_peer_message_lost_or_doubled_when_a_node_s_redis_connections_a
     await _count_through(outage, own_redis, links=links)
 
 
+async def test_a_login_right_after_the_node_s_redis_connections_were_cut_succeeds(
+    own_redis: RedisProcess,
+) -> None:
+    """Redis is up; only the node's idle command connection was closed (CLIENT KILL, an
+    idle timeout). The next command finds that out before writing and connects again, so
+    the first login, query and health check after it do not fail."""
+    async with cluster(own_redis.url, 1) as [(server, hub)]:
+        async with open_websocket_url(server.url) as ws:
+            await login(ws, "alice")
+        for round in range(3):
+            assert await kill_connections(own_redis.url, "n0") >= 1
+            async with open_websocket_url(server.url) as ws:
+                await login(ws, f"bob{round}")  # (refused: "presence store unavailable")
+                await send(ws, {"t": "query", "rid": 1, "users": [f"bob{round}", "zed"]})
+                reply = await recv(ws, "presence")  # (zed: looked up in Redis)
+                assert reply["states"] == {f"bob{round}": 0, "zed": 2}, reply
+            with trio.fail_after(2):  # (its inbox reader reconnects after a short backoff)
+                while not (await hub.health()).ok:  # noqa: ASYNC110 - polling health is the point
+                    await trio.sleep(0.05)
+
+
+async def test_a_user_s_last_message_arrives_before_their_offline_whatever_the_path(
+    own_redis: RedisProcess,
+) -> None:
+    """bob (node n1) sends alice (n0) a last message and logs out: the message goes over
+    the link, his OFFLINE through the presence stream in Redis. However late the link
+    delivers (held back here), alice sees the message first, then bob OFFLINE, as on one
+    node (a caller's hang-up, then his logout: the callee's call ends HANGUP_REMOTE, not
+    PEER_OFFLINE)."""
+    async with cluster(own_redis.url, 2) as [(a, _), (b, hub_b)]:
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
+            assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+            msg = {"k": "text", "text": "first"}
+            await send(wb, {"t": "send", "rid": 2, "to": "alice", "msg": msg})
+            assert (await recv(wa, "msg"))["msg"]["text"] == "first"  # (the link is up)
+            peer = hub_b._links.peers["n0"]
+            write = peer._write
+            async with trio.open_nursery() as nursery:
+
+                def late(data: bytes | bytearray) -> None:
+                    async def later() -> None:
+                        await trio.sleep(0.5)
+                        write(data)
+
+                    nursery.start_soon(later)
+
+                peer._write = late  # type: ignore[method-assign]
+                msg = {"k": "text", "text": "last"}
+                await send(wb, {"t": "send", "rid": 3, "to": "alice", "msg": msg})
+                while (await recv(wb, "result"))["rid"] != 3:
+                    pass
+                await send(wb, {"t": "logout"})
+                frames = []
+                while len(frames) < 2:
+                    frame = await recv(wa)
+                    if frame["t"] in ("msg", "presence"):
+                        frames.append(frame)
+                peer._write = write  # type: ignore[method-assign]
+            assert frames[0]["t"] == "msg" and frames[0]["msg"]["text"] == "last", frames
+            assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
+
+
 @pytest.mark.parametrize(
     ("hub", "family"),
     [({}, socket.AF_UNIX), ({"link_advertise": "127.0.0.1"}, socket.AF_INET)],

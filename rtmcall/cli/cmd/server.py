@@ -79,7 +79,12 @@ def server(
     key: Annotated[Path | None, typer.Option(metavar="FILE", help="TLS private key (PEM).")] = None,
     redis: Annotated[
         str | None,
-        typer.Option(metavar="URL", help="Share users with other nodes through Redis."),
+        typer.Option(
+            metavar="URL",
+            envvar="RTMCALL_REDIS",
+            help="Share users with other nodes through Redis (a password in it is never "
+            "printed; give it in RTMCALL_REDIS to keep it off the command line).",
+        ),
     ] = None,
     node_id: Annotated[
         str | None,
