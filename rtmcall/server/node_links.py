@@ -121,6 +121,7 @@ class NodeLinks:
         except REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         self._secret = secret if isinstance(secret, bytes) else str(secret).encode()
+        await self._refuse_a_twin()
         listener = self.listener = LinkListener(
             node=self.node_id,
             epoch=self.epoch,
@@ -154,6 +155,29 @@ class NodeLinks:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         log.info("node %s: node links on %s:%d%s", self.node_id, advertise, port,
                  " and a local socket" if listener.local else "")  # fmt: skip
+
+    async def _refuse_a_twin(self) -> None:
+        """Refuse to start as a node that is running already (one ``--node-id`` given to
+        two processes would share one inbox, and their node keys would name each in
+        turn): its node key names another process, whose link port accepts a connection.
+        A key left by a process that died (its port refuses, or does not answer) is
+        taken over, as a restart under the same name should be."""
+        try:
+            found = await self._node_link(self.node_id)
+        except REDIS_ERRORS:
+            return
+        if found is None or found.epoch == self.epoch:
+            return
+        with trio.move_on_after(self.op_timeout):
+            try:
+                stream = await trio.open_tcp_stream(found.host, found.port)
+            except OSError:
+                return
+            await trio.aclose_forcefully(stream)
+            raise HubUnavailable(
+                f"node id {self.node_id!r} is in use: a running node listens for node links"
+                f" at {found.host}:{found.port}; give each node its own --node-id"
+            )
 
     def node_key(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"

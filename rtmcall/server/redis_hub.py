@@ -323,6 +323,10 @@ class RedisHub:
         self._fenced: dict[str, _Fenced] = {}
         #: Handovers this node is waiting for, by request id.
         self._handovers: dict[bytes, _Handover] = {}
+        #: Sessions handed over here whose registration this node has not taken yet
+        #: (it still names the old node: a refresh meanwhile must not take that for a
+        #: login elsewhere).
+        self._adopting: set[Session] = set()
         self._read_failed = trio.Event()
         self._read_error: BaseException | None = None
         #: trio time since when the inbox has been read without a failure.
@@ -380,6 +384,9 @@ class RedisHub:
         self._claim = _Script(_CLAIM)
         self._release = _Script(_RELEASE)
         self._redis_ok = True
+        #: Set when Redis answers again after a failure: the registrations (gone if it
+        #: restarted empty), the node key and a heartbeat are written at once.
+        self._refresh_soon = trio.Event()
         self._listening = False
         self._last_error = ""
         self._nursery: trio.Nursery | None = None
@@ -604,6 +611,8 @@ class RedisHub:
             if self._local.get(user) is session:
                 del self._local[user]
             return None
+        finally:
+            self._adopting.discard(session)
         self.handovers_in += 1
         users = list(session.subscriptions)
         for watched in users:
@@ -877,6 +886,7 @@ class RedisHub:
             )
         # At once, so that frames forwarded behind the state find it.
         self._local[session.user] = session
+        self._adopting.add(session)
         slot.session = session
         slot.event.set()
 
@@ -1092,7 +1102,9 @@ class RedisHub:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await trio.sleep(self.presence_ttl / 3)
+            with trio.move_on_after(self.presence_ttl / 3):
+                await self._refresh_soon.wait()
+            self._refresh_soon = trio.Event()
             now = trio.current_time()
             self._moved = {s: m for s, m in self._moved.items() if m[1] > now}
             self._queue(self._presence_stream, self._heartbeat)
@@ -1128,7 +1140,11 @@ class RedisHub:
             return
         self._ok()
         for session, ours in zip(sessions, replies, strict=False):
-            if ours == 0 and self._local.get(session.user) is session:
+            if (
+                ours == 0
+                and self._local.get(session.user) is session
+                and (session not in self._adopting)
+            ):
                 session.kick(
                     ConnectionChangeReason.REMOTE_LOGIN,
                     f"user {session.user!r} logged in on another node",
@@ -1291,6 +1307,7 @@ class RedisHub:
         self.ops += 1
         if not self._redis_ok:
             log.info("node %s: redis is back", self.node_id)
+            self._refresh_soon.set()
         self._redis_ok = True
         self._last_error = ""
 

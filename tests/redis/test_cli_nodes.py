@@ -129,6 +129,26 @@ def test_a_redis_password_is_never_printed(shared_redis: RedisProcess) -> None:
     assert bad.returncode == 2 and "s3cret" not in bad.stderr, bad.stderr
 
 
+def test_a_node_id_already_running_is_refused_and_a_dead_one_s_is_taken_over(
+    shared_redis: RedisProcess,
+) -> None:
+    first, _ = start_node(shared_redis.url, "twin")
+    try:
+        done = subprocess.run(
+            [*RTMCALL, "server", "--port", "0", "--redis", shared_redis.url, "--node-id", "twin"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 4, done.stderr
+        assert "node id 'twin' is in use" in done.stderr.splitlines()[-1], done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        first.kill()  # (its node key stays behind, naming a port nobody listens on)
+        first.wait(10)
+    again, url = start_node(shared_redis.url, "twin")
+    again.terminate()
+    assert again.wait(10) == 0
+
+
 def test_a_link_port_in_use_or_malformed_is_one_clear_line(shared_redis: RedisProcess) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

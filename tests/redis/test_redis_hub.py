@@ -36,6 +36,7 @@ async def nodes(
     prefix: str | None = None,
     op_timeout: float = 0.5,
     hold: float = 10.0,
+    ttl: float = TTL,
 ) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
     """``count`` server nodes (in this process) sharing one Redis."""
     prefix = prefix or f"t{secrets.token_hex(3)}"
@@ -45,7 +46,7 @@ async def nodes(
                 open_redis_hub(
                     redis_url,
                     node_id=f"n{i}",
-                    presence_ttl=TTL,
+                    presence_ttl=ttl,
                     poll_interval=0.3,
                     op_timeout=op_timeout,
                     prefix=prefix,
@@ -280,6 +281,28 @@ async def test_redis_restarted_nodes_resubscribe_and_reregister(own_redis: Redis
             with trio.fail_after(5):
                 while not ((await ha.health()).ok and (await hb.health()).ok):  # noqa: ASYNC110
                     await trio.sleep(0.1)
+
+
+async def test_after_a_redis_restart_the_nodes_register_their_users_again_at_once(
+    own_redis: RedisProcess,
+) -> None:
+    """A 30 s TTL refreshes every 10 s; a Redis restarted empty is written again as soon as
+    it answers, not at the next refresh: a node that looks bob up (its poll of the users
+    alice watches forgets what it knew) finds him, and alice's next message reaches him
+    (it failed PEER_UNREACHABLE for up to 10 s: a call ended PEER_OFFLINE)."""
+    async with nodes(own_redis.url, 2, op_timeout=0.3, ttl=30) as [(a, ha), (b, _)]:
+        async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
+            await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
+            assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+            own_redis.stop()  # every key is gone with it (no persistence)
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(own_redis.start)
+            with trio.fail_after(3):  # (the reconnect backoff, then one pipeline)
+                while (await ha.presence(["bob"])) != {"bob": 0}:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+            await send(wa, {"t": "send", "rid": 2, "to": "bob", "msg": {"k": "text", "text": "y"}})
+            assert (await recv(wa, "result")).get("code", 0) == 0
+            assert (await recv(wb, "msg"))["msg"]["text"] == "y"
 
 
 async def test_unreachable_redis_at_start_is_a_clear_error() -> None:

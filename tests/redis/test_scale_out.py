@@ -369,6 +369,32 @@ async def test_a_session_resumes_on_another_node_with_its_messages_and_answers(
         assert ha.dropped == 0
 
 
+async def test_a_resume_on_another_node_survives_a_refresh_during_its_hand_over(
+    shared_redis: RedisProcess,
+) -> None:
+    """The node's registration refresh runs after the session's state came from the old
+    node and before this node took the registration (which still names the old node): the
+    refresh leaves it alone (it kicked it, as if another node had the user, and the
+    resume became a fresh login)."""
+    async with cluster(shared_redis.url, 2) as [(a, _), (b, hb)]:
+        async with open_websocket_url(a.url) as wa:
+            sid = (await login(wa, "bob"))["session"]
+        take = hb._take
+
+        async def refresh_first(redis: Any, keys: list[str], args: list[Any]) -> Any:
+            await hb._refresh([s for s in hb._local.values() if not s.ended])
+            return await take(redis, keys, args)
+
+        hb._take = refresh_first  # type: ignore[method-assign]
+        async with open_websocket_url(b.url) as wb:
+            ok = await login(wb, "bob", resume=sid)
+            assert ok.get("resumed") is True and ok["session"] == sid, ok
+            assert hb._local["bob"].id == sid and not hb._local["bob"].ended
+            with trio.move_on_after(0.3):
+                frame = await recv(wb, "kicked")
+                raise AssertionError(f"the resumed session was kicked: {frame}")
+
+
 async def test_an_unknown_or_ended_session_on_another_node_is_a_fresh_login(
     shared_redis: RedisProcess,
 ) -> None:
