@@ -141,6 +141,32 @@ async def _read_line(stream: trio.SocketStream) -> tuple[bytes, bytes]:
     return line, rest
 
 
+async def answers_as(found: LinkAddress, *, node: str, epoch: str, secret: bytes) -> bool:
+    """Whether the process ``found`` names (its epoch) is running and reachable: its link
+    listener (the local socket first, if it has one here, else TCP) answers the opening
+    exchange as that process. Another process at that address (``NO epoch ...``), a
+    refusal or garbage: no. (Silence waits: bound it with a timeout.)"""
+    key = mac(secret, node, epoch, found.epoch)
+    hello = f"RTMLINK1 {node} {epoch} {found.epoch} {key}\n".encode()
+    for local in ([found.local] if found.local else []) + [None]:
+        try:
+            if local is not None:
+                stream = await trio.open_unix_socket(local)
+            else:
+                stream = await trio.open_tcp_stream(found.host, found.port)
+        except OSError:
+            continue
+        try:
+            await stream.send_all(hello)
+            line, _ = await _read_line(stream)
+        except (*_ERRORS, ConnectionError):
+            continue
+        finally:
+            await trio.aclose_forcefully(stream)
+        return line.split(maxsplit=1)[:1] == [b"OK"]
+    return False
+
+
 def _raw(stream: trio.SocketStream) -> socket.socket:
     """The stream's socket, as a plain non-blocking socket (the stream is given up)."""
     sock = socket.socket(fileno=stream.socket.detach())

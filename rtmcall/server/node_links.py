@@ -29,6 +29,7 @@ from .links import (
     LinkListener,
     PeerLink,
     advertised_host,
+    answers_as,
     host_id,
     local_name,
 )
@@ -100,6 +101,7 @@ class NodeLinks:
         self.via_redis: set[str] = set()
         #: Records for nodes not decided yet (their node key is being read).
         self.unresolved: dict[str, list[bytes]] = {}
+        self._resolved: trio.Event | None = None
         #: This node's node key and local key values (empty until :meth:`open`).
         self.node_value = b""
         self.local_value = b""
@@ -159,24 +161,24 @@ class NodeLinks:
     async def _refuse_a_twin(self) -> None:
         """Refuse to start as a node that is running already (one ``--node-id`` given to
         two processes would share one inbox, and their node keys would name each in
-        turn): its node key names another process, whose link port accepts a connection.
-        A key left by a process that died (its port refuses, or does not answer) is
-        taken over, as a restart under the same name should be."""
+        turn): its node key names another process, which answers on its link listener as
+        that process. A key left by a process that died is taken over, as a restart under
+        the same name should be (whatever listens at its old address now)."""
         try:
             found = await self._node_link(self.node_id)
         except REDIS_ERRORS:
             return
         if found is None or found.epoch == self.epoch:
             return
+        running = False
         with trio.move_on_after(self.op_timeout):
-            try:
-                stream = await trio.open_tcp_stream(found.host, found.port)
-            except OSError:
-                return
-            await trio.aclose_forcefully(stream)
+            running = await answers_as(
+                found, node=self.node_id, epoch=self.epoch, secret=self._secret
+            )
+        if running:
             raise HubUnavailable(
-                f"node id {self.node_id!r} is in use: a running node listens for node links"
-                f" at {found.host}:{found.port}; give each node its own --node-id"
+                f"node id {self.node_id!r} is in use: a running node answers as it at"
+                f" {found.host}:{found.port}; give each node its own --node-id"
             )
 
     def node_key(self, node: str) -> str:
@@ -226,7 +228,9 @@ class NodeLinks:
         """What this node has sent each linked node so far, as ``node=epoch:seq`` joined
         by commas (only links with batches not acknowledged yet), after sending what is
         queued for them now. Put in an OFFLINE on the presence stream, it lets a receiver
-        hold that OFFLINE back until the link has brought the user's last messages."""
+        hold that OFFLINE back until the link has brought the user's last messages.
+        (Records held for a node being decided are in no batch yet: wait for
+        :meth:`resolved` first.)"""
         if self.listener is None:
             return b""  # (not open yet: nothing sent)
         self.send()
@@ -276,7 +280,22 @@ class NodeLinks:
             self._failed(exc)
             return False
 
+    async def resolved(self) -> None:
+        """Wait until no node is being decided (what was held for them is sent)."""
+        while self.unresolved:
+            if self._resolved is None:
+                self._resolved = trio.Event()
+            await self._resolved.wait()
+
     async def _resolve(self, node: str) -> None:
+        try:
+            await self._decide(node)
+        finally:
+            if not self.unresolved and self._resolved is not None:
+                self._resolved.set()
+                self._resolved = None
+
+    async def _decide(self, node: str) -> None:
         """How to reach ``node``: its node key names its link listener (a link), or it
         has none (its Redis inbox). Decided once per node; held records go first."""
         since = trio.current_time()

@@ -102,6 +102,9 @@ _BLOCK_MS = 1000
 #: most half the op timeout: acks come well within a sender's patience).
 _TICK = 0.1
 _IDLE_TICK = 1.0
+#: Redis back after a failure: the registrations are written again at once, but at most
+#: this often (s) while it comes and goes.
+_EARLY_REFRESH_GAP = 1.0
 #: A tick may run this part of its interval early, with a wake-up that happens anyway.
 _TICK_EARLY = 0.3
 #: Queued records go out before trio next sleeps, or after waiting this long (s) in a
@@ -167,12 +170,12 @@ class _Where:
 
 @dataclass(slots=True)
 class _Fenced:
-    """An OFFLINE from another node held back until that node's link has brought batch
-    ``seq`` (the user's last messages), or until ``until`` (trio time)."""
+    """An OFFLINE from other nodes held back until each one's link has brought the batch
+    named (``waits``: sender epoch, seq; the user's last messages), or until ``until``
+    (trio time)."""
 
-    origin: str
-    epoch: bytes
-    seq: int
+    origins: set[str]
+    waits: list[tuple[bytes, int]]
     until: float
 
 
@@ -321,6 +324,8 @@ class RedisHub:
         #: Users whose OFFLINE came through the presence stream ahead of their last
         #: messages, still on the way over a link (see :meth:`_on_presence`).
         self._fenced: dict[str, _Fenced] = {}
+        #: Presence words waiting for nodes being decided (see :meth:`_announce`).
+        self._announcing: list[tuple[bytes, bool]] = []
         #: Handovers this node is waiting for, by request id.
         self._handovers: dict[bytes, _Handover] = {}
         #: Sessions handed over here whose registration this node has not taken yet
@@ -595,24 +600,31 @@ class RedisHub:
             self._inbox_of(where.node),
             b"H\t%s\t%s\t%s\t%s" % (user.encode(), sid, self._node_b, request),
         )
-        with trio.move_on_after(self.op_timeout):
-            await slot.event.wait()
-        del self._handovers[request]
-        session = slot.session
-        if session is None:
-            return None
+        taken = False
         try:
-            with trio.fail_after(self.op_timeout):
-                await self._take(
-                    self.redis, [self._key(user)], [self._value(session), self._ttl_ms]
-                )
-        except REDIS_ERRORS as exc:
-            self._failed(exc)
-            if self._local.get(user) is session:
-                del self._local[user]
-            return None
+            with trio.move_on_after(self.op_timeout):
+                await slot.event.wait()
+            del self._handovers[request]
+            session = slot.session
+            if session is None:
+                return None
+            try:
+                with trio.fail_after(self.op_timeout):
+                    await self._take(
+                        self.redis, [self._key(user)], [self._value(session), self._ttl_ms]
+                    )
+            except REDIS_ERRORS as exc:
+                self._failed(exc)
+                return None
+            taken = True
         finally:
-            self._adopting.discard(session)
+            # (Cancelled from outside, or the registration not taken: not ours after all.)
+            self._handovers.pop(request, None)
+            session = slot.session
+            if session is not None:
+                self._adopting.discard(session)
+                if not taken and self._local.get(user) is session:
+                    del self._local[user]
         self.handovers_in += 1
         users = list(session.subscriptions)
         for watched in users:
@@ -660,7 +672,11 @@ class RedisHub:
     async def drain(self) -> None:
         """Wait until everything queued was written (or ``op_timeout`` passed)."""
         with trio.move_on_after(self.op_timeout):
-            while not self._outbox.empty or (self._links is not None and self._links.pending()):
+            while (
+                self._announcing
+                or not self._outbox.empty
+                or (self._links is not None and self._links.pending())
+            ):
                 self._outbox.wake_flusher()
                 await trio.sleep(0.005)
 
@@ -752,6 +768,7 @@ class RedisHub:
         try:
             if not self._listening:
                 log.info("node %s: reading the inbox again", self.node_id)
+                self._ok()  # (an idle node learns here that Redis is back)
                 self._listening = True
                 self._reading_since = trio.current_time()
                 if self._nursery is not None:
@@ -947,10 +964,14 @@ class RedisHub:
             if item.startswith(mine) and seq_b.isdigit():
                 seq = int(seq_b)
                 if seq > self._links.received(epoch):
-                    self._push_fenced(user)  # (an older one goes first)
-                    self._fenced[user] = _Fenced(
-                        origin, epoch, seq, trio.current_time() + self.op_timeout
-                    )
+                    until = trio.current_time() + self.op_timeout
+                    held = self._fenced.get(user)
+                    if held is None:
+                        self._fenced[user] = _Fenced({origin}, [(epoch, seq)], until)
+                    else:  # (held already: told once both have come)
+                        held.origins.add(origin)
+                        held.waits.append((epoch, seq))
+                        held.until = until
                     return True
         return False
 
@@ -961,9 +982,10 @@ class RedisHub:
         links = self._links
         for user, held in list(self._fenced.items()):
             if (
-                held.origin == origin
+                origin in held.origins
                 or now >= held.until
-                or (links is not None and links.received(held.epoch) >= held.seq)
+                or links is None
+                or all(links.received(epoch) >= seq for epoch, seq in held.waits)
             ):
                 del self._fenced[user]
                 self._tell_presence(user, _OFFLINE)
@@ -1101,11 +1123,14 @@ class RedisHub:
         return self._links is not None and self._links.busy()
 
     async def _refresh_loop(self) -> None:
+        last = trio.current_time()
         while True:
-            with trio.move_on_after(self.presence_ttl / 3):
+            with trio.move_on_at(last + self.presence_ttl / 3):
                 await self._refresh_soon.wait()
+                # Early (Redis is back): at most one a second, however often it flaps.
+                await trio.sleep_until(last + _EARLY_REFRESH_GAP)
             self._refresh_soon = trio.Event()
-            now = trio.current_time()
+            now = last = trio.current_time()
             self._moved = {s: m for s, m in self._moved.items() if m[1] > now}
             self._queue(self._presence_stream, self._heartbeat)
             sessions = [s for s in self._local.values() if not s.ended]
@@ -1128,6 +1153,9 @@ class RedisHub:
         commands += extra or []
         if not commands:
             return
+        # (A session handed over here meanwhile: its claim fails until this node took the
+        # registration; as the claims were sent, whatever the order the replies wake us.)
+        adopting = [s in self._adopting for s in sessions]
         try:
             with trio.fail_after(self.op_timeout):
                 replies = await self.redis.pipeline(commands)
@@ -1139,12 +1167,8 @@ class RedisHub:
             self._failed(exc)
             return
         self._ok()
-        for session, ours in zip(sessions, replies, strict=False):
-            if (
-                ours == 0
-                and self._local.get(session.user) is session
-                and (session not in self._adopting)
-            ):
+        for session, ours, moving in zip(sessions, replies, adopting, strict=False):
+            if ours == 0 and not moving and self._local.get(session.user) is session:
                 session.kick(
                     ConnectionChangeReason.REMOTE_LOGIN,
                     f"user {session.user!r} logged in on another node",
@@ -1169,9 +1193,8 @@ class RedisHub:
             if user in self._local or user in self._fenced:
                 continue  # (a held-back OFFLINE is told after the user's last messages)
             was = before.get(user)
-            peer = None if was is None else self._peer(was.node)
-            if state == _OFFLINE and peer is not None and peer.up:
-                # Released by a node linked to us: its word on the presence stream comes
+            if state == _OFFLINE and was is not None and not self._gone(was.node):
+                # Released by a node that is up: its word on the presence stream comes
                 # after the user's last messages; the next poll tells it if it does not.
                 continue
             self._push_presence(user, PeerOnlineState(state))
@@ -1240,13 +1263,37 @@ class RedisHub:
             sid,
             self._epoch_b,
         )
-        if state == _OFFLINE and self._links is not None:
+        offline = state == _OFFLINE
+        links = self._links
+        if (
+            links is not None
+            and self._nursery is not None
+            and (self._announcing or (offline and links.unresolved))
+        ):
+            # Some of the user's last messages wait for a link being made: the word
+            # waits for them (and what is announced after it, behind it).
+            self._announcing.append((record, offline))
+            if len(self._announcing) == 1:
+                self._nursery.start_soon(self._announce_when_resolved)
+            return
+        self._queue_announcement(record, offline)
+
+    def _queue_announcement(self, record: bytes, offline: bool) -> None:
+        if offline and self._links is not None:
             # The user's last messages go over links, this through Redis: say which
             # batches they are in, so that no node tells the OFFLINE before them.
             fence = self._links.fence()
             if fence:
                 record += b"\t" + fence
         self._queue(self._presence_stream, record)
+
+    async def _announce_when_resolved(self) -> None:
+        assert self._links is not None
+        with trio.move_on_after(2 * self.op_timeout):  # (a node is decided by then)
+            await self._links.resolved()
+        waiting, self._announcing = self._announcing, []
+        for record, offline in waiting:
+            self._queue_announcement(record, offline)
 
     def _push_presence(self, user: str, state: PeerOnlineState) -> None:
         if self._fenced:

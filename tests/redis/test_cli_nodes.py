@@ -132,7 +132,11 @@ def test_a_redis_password_is_never_printed(shared_redis: RedisProcess) -> None:
 def test_a_node_id_already_running_is_refused_and_a_dead_one_s_is_taken_over(
     shared_redis: RedisProcess,
 ) -> None:
-    first, _ = start_node(shared_redis.url, "twin")
+    """One node id, one process: a second process is refused while the first runs. Once
+    it died (SIGKILL: its node key stays behind), its name is free again, even with
+    something else listening where its link port was."""
+    port = free_port()
+    first, _ = start_node(shared_redis.url, "twin", "--link-address", f"127.0.0.1:{port}")
     try:
         done = subprocess.run(
             [*RTMCALL, "server", "--port", "0", "--redis", shared_redis.url, "--node-id", "twin"],
@@ -142,11 +146,14 @@ def test_a_node_id_already_running_is_refused_and_a_dead_one_s_is_taken_over(
         assert "node id 'twin' is in use" in done.stderr.splitlines()[-1], done.stderr
         assert "Traceback" not in done.stderr
     finally:
-        first.kill()  # (its node key stays behind, naming a port nobody listens on)
+        first.kill()
         first.wait(10)
-    again, url = start_node(shared_redis.url, "twin")
-    again.terminate()
-    assert again.wait(10) == 0
+    with socket.socket() as squatter:  # (a new owner of that address: not the node)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        again, _ = start_node(shared_redis.url, "twin")
+        again.terminate()
+        assert again.wait(10) == 0
 
 
 def test_a_link_port_in_use_or_malformed_is_one_clear_line(shared_redis: RedisProcess) -> None:

@@ -305,6 +305,29 @@ async def test_after_a_redis_restart_the_nodes_register_their_users_again_at_onc
             assert (await recv(wb, "msg"))["msg"]["text"] == "y"
 
 
+async def test_an_idle_node_registers_its_users_again_as_soon_as_redis_is_back(
+    own_redis: RedisProcess,
+) -> None:
+    """Nothing to write, nobody watched, no health probe: the node learns that Redis is
+    back from its inbox reader, and bob's registration is there again at once (not at
+    the next refresh, 10 s with a 30 s TTL)."""
+    from rtmcall.server.resp import RedisAddress, RedisConnection
+
+    async with nodes(own_redis.url, 1, op_timeout=0.3, ttl=30, prefix="idle") as [(a, hub)]:
+        async with user(a.url, "bob"):
+            with trio.fail_after(2):
+                while not hub._outbox.empty or hub.redis.waiting:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                    hub.redis.harvest()
+            own_redis.stop()
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(own_redis.start)
+            async with RedisConnection(RedisAddress.from_url(own_redis.url)) as admin:
+                with trio.fail_after(3):  # (the reader's reconnect backoff, one pipeline)
+                    while await admin.call("GET", "idle:u:bob") is None:  # noqa: ASYNC110
+                        await trio.sleep(0.1)
+
+
 async def test_unreachable_redis_at_start_is_a_clear_error() -> None:
     from .redisproc import free_port
 

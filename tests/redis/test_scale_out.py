@@ -277,6 +277,41 @@ async def test_a_user_s_last_message_arrives_before_their_offline_whatever_the_p
             assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
 
 
+async def test_a_first_message_to_another_node_arrives_before_the_sender_s_offline(
+    own_redis: RedisProcess,
+) -> None:
+    """bob's node has never sent to alice's: his first message there waits while it
+    reads how to reach that node (held back 0.5 s here), and his OFFLINE, right after,
+    waits for it (a one-shot callee that refuses and exits: the caller sees REFUSED)."""
+    async with cluster(own_redis.url, 2) as [(a, _), (b, hub_b)]:
+        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+            await login(wa, "alice")
+            await login(wb, "bob")
+            await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
+            assert (await recv(wa, "presence"))["states"] == {"bob": 0}
+            links = hub_b._links
+            assert "n0" not in links.peers
+            node_link = links._node_link
+
+            async def slowly(node: str) -> Any:
+                await trio.sleep(0.5)
+                return await node_link(node)
+
+            links._node_link = slowly  # type: ignore[method-assign]
+            msg = {"k": "text", "text": "no"}
+            await send(wb, {"t": "send", "rid": 2, "to": "alice", "msg": msg})
+            while (await recv(wb, "result"))["rid"] != 2:
+                pass
+            await send(wb, {"t": "logout"})
+            frames = []
+            while len(frames) < 2:
+                frame = await recv(wa)
+                if frame["t"] in ("msg", "presence"):
+                    frames.append(frame)
+            assert frames[0]["t"] == "msg" and frames[0]["msg"]["text"] == "no", frames
+            assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
+
+
 @pytest.mark.parametrize(
     ("hub", "family"),
     [({}, socket.AF_UNIX), ({"link_advertise": "127.0.0.1"}, socket.AF_INET)],
