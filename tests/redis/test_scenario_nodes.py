@@ -39,6 +39,23 @@ def test_a_scenario_spread_over_two_redis_nodes(shared_redis: RedisProcess) -> N
             proc.wait(10)
 
 
+def test_a_last_word_then_a_logout_are_heard_in_that_order_across_fresh_nodes(
+    shared_redis: RedisProcess,
+) -> None:
+    """Fresh nodes: the refusal is the first thing bob's node sends alice's (it learns
+    how to reach it first) and his logout follows at once; the caller's hang-up and
+    logout the same the other way (tests/redis/test_scale_out.py holds the link or the
+    lookup back to make the race certain)."""
+    nodes = [start_node(shared_redis.url, f"lw{i}") for i in range(2)]
+    try:
+        done = play(EXAMPLES / "last-word-then-logout.yaml", [url for _, url in nodes])
+        assert "all 2 passed" in done.stdout
+    finally:
+        for proc, _ in nodes:
+            proc.terminate()
+            proc.wait(10)
+
+
 def test_a_line_cut_to_another_node_resumes_there(shared_redis: RedisProcess) -> None:
     """``net cut --to 1``: the client reconnects through node 1, which takes the session
     over from node 0 with its ringing invitation (a fresh login would have ended it)."""
