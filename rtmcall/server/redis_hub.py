@@ -1274,7 +1274,11 @@ class RedisHub:
             # waits for them (and what is announced after it, behind it).
             self._announcing.append((record, offline))
             if len(self._announcing) == 1:
-                self._nursery.start_soon(self._announce_when_resolved)
+                try:
+                    self._nursery.start_soon(self._announce_when_resolved)
+                except RuntimeError:  # (the hub has stopped: no one to wait for)
+                    self._announcing.pop()
+                    self._queue_announcement(record, offline)
             return
         self._queue_announcement(record, offline)
 

@@ -241,40 +241,55 @@ async def test_a_user_s_last_message_arrives_before_their_offline_whatever_the_p
     delivers (held back here), alice sees the message first, then bob OFFLINE, as on one
     node (a caller's hang-up, then his logout: the callee's call ends HANGUP_REMOTE, not
     PEER_OFFLINE)."""
-    async with cluster(own_redis.url, 2) as [(a, _), (b, hub_b)]:
+    async with bob_watched_by_alice(own_redis.url) as (wa, wb, hub_b):
+        msg = {"k": "text", "text": "first"}
+        await send(wb, {"t": "send", "rid": 2, "to": "alice", "msg": msg})
+        assert (await recv(wa, "msg"))["msg"]["text"] == "first"  # (the link is up)
+        peer = hub_b._links.peers["n0"]
+        write = peer._write
+        async with trio.open_nursery() as nursery:
+
+            def late(data: bytes | bytearray) -> None:
+                async def later() -> None:
+                    await trio.sleep(0.5)
+                    write(data)
+
+                nursery.start_soon(later)
+
+            peer._write = late  # type: ignore[method-assign]
+            await says_then_logs_out(wb, wa, "last")
+            peer._write = write  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def bob_watched_by_alice(
+    redis_url: str,
+) -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection, RedisHub]]:
+    """alice on node n0 subscribed to bob on n1; their sockets and bob's hub."""
+    async with cluster(redis_url, 2) as [(a, _), (b, hub_b)]:
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
             await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
             assert (await recv(wa, "presence"))["states"] == {"bob": 0}
-            msg = {"k": "text", "text": "first"}
-            await send(wb, {"t": "send", "rid": 2, "to": "alice", "msg": msg})
-            assert (await recv(wa, "msg"))["msg"]["text"] == "first"  # (the link is up)
-            peer = hub_b._links.peers["n0"]
-            write = peer._write
-            async with trio.open_nursery() as nursery:
+            yield wa, wb, hub_b
 
-                def late(data: bytes | bytearray) -> None:
-                    async def later() -> None:
-                        await trio.sleep(0.5)
-                        write(data)
 
-                    nursery.start_soon(later)
-
-                peer._write = late  # type: ignore[method-assign]
-                msg = {"k": "text", "text": "last"}
-                await send(wb, {"t": "send", "rid": 3, "to": "alice", "msg": msg})
-                while (await recv(wb, "result"))["rid"] != 3:
-                    pass
-                await send(wb, {"t": "logout"})
-                frames = []
-                while len(frames) < 2:
-                    frame = await recv(wa)
-                    if frame["t"] in ("msg", "presence"):
-                        frames.append(frame)
-                peer._write = write  # type: ignore[method-assign]
-            assert frames[0]["t"] == "msg" and frames[0]["msg"]["text"] == "last", frames
-            assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
+async def says_then_logs_out(wb: WebSocketConnection, wa: WebSocketConnection, text: str) -> None:
+    """bob sends alice ``text`` and logs out at once: alice (subscribed to him) gets the
+    message, then his OFFLINE."""
+    msg = {"k": "text", "text": text}
+    await send(wb, {"t": "send", "rid": 99, "to": "alice", "msg": msg})
+    while (await recv(wb, "result"))["rid"] != 99:
+        pass
+    await send(wb, {"t": "logout"})
+    frames = []
+    while len(frames) < 2:
+        frame = await recv(wa)
+        if frame["t"] in ("msg", "presence"):
+            frames.append(frame)
+    assert frames[0]["t"] == "msg" and frames[0]["msg"]["text"] == text, frames
+    assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
 
 
 async def test_a_first_message_to_another_node_arrives_before_the_sender_s_offline(
@@ -283,33 +298,17 @@ async def test_a_first_message_to_another_node_arrives_before_the_sender_s_offli
     """bob's node has never sent to alice's: his first message there waits while it
     reads how to reach that node (held back 0.5 s here), and his OFFLINE, right after,
     waits for it (a one-shot callee that refuses and exits: the caller sees REFUSED)."""
-    async with cluster(own_redis.url, 2) as [(a, _), (b, hub_b)]:
-        async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
-            await login(wa, "alice")
-            await login(wb, "bob")
-            await send(wa, {"t": "sub", "rid": 1, "users": ["bob"]})
-            assert (await recv(wa, "presence"))["states"] == {"bob": 0}
-            links = hub_b._links
-            assert "n0" not in links.peers
-            node_link = links._node_link
+    async with bob_watched_by_alice(own_redis.url) as (wa, wb, hub_b):
+        links = hub_b._links
+        assert "n0" not in links.peers
+        node_link = links._node_link
 
-            async def slowly(node: str) -> Any:
-                await trio.sleep(0.5)
-                return await node_link(node)
+        async def slowly(node: str) -> Any:
+            await trio.sleep(0.5)
+            return await node_link(node)
 
-            links._node_link = slowly  # type: ignore[method-assign]
-            msg = {"k": "text", "text": "no"}
-            await send(wb, {"t": "send", "rid": 2, "to": "alice", "msg": msg})
-            while (await recv(wb, "result"))["rid"] != 2:
-                pass
-            await send(wb, {"t": "logout"})
-            frames = []
-            while len(frames) < 2:
-                frame = await recv(wa)
-                if frame["t"] in ("msg", "presence"):
-                    frames.append(frame)
-            assert frames[0]["t"] == "msg" and frames[0]["msg"]["text"] == "no", frames
-            assert frames[1]["states"] == {"bob": PeerOnlineState.OFFLINE}, frames
+        links._node_link = slowly  # type: ignore[method-assign]
+        await says_then_logs_out(wb, wa, "no")
 
 
 @pytest.mark.parametrize(

@@ -28,15 +28,21 @@ def play(path: Path, urls: list[str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_a_scenario_spread_over_two_redis_nodes(shared_redis: RedisProcess) -> None:
-    nodes = [start_node(shared_redis.url, f"sc{i}") for i in range(2)]
+def play_on_two_nodes(redis: RedisProcess, name: str, prefix: str) -> str:
+    """``examples/nodes/NAME`` against two fresh node processes; its output."""
+    nodes = [start_node(redis.url, f"{prefix}{i}") for i in range(2)]
     try:
-        done = play(EXAMPLES / "across-nodes.yaml", [url for _, url in nodes])
-        assert "PASS calls across two nodes" in done.stdout
+        return play(EXAMPLES / name, [url for _, url in nodes]).stdout
     finally:
         for proc, _ in nodes:
             proc.terminate()
             proc.wait(10)
+
+
+def test_a_scenario_spread_over_two_redis_nodes(shared_redis: RedisProcess) -> None:
+    assert "PASS calls across two nodes" in play_on_two_nodes(
+        shared_redis, "across-nodes.yaml", "sc"
+    )
 
 
 def test_a_last_word_then_a_logout_are_heard_in_that_order_across_fresh_nodes(
@@ -46,14 +52,8 @@ def test_a_last_word_then_a_logout_are_heard_in_that_order_across_fresh_nodes(
     how to reach it first) and his logout follows at once; the caller's hang-up and
     logout the same the other way (tests/redis/test_scale_out.py holds the link or the
     lookup back to make the race certain)."""
-    nodes = [start_node(shared_redis.url, f"lw{i}") for i in range(2)]
-    try:
-        done = play(EXAMPLES / "last-word-then-logout.yaml", [url for _, url in nodes])
-        assert "all 2 passed" in done.stdout
-    finally:
-        for proc, _ in nodes:
-            proc.terminate()
-            proc.wait(10)
+    out = play_on_two_nodes(shared_redis, "last-word-then-logout.yaml", "lw")
+    assert "all 2 passed" in out
 
 
 def test_a_line_cut_to_another_node_resumes_there(shared_redis: RedisProcess) -> None:
