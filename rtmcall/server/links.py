@@ -119,6 +119,11 @@ def mac(secret: bytes, node: str, epoch: str, to_epoch: str) -> str:
     return hmac.new(secret, f"{node} {epoch} {to_epoch}".encode(), hashlib.sha256).hexdigest()
 
 
+def hello(secret: bytes, node: str, epoch: str, to_epoch: str) -> bytes:
+    """The connector's opening line (see the module doc)."""
+    return f"RTMLINK1 {node} {epoch} {to_epoch} {mac(secret, node, epoch, to_epoch)}\n".encode()
+
+
 class LinkRefused(ConnectionError):
     """The listener said NO (``reason``)."""
 
@@ -146,8 +151,7 @@ async def answers_as(found: LinkAddress, *, node: str, epoch: str, secret: bytes
     listener (the local socket first, if it has one here, else TCP) answers the opening
     exchange as that process. Another process at that address (``NO epoch ...``), a
     refusal or garbage: no. (Silence waits: bound it with a timeout.)"""
-    key = mac(secret, node, epoch, found.epoch)
-    hello = f"RTMLINK1 {node} {epoch} {found.epoch} {key}\n".encode()
+    line_out = hello(secret, node, epoch, found.epoch)
     for local in ([found.local] if found.local else []) + [None]:
         try:
             if local is not None:
@@ -157,7 +161,7 @@ async def answers_as(found: LinkAddress, *, node: str, epoch: str, secret: bytes
         except OSError:
             continue
         try:
-            await stream.send_all(hello)
+            await stream.send_all(line_out)
             line, _ = await _read_line(stream)
         except (*_ERRORS, ConnectionError):
             continue
@@ -655,9 +659,7 @@ class PeerLink:
         with trio.fail_after(self.op_timeout):
             stream = await self._open()
             try:
-                key = mac(self.secret, self.node, self.epoch, self.to_epoch)
-                hello = f"RTMLINK1 {self.node} {self.epoch} {self.to_epoch} {key}\n"
-                await stream.send_all(hello.encode())
+                await stream.send_all(hello(self.secret, self.node, self.epoch, self.to_epoch))
                 line, rest = await _read_line(stream)
             except BaseException:
                 await trio.aclose_forcefully(stream)

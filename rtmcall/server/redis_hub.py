@@ -960,19 +960,20 @@ class RedisHub:
             return False
         mine = b"%s=%s:" % (self._node_b, self._epoch_b)
         for item in fence.split(b","):
-            seq_b = item[len(mine) :]
-            if item.startswith(mine) and seq_b.isdigit():
-                seq = int(seq_b)
-                if seq > self._links.received(epoch):
-                    until = trio.current_time() + self.op_timeout
-                    held = self._fenced.get(user)
-                    if held is None:
-                        self._fenced[user] = _Fenced({origin}, [(epoch, seq)], until)
-                    else:  # (held already: told once both have come)
-                        held.origins.add(origin)
-                        held.waits.append((epoch, seq))
-                        held.until = until
-                    return True
+            if not item.startswith(mine) or not (seq_b := item[len(mine) :]).isdigit():
+                continue
+            seq = int(seq_b)
+            if seq <= self._links.received(epoch):
+                return False  # (the batch came already)
+            until = trio.current_time() + self.op_timeout
+            held = self._fenced.get(user)
+            if held is None:
+                self._fenced[user] = _Fenced({origin}, [(epoch, seq)], until)
+            else:  # (held already: told once both have come)
+                held.origins.add(origin)
+                held.waits.append((epoch, seq))
+                held.until = until
+            return True
         return False
 
     def _release_fenced(self, origin: str | None = None) -> None:
@@ -987,8 +988,7 @@ class RedisHub:
                 or links is None
                 or all(links.received(epoch) >= seq for epoch, seq in held.waits)
             ):
-                del self._fenced[user]
-                self._tell_presence(user, _OFFLINE)
+                self._push_fenced(user)
 
     def _push_fenced(self, user: str) -> None:
         if self._fenced.pop(user, None) is not None:
