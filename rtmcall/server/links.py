@@ -427,6 +427,10 @@ class PeerLink:
         #: The abstract socket tried before TCP (the node is on this host), if any.
         self.local = local
         self._local_warned = False
+        #: The last connect found nobody listening on that local socket: in this host's
+        #: network namespace no process of that epoch listens, so it is gone (a refusal
+        #: over TCP alone may be a wrong address, until a link was made there once).
+        self._local_refused = False
         self.secret = secret
         self.op_timeout = op_timeout
         self.hold = hold
@@ -482,6 +486,16 @@ class PeerLink:
         self.batches += 1
         if self._sock is not None:
             self._write(frame)
+            return
+        if self.down_since is None:
+            self.down_since = trio.current_time()
+        if not self._connecting:
+            self._start_connecting()
+
+    def open(self) -> None:
+        """Make the link now, with nothing to send yet (a node heard from: when it dies,
+        the broken link finds it out at once)."""
+        if self._closed or self._sock is not None:
             return
         if self.down_since is None:
             self.down_since = trio.current_time()
@@ -598,7 +612,8 @@ class PeerLink:
                     self._note_failure(exc)
                 except _ERRORS as exc:
                     self._note_failure(exc)
-                    if _refused(exc) and self.connects and self.gone_since is None:
+                    known = self.connects or self._local_refused
+                    if _refused(exc) and known and self.gone_since is None:
                         # Nobody listens where that process did: it is gone, unless its
                         # name has a new process now.
                         found = await self._lookup() if self._lookup is not None else None
@@ -634,11 +649,13 @@ class PeerLink:
     async def _open(self) -> trio.SocketStream:
         """A connection to the node: its local socket if it has one here, else TCP (the
         TCP attempt's errors are the ones raised: a refusal there means gone)."""
+        self._local_refused = False
         if self.local is not None:
             try:
                 stream = await trio.open_unix_socket(self.local)
             except OSError as exc:
                 # (Another network namespace after all, or that process is gone.)
+                self._local_refused = isinstance(exc, ConnectionRefusedError)
                 self._note_local_failure(exc)
             else:
                 try:

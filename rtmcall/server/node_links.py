@@ -249,6 +249,23 @@ class NodeLinks:
         peer = self.peers.get(node)
         return None if peer is None else peer.stalled()
 
+    def reach(self, node: str) -> None:
+        """``node`` was heard from (the presence stream): decide how to reach it and
+        make its link now, not with the first record for it. Its death then breaks a link
+        that exists (found out at once: its port refuses), and the first record to it
+        does not wait for its node key."""
+        if (
+            node in self.peers
+            or node in self.unresolved
+            or node in self.via_redis
+            or node == self.node_id
+            or self._nursery is None
+            or self._is_dead(node)
+        ):
+            return
+        self.unresolved[node] = []
+        self._nursery.start_soon(self._resolve, node)
+
     # --- deciding how to reach a node ---------------------------------------------
 
     async def _node_link(self, node: str) -> LinkAddress | None:
@@ -280,9 +297,13 @@ class NodeLinks:
             self._failed(exc)
             return False
 
+    def holding(self) -> bool:
+        """Whether records wait for a node being decided."""
+        return any(self.unresolved.values())
+
     async def resolved(self) -> None:
-        """Wait until no node is being decided (what was held for them is sent)."""
-        while self.unresolved:
+        """Wait until no records wait for a node being decided (they are sent)."""
+        while self.holding():
             if self._resolved is None:
                 self._resolved = trio.Event()
             await self._resolved.wait()
@@ -291,7 +312,7 @@ class NodeLinks:
         try:
             await self._decide(node)
         finally:
-            if not self.unresolved and self._resolved is not None:
+            if not self.holding() and self._resolved is not None:
                 self._resolved.set()
                 self._resolved = None
 
@@ -308,9 +329,10 @@ class NodeLinks:
                 self._failed(exc)
                 if trio.current_time() - since > self.hold or self._is_gone(node):
                     lost = self.unresolved.pop(node, [])
-                    self.dropped += len(lost)
-                    log.error("node %s: cannot tell how to reach node %s, %d records dropped",
-                              self.node_id, node, len(lost))  # fmt: skip
+                    if lost:
+                        self.dropped += len(lost)
+                        log.error("node %s: cannot tell how to reach node %s, %d records"
+                                  " dropped", self.node_id, node, len(lost))  # fmt: skip
                     return
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -333,6 +355,8 @@ class NodeLinks:
             )
             if held:
                 _send_to(peer, held)
+            else:
+                peer.open()
         else:
             self._reach_through_redis(node, held)
 
@@ -391,7 +415,7 @@ class NodeLinks:
 
     def pending(self) -> bool:
         """Records not sent yet, or sent over a link that is up and not acknowledged."""
-        return bool(self.unresolved) or any(p.unacked and p.up for p in self.peers.values())
+        return self.holding() or any(p.unacked and p.up for p in self.peers.values())
 
     def forget(self, node: str) -> None:
         """Stop reaching ``node`` (dead): its link is closed and what it held is counted

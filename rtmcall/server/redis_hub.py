@@ -256,6 +256,8 @@ class RedisHub:
       link_host, link_port: where this node's link listener listens (port 0: any free
         port); other nodes are told ``link_advertise`` (default: ``link_host``, or this
         host's address when that is 0.0.0.0 or ::) and the port.
+      link_eagerly: link to every node heard from on the presence stream at once, rather
+        than with the first record for it (a dead node's broken link is found out then).
     """
 
     def __init__(
@@ -275,6 +277,7 @@ class RedisHub:
         link_host: str = "127.0.0.1",
         link_port: int = 0,
         link_advertise: str | None = None,
+        link_eagerly: bool = True,
     ) -> None:
         if not 0 < presence_ttl <= 60:
             raise ValueError("presence_ttl must be more than 0 and at most 60 seconds")
@@ -299,6 +302,7 @@ class RedisHub:
         self._inbox = f"{prefix}:in:{self.node_id}"
         self._in_prefix = f"{prefix}:in:"
         self.links = links
+        self._link_eagerly = link_eagerly
         self._presence_stream = f"{prefix}:ps"
         #: Sessions on this node, by user.
         self._local: dict[str, Session] = {}
@@ -915,11 +919,17 @@ class RedisHub:
         at = _EPOCH_AT.get(op)
         epoch = parts[at].decode() if at is not None and len(parts) > at else None
         if epoch is not None:
+            if op == b"N" and origin != self.node_id and self._epochs.get(origin) != epoch:
+                # A process not heard before (started, or restarted): our heartbeat now,
+                # so that it knows of this node at once, not at our next heartbeat.
+                self._queue(self._presence_stream, self._heartbeat)
             self._epochs[origin] = epoch
         if origin in self._dead:
             if op == b"P" and epoch == self._dead[origin][0]:
                 return  # a late registration of the process that went
             self._maybe_back(origin, epoch, op)
+        if self._link_eagerly and self._links is not None and origin not in self._dead:
+            self._links.reach(origin)
         if op == b"X" and len(parts) == 4:
             node, gone = parts[2].decode(), parts[3].decode()
             if node == self.node_id:
@@ -1243,7 +1253,7 @@ class RedisHub:
                 out.append(None)
             else:
                 node, sid, state = self._parse(value)
-                if node in self._dead:
+                if self._gone(node):
                     out.append(None)  # (its registration has not expired yet)
                     continue
                 where = _Where(node, sid, state)
@@ -1268,7 +1278,7 @@ class RedisHub:
         if (
             links is not None
             and self._nursery is not None
-            and (self._announcing or (offline and links.unresolved))
+            and (self._announcing or (offline and links.holding()))
         ):
             # Some of the user's last messages wait for a link being made: the word
             # waits for them (and what is announced after it, behind it).
@@ -1384,6 +1394,7 @@ async def open_redis_hub(
     link_host: str = "127.0.0.1",
     link_port: int = 0,
     link_advertise: str | None = None,
+    link_eagerly: bool = True,
 ) -> AsyncIterator[RedisHub]:
     """Connect to Redis at ``url`` and run a :class:`RedisHub` until the block exits.
 
@@ -1420,6 +1431,7 @@ async def open_redis_hub(
             link_host=link_host,
             link_port=link_port,
             link_advertise=link_advertise,
+            link_eagerly=link_eagerly,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)

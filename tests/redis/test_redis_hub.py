@@ -37,6 +37,7 @@ async def nodes(
     op_timeout: float = 0.5,
     hold: float = 10.0,
     ttl: float = TTL,
+    link_eagerly: bool = True,
 ) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
     """``count`` server nodes (in this process) sharing one Redis."""
     prefix = prefix or f"t{secrets.token_hex(3)}"
@@ -51,6 +52,7 @@ async def nodes(
                     op_timeout=op_timeout,
                     prefix=prefix,
                     hold=hold,
+                    link_eagerly=link_eagerly,
                 )
             )
             for i in range(count)
@@ -229,7 +231,10 @@ async def test_redis_paused_messages_wait_and_arrive_once_in_order(
 
 
 async def test_redis_gone_longer_than_hold_gives_explicit_errors(own_redis: RedisProcess) -> None:
-    async with nodes(own_redis.url, 2, op_timeout=0.3, hold=1.0) as [(a, ha), (b, _)]:
+    """A node not linked to yet is reached through Redis (its node key says where):
+    while Redis is gone, what is sent there waits, and past ``hold`` sends fail."""
+    opts = {"op_timeout": 0.3, "hold": 1.0, "link_eagerly": False}
+    async with nodes(own_redis.url, 2, **opts) as [(a, ha), (b, _)]:
         async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
             await knows_where(ha, "bob")
             own_redis.pause()

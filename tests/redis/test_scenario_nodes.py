@@ -197,3 +197,28 @@ def test_a_confirm_lost_with_the_callers_node_still_ends_both_accepted(
     afresh on node 0), and she answers it with her hang-up (her call ended with her
     session), which implies the confirm: ACCEPTED on both sides, no call left on."""
     _play_and_kill(shared_redis.url, tmp_path, CONFIRM_LOST, count=2, after_step="5", victim=1)
+
+
+QUIET_NODE_KILLED = """name: a node no other node has sent anything is killed
+config: {no_response_timeout: 3, lifetime: 10, confirm_timeout: 2}
+actors: {alice: {server: 0}, dan: {server: 1}}
+steps:
+  - dan: kill  # his app dies: node 1 keeps his session for the resume window
+  - sleep: 0.5  # node 1 is killed now
+  - sleep: 1
+  - alice: online dan
+  - alice: expect PeersOnlineStatus peers.dan=OFFLINE
+  - alice: call dan --as c1
+  - alice: expect LocalInvitationFailure c1 error=PEER_OFFLINE --within 5
+outcomes: {c1: FAILURE(PEER_OFFLINE) / —}
+"""
+
+
+def test_a_killed_node_that_nobody_had_sent_to_is_found_gone_at_once(
+    shared_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """Nothing crossed between the nodes before node 1 was killed, yet node 0 knows within
+    a second that its users are gone (it linked to node 1 when it first heard of it, and
+    the broken link found the port refusing): dan is OFFLINE and a call to him ends
+    PEER_OFFLINE, not ONLINE and PEER_NO_RESPONSE until his registration expires (30 s)."""
+    _play_and_kill(shared_redis.url, tmp_path, QUIET_NODE_KILLED, count=2, after_step="2", victim=1)
