@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -44,6 +44,7 @@ from .sinks import JsonSink, Sink, TextSink
 
 if TYPE_CHECKING:
     from rtmcall.client import RtmClient
+    from rtmcall.engine.call import Call
     from rtmcall.engine.engine import LocalInvitation, RemoteInvitation
 
 #: An engine invitation (live: its fields change as it moves), or an event's snapshot when
@@ -144,6 +145,11 @@ class Softphone:
 
     def infos(self) -> list[InvitationInfo]:
         return [_info(obj) for obj in self._invs.values()]
+
+    @property
+    def calls(self) -> Mapping[str, Call]:
+        """The calls (SPEC §6) by invitation id, on or ended (read only)."""
+        return self.client.calls
 
     def rows(self) -> list[Row]:
         """A snapshot for the table. Countdown deadlines (and call start times) are moved

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,14 @@ import pytest
 from rtmcall.cli import commands as c
 from rtmcall.cli.control.wire import command_line, event_from_json, event_json
 from rtmcall.cli.local_files import control_dirs, socket_name
-from rtmcall.engine.codes import LocalInvitationError, LocalInvitationState
-from rtmcall.engine.events import LocalInvitationFailure, LocalInvitationInfo
+from rtmcall.engine.codes import CallEndReason, LocalInvitationError, LocalInvitationState
+from rtmcall.engine.events import (
+    CallEnded,
+    CallInfo,
+    CallStarted,
+    LocalInvitationFailure,
+    LocalInvitationInfo,
+)
 
 from .conftest import REPO, RTMCALL, cli_env, kill
 from .procs import Pipe
@@ -161,6 +168,52 @@ def test_answer_goes_through_the_softphone(procs, server_url: str, config_dir: P
     assert bob.finish() == 0 and alice.finish() == 0
 
 
+def test_a_call_through_the_softphone_is_on_held_and_hung_up_as_standalone(
+    procs, server_url: str, config_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The one-shot's call shows ``in call`` and is hung up when it exits (as the
+    standalone one-shot's logout does); ``--hangup-after`` holds it that long first, for
+    ``call`` and for ``answer`` alike; the softphone stays logged in."""
+    a, b = user("alice"), user("bob")
+    alice = softphone(procs, server_url, config_dir, a)
+    bob = Pipe(["login", b, "--server", server_url, "--json"], config_dir)
+    procs.append(bob)
+    bob.expect("LoginSuccess")
+    for hold in ([], ["--hangup-after", "1"]):
+        call = one_shot(procs, config_dir, "call", b, "--user", a, "--server", server_url, *hold)
+        inv = bob.expect("RemoteInvitationReceived", caller=a)["id"]
+        bob.send(f"accept {inv}")
+        out, err = call.communicate(timeout=15)
+        assert call.returncode == 0, (out, err)
+        assert f"call {inv[:6]} with {b}: in call" in out, out
+        assert f"call {inv[:6]} with {b} ended: you hung up" in out, out
+        ended = bob.expect("CallEnded", id=inv)
+        assert ended["reason"] == "HANGUP_REMOTE" and ended["duration"] >= (1 if hold else 0)
+        alice.expect("CallEnded", id=inv, reason="HANGUP_LOCAL")
+
+    answer = one_shot(procs, config_dir, "answer", "--user", a, "--server", server_url,
+                      "--hangup-after", "1")  # fmt: skip
+    time.sleep(0.5)  # (it asks the softphone for incoming calls)
+    bob.send(f"call {a}")
+    inv = bob.expect("LocalInvitationSent")["id"]
+    bob.expect("LocalInvitationAccepted", id=inv)
+    out, err = answer.communicate(timeout=15)
+    assert answer.returncode == 0, (out, err)
+    assert f"call {inv[:6]} with {b} ended: you hung up" in out, out
+    ended = bob.expect("CallEnded", id=inv)
+    assert ended["reason"] == "HANGUP_REMOTE" and ended["duration"] >= 1
+
+    # A one-shot killed while its call is on leaves no call on either.
+    call = one_shot(procs, config_dir, "call", b, "--user", a, "--server", server_url,
+                    "--hangup-after", "60")  # fmt: skip
+    inv = bob.expect("RemoteInvitationReceived", caller=a)["id"]
+    bob.send(f"accept {inv}")
+    bob.expect("CallStarted", id=inv)
+    call.kill()
+    assert bob.expect("CallEnded", id=inv)["reason"] == "HANGUP_REMOTE"
+    not_kicked(alice)
+
+
 def test_ctrl_c_of_the_one_shot_cancels_its_call(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]
     a, b = user("alice"), user("bob")
     alice = softphone(procs, server_url, config_dir, a)
@@ -248,6 +301,8 @@ def test_commands_cross_the_socket_unchanged() -> None:
         c.Cancel(),
         c.Accept("8cc51f", "on my way"),
         c.Refuse(None, "busy; later"),
+        c.Hangup("8cc51f"),
+        c.Hangup(),
     ):
         assert c.parse(command_line(cmd)) == cmd
 
@@ -262,6 +317,14 @@ def test_events_cross_the_socket_unchanged() -> None:
     wire = json.loads(json.dumps(event_json(ev)))
     assert event_from_json(wire) == ev
     assert event_from_json({"name": "SomethingNewer", "invitation": {}}) is None
+    call = CallInfo(id="ab" * 16, caller="alice", callee="bob", direction="out")
+    for ev in (
+        CallStarted(call),
+        CallEnded(
+            replace(call, reason=CallEndReason.HANGUP_REMOTE), CallEndReason.HANGUP_REMOTE, 2.5
+        ),
+    ):
+        assert event_from_json(json.loads(json.dumps(event_json(ev)))) == ev
 
 
 def test_interactive_softphone_shows_a_one_shot(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]

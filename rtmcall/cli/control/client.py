@@ -12,8 +12,20 @@ from pathlib import Path
 import trio
 
 from rtmcall.client.events import ConnectionStateChanged
-from rtmcall.engine.codes import ConnectionState, InvitationApiCallError, RemoteInvitationState
-from rtmcall.engine.events import ApiCallError, InvitationEvent, InvitationInfo
+from rtmcall.engine.codes import (
+    CallEndReason,
+    ConnectionState,
+    InvitationApiCallError,
+    LocalInvitationState,
+    RemoteInvitationState,
+)
+from rtmcall.engine.events import (
+    ApiCallError,
+    CallEnded,
+    CallEvent,
+    InvitationEvent,
+    InvitationInfo,
+)
 
 from .. import commands as c
 from ..local_files import control_dirs, private_dir_problem, socket_name
@@ -80,16 +92,33 @@ class SoftphoneRefused(Exception):
     """A softphone of our user and server runs but refused the one-shot (why, in words)."""
 
 
+def _accepted(info: InvitationInfo) -> bool:
+    if info.direction == "out":
+        return info.state == LocalInvitationState.ACCEPTED_BY_REMOTE
+    return info.state == RemoteInvitationState.ACCEPTED
+
+
+class RemoteCall:
+    """A call of the one-shot's invitations in the softphone, as its events tell it."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.reason: CallEndReason | None = None
+
+
 class RemotePhone:
     """What a one-shot needs of a :class:`~.softphone.Softphone`, carried out by the
     running softphone over its control socket: ``execute``, ``pump``, ``infos``,
-    ``pending_outgoing``, ``wait_change``, ``shutdown``, ``ended``, ``on_end``."""
+    ``calls``, ``pending_outgoing``, ``wait_change``, ``shutdown``, ``ended``,
+    ``on_end``."""
 
     def __init__(self, stream: trio.SocketStream, lines: Lines, sink: Sink) -> None:
         self._stream = stream
         self._lines = lines
         self.sink = sink
         self._invs: dict[str, InvitationInfo] = {}
+        #: The calls of those invitations (SPEC §6), by invitation id.
+        self.calls: dict[str, RemoteCall] = {}
         self._changed = trio.Event()
         self._seq = 0
         self._waiting: dict[int, trio.Event] = {}
@@ -179,7 +208,14 @@ class RemotePhone:
             if ev is None:
                 return
             if isinstance(ev, InvitationEvent):
-                self._invs[ev.invitation.id] = ev.invitation
+                info = self._invs[ev.invitation.id] = ev.invitation
+                if _accepted(info):
+                    # The call is on from the accept (its CallStarted follows).
+                    self.calls.setdefault(info.id, RemoteCall())
+            elif isinstance(ev, CallEvent):
+                call = self.calls.setdefault(ev.call.id, RemoteCall())
+                if isinstance(ev, CallEnded):
+                    call.active, call.reason = False, ev.reason
             self.sink.event(ev)
             if isinstance(ev, ConnectionStateChanged) and ev.state == ConnectionState.ABORTED:
                 why = _ABORT_WORDS.get(ev.reason.name, "the session ended")
@@ -203,7 +239,8 @@ class RemotePhone:
         self._notify()
 
     async def shutdown(self, settle_timeout: float = 3.0, logout_timeout: float = 3.0) -> None:
-        """Cancel our pending outgoing calls, let them settle (bounded), and hang up the
+        """Cancel our pending outgoing calls, hang up our calls that are on (as the
+        standalone one-shot's logout does), let them settle (bounded), and hang up the
         control connection. The softphone stays logged in."""
         from ..softphone import _terminal
 
@@ -211,6 +248,12 @@ class RemotePhone:
         if self.ended is None and not self._lost:
             for info in self.pending_outgoing():
                 await self.execute(c.Cancel(info.id))
+            on = [i for i, call in self.calls.items() if call.active]
+            for inv_id in on:
+                await self.execute(c.Hangup(inv_id))
+            with trio.move_on_after(settle_timeout):
+                while any(self.calls[i].active for i in on) and not self._lost:
+                    await self.wait_change()
 
             accepting = RemoteInvitationState.ACCEPT_SENT_TO_LOCAL
 

@@ -14,9 +14,10 @@ The protocol is JSON lines, one object per line, each with an ``op``:
   incoming invitations: those ringing now, then every new one).
 * softphone → one-shot: ``hello`` (``ok``, and ``message`` when not), then what the
   softphone's sink is told about this client's commands and invitations — ``sent``,
-  ``event`` (an invitation event of an invitation this client made or asked for, and every
-  connection state change), ``api_error``, ``error``, ``lines`` — ``done`` (``seq``) when a
-  ``run`` was carried out, and ``bye`` when the softphone quits.
+  ``event`` (an invitation event of an invitation this client made or asked for, the
+  events of its call, and every connection state change), ``api_error``, ``error``,
+  ``lines`` — ``done`` (``seq``) when a ``run`` was carried out, and ``bye`` when the
+  softphone quits.
 
 The one-shot side (:class:`.client.RemotePhone`) keeps a mirror of its invitations
 from those messages and renders them with its own sink, so its lines and exit codes are
@@ -44,6 +45,7 @@ from rtmcall.client.events import ConnectionStateChanged
 from rtmcall.engine.codes import RemoteInvitationState
 from rtmcall.engine.events import (
     ApiCallError,
+    CallEvent,
     InvitationEvent,
     InvitationInfo,
     RemoteInvitationReceived,
@@ -96,6 +98,8 @@ class _Client:
     def wants(self, ev: object) -> bool:
         if isinstance(ev, ConnectionStateChanged):
             return True
+        if isinstance(ev, CallEvent):
+            return ev.call.id in self.own
         if not isinstance(ev, InvitationEvent):
             return False
         inv_id = ev.invitation.id
@@ -407,14 +411,23 @@ class ControlServer:
                 client.put({"op": "error", "message": f"unknown control line {op!r}"})
 
     async def _abandoned(self, client: _Client) -> None:
-        """A client that went away (killed) leaves no call of its ringing on."""
+        """A client that went away (killed) leaves no call of its ringing, nor on (as
+        its own logout would have hung it up)."""
         from ..softphone import _terminal
 
+        sdk = self.phone.client
         for info in self.phone.infos():
-            if info.id in client.own and info.direction == "out" and not _terminal(info):
+            if info.id not in client.own:
+                continue
+            call = sdk.calls.get(info.id)
+            ringing = info.direction == "out" and not _terminal(info)
+            if ringing or (call is not None and call.active):
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     try:
-                        await self.phone.client.cancel(info.id)
+                        if ringing:
+                            await sdk.cancel(info.id)
+                        else:
+                            await sdk.hangup(info.id)
                     except Exception:  # noqa: BLE001 - it ended meanwhile; nothing to do
                         pass
 

@@ -15,6 +15,7 @@ import trio
 
 from rtmcall.client.events import ConnectionStateChanged
 from rtmcall.engine.codes import (
+    CallEndReason,
     ConnectionChangeReason,
     ConnectionState,
     LocalInvitationError,
@@ -23,6 +24,10 @@ from rtmcall.engine.codes import (
     RemoteInvitationState,
 )
 from rtmcall.engine.events import (
+    CallEnded,
+    CallEvent,
+    CallInfo,
+    CallStarted,
     InvitationEvent,
     InvitationInfo,
     LocalInvitationInfo,
@@ -98,7 +103,37 @@ def event_json(ev: object) -> JsonObj | None:
         return obj
     if isinstance(ev, ConnectionStateChanged):
         return {"name": ev.name, "state": int(ev.state), "reason": int(ev.reason)}
+    if isinstance(ev, CallEvent):
+        call = ev.call
+        obj = {
+            "name": ev.name,
+            "call": {
+                "id": call.id,
+                "caller": call.caller,
+                "callee": call.callee,
+                "direction": call.direction,
+                "reason": None if call.reason is None else int(call.reason),
+            },
+        }
+        if isinstance(ev, CallEnded):
+            obj["reason"], obj["duration"] = int(ev.reason), ev.duration
+        return obj
     return None
+
+
+def _call_from_json(obj: JsonObj) -> CallEvent | None:
+    call = obj["call"]
+    reason = call.get("reason")
+    info = CallInfo(
+        id=str(call["id"]),
+        caller=str(call["caller"]),
+        callee=str(call["callee"]),
+        direction=str(call["direction"]),
+        reason=None if reason is None else CallEndReason(reason),
+    )
+    if obj["name"] == "CallStarted":
+        return CallStarted(info)
+    return CallEnded(info, CallEndReason(obj["reason"]), float(obj.get("duration", 0.0)))
 
 
 def event_from_json(obj: JsonObj) -> object | None:
@@ -108,6 +143,11 @@ def event_from_json(obj: JsonObj) -> object | None:
         return ConnectionStateChanged(
             ConnectionState(obj["state"]), ConnectionChangeReason(obj["reason"])
         )
+    if name in ("CallStarted", "CallEnded"):
+        try:
+            return _call_from_json(obj)
+        except (KeyError, TypeError, ValueError):
+            return None
     cls = _event_classes().get(str(name))
     if cls is None:
         return None
@@ -144,6 +184,8 @@ def command_line(cmd: c.Command) -> str:
                 options += ["--lifetime", repr(lifetime)]
         case c.Cancel(id=inv_id):
             name, positional = "cancel", [inv_id] if inv_id else []
+        case c.Hangup(id=inv_id):
+            name, positional = "hangup", [inv_id] if inv_id else []
         case c.Accept(id=inv_id, response=response) | c.Refuse(id=inv_id, response=response):
             name = "accept" if isinstance(cmd, c.Accept) else "refuse"
             positional = [inv_id] if inv_id else []

@@ -11,13 +11,17 @@ import trio
 from rtmcall.engine.codes import CallEndReason
 
 from .. import commands as c
+from ..control.client import RemotePhone
 from ..softphone import Softphone
 
 
-async def hold_and_hang_up(phone: Softphone, ids: Sequence[str], seconds: float) -> bool:
+async def hold_and_hang_up(
+    phone: Softphone | RemotePhone, ids: Sequence[str], seconds: float
+) -> bool:
     """Hold the calls ``ids`` for ``seconds``, then hang up those still on. True when every
-    one was on (a call) until then and ended with HANGUP_LOCAL."""
-    calls = phone.client.calls
+    one was on (a call) until then and ended with HANGUP_LOCAL. (Standalone or through a
+    running softphone: both keep ``calls`` by invitation id.)"""
+    calls = phone.calls
 
     def all_on() -> bool:
         return all(i in calls and calls[i].active for i in ids)
@@ -30,4 +34,7 @@ async def hold_and_hang_up(phone: Softphone, ids: Sequence[str], seconds: float)
     for i in ids:
         if calls[i].active:
             await phone.execute(c.Hangup(i))
+    with trio.move_on_after(3):  # (through a softphone, its CallEnded follows)
+        while any(calls[i].active for i in ids):
+            await phone.wait_change()
     return all(calls[i].reason is CallEndReason.HANGUP_LOCAL for i in ids)
