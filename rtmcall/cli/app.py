@@ -9,12 +9,28 @@ exactly what typer prints, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
+
+#: The exit status when standard output was closed under us (``rtmcall … | head -1``): a
+#: program killed by SIGPIPE gives 128 + 13 in a shell; rtmcall stops quietly with it.
+STDOUT_CLOSED = 141
 
 
 def main() -> None:
     """Run ``rtmcall`` with ``sys.argv``."""
+    try:
+        _main()
+    except* BrokenPipeError:
+        # The reader went away: no traceback; stdout now goes nowhere, so that the
+        # interpreter's last flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(STDOUT_CLOSED)
+
+
+def _main() -> None:
     args = sys.argv[1:]
     if args in (["--help"], ["-h"]):
         from ._help import ROOT_HELP

@@ -164,6 +164,27 @@ def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
     assert not case.is_passed
 
 
+def test_a_reader_that_stops_reading_ends_the_run_quietly(tmp_path: Path, config_dir: Path) -> None:
+    """``rtmcall scenario … --json | head -1``: once the pipe is closed the run stops
+    with 141 (as a program killed by SIGPIPE), and says nothing on stderr (no
+    traceback)."""
+    (tmp_path / "a.yaml").write_text(PASSING)
+    proc = subprocess.Popen(
+        [*RTMCALL, "scenario", str(tmp_path / "a.yaml"), "--json", "--repeat", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(config_dir), cwd=REPO,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["type"] == "step"
+        proc.stdout.close()  # (as head does once it has its line)
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    finally:
+        kill(proc)
+    assert proc.returncode == 141 and err == "", err
+
+
 def test_on_a_terminal_the_steps_tick_live(tmp_path: Path, config_dir: Path) -> None:
     import pexpect
 
@@ -196,3 +217,23 @@ def test_an_unreachable_server_is_said_at_once(tmp_path: Path, config_dir: Path)
     done = run(config_dir, str(tmp_path), "--server", url)
     assert done.returncode == 1
     assert f"FAIL accepted: set-up: cannot reach the server {url}: " in done.stdout
+
+
+def test_a_server_of_several_that_does_not_answer_is_a_warning_and_the_run_goes_on(
+    tmp_path: Path, config_dir: Path, server_url: str
+) -> None:
+    """A node that was killed before the run: its actors start on the next --server that
+    answers (as behind a load balancer), the run passes, and stderr says so once, however
+    many runs; in JSON each scenario line carries it too."""
+    from ..redis.redisproc import free_port
+
+    (tmp_path / "a.yaml").write_text(PASSING)
+    dead = f"ws://127.0.0.1:{free_port()}"
+    done = run(config_dir, str(tmp_path), "--server", dead, "--server", server_url,
+               "--repeat", "2", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    warning = f"cannot reach the server {dead}: "
+    assert done.stderr.count(warning) == 1 and "warning" in done.stderr, done.stderr
+    runs = [json.loads(line) for line in done.stdout.splitlines()]
+    runs = [r for r in runs if r["type"] == "scenario"]
+    assert len(runs) == 2 and all(r["ok"] and warning in r["warnings"][0] for r in runs)
