@@ -58,6 +58,7 @@ def scenario_json(result: ScenarioResult) -> dict[str, Any]:
         "failed_step": result.failed_step,
         "interrupted": result.interrupted,
         "outcomes": result.outcomes,
+        "warnings": result.warnings,
     }
 
 

@@ -107,6 +107,9 @@ class ScenarioResult:
     run_id: str = ""
     #: Seconds from the start until the end-of-scenario checks were done (before logouts).
     checked_at: float = 0.0
+    #: What went otherwise than asked without failing the run (a ``--server`` that did not
+    #: answer at the set-up: its actors started on the next one that did).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -328,19 +331,37 @@ class ScenarioRun:
             actor.proxy.upstream = address
 
     async def _reach_servers(self) -> None:
-        """With ``--server``: each one must answer on TCP, or the run stops at once with
-        the URL (not the fault proxy's) and why."""
-        for url in self.servers or ():
+        """With ``--server``: when none answers on TCP, the run stops at once with the
+        URLs (not the fault proxy's) and why. One that does not answer while others do (a
+        node that was killed) is a warning: its actors start on the next one that answers,
+        as behind a load balancer."""
+        servers = self.servers or []
+        down: list[str] = []
+
+        async def reach(url: str) -> None:
             try:
                 with trio.fail_after(3):
                     stream = await trio.open_tcp_stream(*_host_port(url))
             except (OSError, trio.TooSlowError) as exc:
                 why = "no answer within 3 s" if isinstance(exc, trio.TooSlowError) else exc
-                raise StepFailed(
-                    f"set-up: cannot reach the server {url}: {why} (is `rtmcall server` "
-                    "running there?)"
-                ) from None
+                down.append(f"{url}: {why}")
+                return
             await trio.aclose_forcefully(stream)
+
+        async with trio.open_nursery() as nursery:
+            for url in servers:
+                nursery.start_soon(reach, url)
+        down.sort(key=lambda d: servers.index(d.split(": ", 1)[0]))
+        if servers and len(down) == len(servers):
+            raise StepFailed(
+                f"set-up: cannot reach the server {'; nor '.join(down)} (is `rtmcall server` "
+                "running there?)"
+            )
+        for what in down:
+            self.result.warnings.append(
+                f"set-up: cannot reach the server {what}; its actors start on the next"
+                " server that answers"
+            )
 
     async def _play_steps(self) -> None:
         await self._reach_servers()

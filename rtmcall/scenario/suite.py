@@ -167,6 +167,8 @@ class _State:
     results: list[ScenarioResult] = field(default_factory=list)
     current: ScenarioRun | None = None
     interrupted: bool = False
+    #: Warnings said so far (each once, on stderr, however many runs give it).
+    warned: set[str] = field(default_factory=set)
 
 
 async def _play_all(
@@ -199,6 +201,10 @@ async def _play_all(
                 else:
                     result = await run.play()
                 state.results.append(result)
+                for warning in result.warnings:
+                    if warning not in state.warned:
+                        state.warned.add(warning)
+                        sys.stderr.write(f"rtmcall scenario: warning: {warning}\n")
                 _report(result, console, opts.as_json)
         nursery.cancel_scope.cancel()
 

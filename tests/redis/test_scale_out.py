@@ -609,7 +609,7 @@ async def test_nodes_link_to_each_other_as_soon_as_they_hear_of_each_other(
     )
     async with hub(node_id="n0") as ha, hub(node_id="n1") as hb:
         with trio.fail_after(1):
-            while not all(
+            while not all(  # noqa: ASYNC110 - polling two hubs' links
                 other in h._links.peers and h._links.peers[other].up
                 for h, other in ((ha, "n1"), (hb, "n0"))
             ):
