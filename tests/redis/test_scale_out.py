@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -69,6 +71,26 @@ async def cluster(
             out.append((await nursery.start(start), hub))
         yield out
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def node_process(
+    redis_url: str, node_id: str, prefix: str, ttl: float
+) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
+    """A node in its own process (``tests.redis.node``, so that it can be SIGKILLed) and
+    its URL; killed on the way out."""
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+        [sys.executable, "-m", "tests.redis.node", "--redis", redis_url,
+         "--node-id", node_id, "--ttl", str(ttl), "--prefix", prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        yield proc, (await trio.to_thread.run_sync(proc.stdout.readline)).strip()
+    finally:
+        proc.kill()
+        await trio.to_thread.run_sync(proc.wait)
 
 
 @asynccontextmanager
@@ -568,34 +590,21 @@ async def test_a_live_node_wrongly_said_gone_says_it_is_alive_and_is_reached_aga
 async def test_resuming_a_session_whose_node_died_is_a_fresh_login_elsewhere(
     shared_redis: RedisProcess,
 ) -> None:
-    import subprocess
-    import sys
-
-    async with cluster(shared_redis.url, 1, op_timeout=0.5) as [(a, ha)]:
-        prefix = ha.prefix
-        proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-            [sys.executable, "-m", "tests.redis.node", "--redis", shared_redis.url,
-             "--node-id", "doomed", "--ttl", str(TTL), "--prefix", prefix],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = (await trio.to_thread.run_sync(proc.stdout.readline)).strip()
-            async with open_websocket_url(url) as wd:
-                sid = (await login(wd, "bob"))["session"]
-                proc.kill()
-                await trio.to_thread.run_sync(proc.wait)
-            start = trio.current_time()
-            async with open_websocket_url(a.url) as wa:
-                ok = await login(wa, "bob", resume=sid)
-                # Nobody could hand the session over: a new one, told as such, at once.
-                assert ok.get("resumed", False) is False and ok["session"] != sid
-                assert trio.current_time() - start < 0.5 + 1.0
-                assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.ONLINE}
-        finally:
+    async with (
+        cluster(shared_redis.url, 1, op_timeout=0.5) as [(a, ha)],
+        node_process(shared_redis.url, "doomed", ha.prefix, TTL) as (proc, url),
+    ):
+        async with open_websocket_url(url) as wd:
+            sid = (await login(wd, "bob"))["session"]
             proc.kill()
-            proc.wait()
+            await trio.to_thread.run_sync(proc.wait)
+        start = trio.current_time()
+        async with open_websocket_url(a.url) as wa:
+            ok = await login(wa, "bob", resume=sid)
+            # Nobody could hand the session over: a new one, told as such, at once.
+            assert ok.get("resumed", False) is False and ok["session"] != sid
+            assert trio.current_time() - start < 0.5 + 1.0
+            assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.ONLINE}
 
 
 async def test_nodes_link_to_each_other_as_soon_as_they_hear_of_each_other(
@@ -624,41 +633,30 @@ async def test_a_node_that_died_before_the_first_link_to_it_is_found_gone_at_onc
     when doomed is killed; a's first message to its user finds nobody on doomed's local
     socket: that process is gone, and sends to its users answer PEER_UNREACHABLE at
     once, not after two missed heartbeats (20 s at this TTL) or the registration's TTL."""
-    import subprocess
-    import sys
-
     prefix = f"g{secrets.token_hex(3)}"
     hub = partial(open_redis_hub, shared_redis.url, presence_ttl=30, prefix=prefix)
-    async with hub(node_id="n0", link_eagerly=False) as ha, trio.open_nursery() as nursery:
+    async with (
+        hub(node_id="n0", link_eagerly=False) as ha,
+        trio.open_nursery() as nursery,
+        node_process(shared_redis.url, "doomed", prefix, 30) as (proc, url),
+    ):
         a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=ha))
-        proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-            [sys.executable, "-m", "tests.redis.node", "--redis", shared_redis.url,
-             "--node-id", "doomed", "--ttl", "30", "--prefix", prefix],
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            url = (await trio.to_thread.run_sync(proc.stdout.readline)).strip()
-            async with open_websocket_url(url) as wd, open_websocket_url(a.url) as wa:
-                await login(wd, "bob")
-                await login(wa, "alice")
-                proc.kill()
-                await trio.to_thread.run_sync(proc.wait)
-                assert "doomed" not in ha._links.peers  # (nothing sent there yet)
-                start = trio.current_time()
-                codes = []
-                while not codes or codes[-1] == 0:
-                    msg = {"k": "text", "text": "anyone?"}
-                    await send(wa, {"t": "send", "rid": len(codes) + 1, "to": "bob", "msg": msg})
-                    codes.append((await recv(wa, "result")).get("code", 0))
-                    await trio.sleep(0.1)
-                assert codes[-1] == PeerMessageError.PEER_UNREACHABLE, codes
-                assert trio.current_time() - start < 2
-                assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.OFFLINE}
-        finally:
+        async with open_websocket_url(url) as wd, open_websocket_url(a.url) as wa:
+            await login(wd, "bob")
+            await login(wa, "alice")
             proc.kill()
-            proc.wait()
+            await trio.to_thread.run_sync(proc.wait)
+            assert "doomed" not in ha._links.peers  # (nothing sent there yet)
+            start = trio.current_time()
+            codes = []
+            while not codes or codes[-1] == 0:
+                msg = {"k": "text", "text": "anyone?"}
+                await send(wa, {"t": "send", "rid": len(codes) + 1, "to": "bob", "msg": msg})
+                codes.append((await recv(wa, "result")).get("code", 0))
+                await trio.sleep(0.1)
+            assert codes[-1] == PeerMessageError.PEER_UNREACHABLE, codes
+            assert trio.current_time() - start < 2
+            assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.OFFLINE}
         nursery.cancel_scope.cancel()
 
 
