@@ -214,6 +214,74 @@ def test_a_call_through_the_softphone_is_on_held_and_hung_up_as_standalone(
     not_kicked(alice)
 
 
+def test_a_softphone_that_goes_under_a_held_call_ends_the_one_shot_at_once(
+    procs, server_url: str, config_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``call --hangup-after 60`` through a softphone that goes while the call is on: the
+    one-shot exits at once rather than holding a call that is gone for the rest of the
+    minute — 1 when the softphone quit (it hung the call up: not held as asked), 3 with
+    why when it was killed (the call went with its session)."""
+    a, b = user("alice"), user("bob")
+    bob = Pipe(["login", b, "--server", server_url, "--json"], config_dir)
+    procs.append(bob)
+    bob.expect("LoginSuccess")
+    for how, code in (("quit", 1), ("killed", 3)):
+        alice = softphone(procs, server_url, config_dir, a)
+        call = one_shot(procs, config_dir, "call", b, "--user", a, "--server", server_url,
+                        "--hangup-after", "60")  # fmt: skip
+        inv = bob.expect("RemoteInvitationReceived", caller=a)["id"]
+        bob.send(f"accept {inv}")
+        bob.expect("CallStarted", id=inv)
+        time.sleep(0.3)  # (the one-shot hears of the call)
+        started = time.monotonic()
+        if how == "quit":
+            assert alice.finish() == 0  # its stdin ends: it hangs up, logs out and quits
+        else:
+            alice.kill()
+        out, err = call.communicate(timeout=15)
+        assert call.returncode == code, (how, out, err)
+        assert time.monotonic() - started < 8
+        if how == "quit":
+            assert bob.expect("CallEnded", id=inv)["reason"] == "HANGUP_REMOTE"
+        else:  # (bob's call ends once the server gives the killed session up)
+            assert "the softphone ended before the outcome" in out + err
+
+
+def test_a_call_the_softphone_s_user_answers_is_not_the_one_shot_s() -> None:
+    """``answer`` through a softphone watches every incoming invitation, but a call the
+    softphone's own user accepted is not its own: it gets no events of it, and does not
+    hang it up when it exits."""
+    from rtmcall.cli.control.client import RemotePhone
+    from rtmcall.cli.control.endpoint import _Client, _note_accept
+    from rtmcall.engine.codes import RemoteInvitationError, RemoteInvitationState
+    from rtmcall.engine.events import RemoteInvitationAccepted, RemoteInvitationInfo
+
+    def accepted(inv_id: str) -> RemoteInvitationAccepted:
+        info = RemoteInvitationInfo(
+            id=inv_id, caller="carol", callee="alice", content="", channel_id="",
+            response="", state=RemoteInvitationState.ACCEPTED,
+            error=RemoteInvitationError.OK, lifetime=None,
+        )  # fmt: skip
+        return RemoteInvitationAccepted(info)
+
+    client = _Client(None, "answer")  # type: ignore[arg-type]
+    client.own.update({"mine1", "theirs"})
+    _note_accept(client, "accept mine")  # (a prefix of the id does)
+    call = CallInfo(id="theirs", caller="carol", callee="alice", direction="in")
+    assert not client.wants(CallStarted(call))
+    assert client.wants(CallStarted(replace(call, id="mine1")))
+
+    class Quiet:
+        def event(self, ev: object) -> None:
+            pass
+
+    phone = RemotePhone(None, None, Quiet())  # type: ignore[arg-type]
+    phone._mine.add("mine1")
+    for inv_id in ("theirs", "mine1"):
+        phone._dispatch({"op": "event", "event": event_json(accepted(inv_id))})
+    assert list(phone.calls) == ["mine1"]
+
+
 def test_ctrl_c_of_the_one_shot_cancels_its_call(procs, server_url: str, config_dir: Path) -> None:  # type: ignore[no-untyped-def]
     a, b = user("alice"), user("bob")
     alice = softphone(procs, server_url, config_dir, a)

@@ -17,7 +17,7 @@ import trio
 
 from rtmcall.cli.control.client import connect as control_connect
 from rtmcall.cli.control.endpoint import start_control
-from rtmcall.cli.control.wire import MAX_LINE
+from rtmcall.cli.control.wire import MAX_LINE, VERSION
 from rtmcall.cli.local_files import control_dirs, socket_name
 from rtmcall.cli.sinks import TextSink
 from rtmcall.cli.softphone import Softphone
@@ -69,7 +69,7 @@ async def raw(user: str, url: str) -> RawClient:
 
 
 def hello(user: str, url: str, **extra: Any) -> bytes:
-    obj = {"op": "hello", "version": 1, "user": user, "server": url, "what": "test", **extra}
+    obj = {"op": "hello", "version": VERSION, "user": user, "server": url, "what": "test", **extra}
     return (json.dumps(obj) + "\n").encode()
 
 

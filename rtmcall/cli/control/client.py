@@ -117,8 +117,10 @@ class RemotePhone:
         self._lines = lines
         self.sink = sink
         self._invs: dict[str, InvitationInfo] = {}
-        #: The calls of those invitations (SPEC §6), by invitation id.
+        #: The calls of those invitations (SPEC §6) that are ours (we made the invitation,
+        #: or accepted it), by invitation id.
         self.calls: dict[str, RemoteCall] = {}
+        self._mine: set[str] = set()
         self._changed = trio.Event()
         self._seq = 0
         self._waiting: dict[int, trio.Event] = {}
@@ -157,6 +159,8 @@ class RemotePhone:
             return False
         if self._lost:
             return True
+        if isinstance(cmd, c.Accept) and cmd.id:
+            self._mine.add(cmd.id)
         self._seq += 1
         done = self._waiting[self._seq] = trio.Event()
         # Shielded (and bounded): a Ctrl-C now must not lose the answer, or the call it
@@ -186,14 +190,21 @@ class RemotePhone:
         if not self._closing and self.ended is None and self._still_needed():
             self.ended = "the softphone ended before the outcome"
             self.on_end()
+        for call in self.calls.values():
+            if call.active:  # (ended with the softphone, as with a lost session)
+                call.active, call.reason = False, CallEndReason.SESSION_LOST
         self._notify()
 
     def _still_needed(self) -> bool:
-        """Whether losing the softphone now loses an outcome (an invitation still live, or
-        calls still awaited)."""
+        """Whether losing the softphone now loses an outcome (an invitation still live, a
+        call of ours still on, or calls still awaited)."""
         from ..softphone import _terminal
 
-        return self._watching or any(not _terminal(i) for i in self._invs.values())
+        return (
+            self._watching
+            or any(not _terminal(i) for i in self._invs.values())
+            or any(call.active for call in self.calls.values())
+        )
 
     def _dispatch(self, obj: JsonObj) -> None:
         from ..softphone import _ABORT_WORDS
@@ -202,6 +213,7 @@ class RemotePhone:
         if op == "sent":
             info = info_from_json(obj["info"])
             self._invs[info.id] = info
+            self._mine.add(info.id)
             self.sink.sent(info, peer_online=obj.get("peer_online"), within=obj.get("within"))
         elif op == "event":
             ev = event_from_json(obj["event"])
@@ -209,7 +221,7 @@ class RemotePhone:
                 return
             if isinstance(ev, InvitationEvent):
                 info = self._invs[ev.invitation.id] = ev.invitation
-                if _accepted(info):
+                if info.id in self._mine and _accepted(info):
                     # The call is on from the accept (its CallStarted follows).
                     self.calls.setdefault(info.id, RemoteCall())
             elif isinstance(ev, CallEvent):

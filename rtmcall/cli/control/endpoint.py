@@ -51,6 +51,7 @@ from rtmcall.engine.events import (
     RemoteInvitationReceived,
 )
 
+from .. import commands as c
 from ..local_files import MAX_SOCKET_PATH, control_dirs, make_private_dir, same_server, socket_name
 from ..sinks import Sink
 from .wire import HELLO_TIMEOUT, MAX_QUEUED, VERSION, JsonObj, Lines, encode, event_json, info_json
@@ -74,6 +75,9 @@ class _Client:
         self._send, self._queue = trio.open_memory_channel[bytes](MAX_QUEUED)
         #: Invitations this client made (``call``) or took (``incoming``).
         self.own: set[str] = set()
+        #: Of those, the ones whose call is this client's: made, or accepted by it (not
+        #: those the softphone's user answered meanwhile).
+        self.calls: set[str] = set()
         self.incoming = False
 
     def put(self, obj: JsonObj) -> None:
@@ -99,7 +103,7 @@ class _Client:
         if isinstance(ev, ConnectionStateChanged):
             return True
         if isinstance(ev, CallEvent):
-            return ev.call.id in self.own
+            return ev.call.id in self.calls
         if not isinstance(ev, InvitationEvent):
             return False
         inv_id = ev.invitation.id
@@ -145,6 +149,7 @@ class ControlSink:
         client = _CURRENT.get()
         if client is not None:
             client.own.add(info.id)
+            client.calls.add(info.id)
             obj = {"op": "sent", "info": info_json(info), "peer_online": peer_online}
             client.put({**obj, "within": within})
 
@@ -192,6 +197,16 @@ class ControlSink:
 
     def changed(self) -> None:
         self.primary.changed()
+
+
+def _note_accept(client: _Client, line: str) -> None:
+    """A client's ``accept ID`` (or a prefix of it) makes that call the client's."""
+    try:
+        cmd = c.parse(line)
+    except c.CommandError:
+        return
+    if isinstance(cmd, c.Accept) and cmd.id:
+        client.calls.update(i for i in client.own if i.startswith(cmd.id))
 
 
 def _peer_uid(sock: Any) -> int | None:
@@ -390,6 +405,7 @@ class ControlServer:
                 try:
                     if self.notice is not None:
                         self.notice(f"rtmcall {client.what} (another terminal): {obj['line']}")
+                    _note_accept(client, obj["line"])
                     await self.phone.run_line(obj["line"])
                 except Exception as exc:  # noqa: BLE001 - one bad line must not end the softphone
                     client.put({"op": "error", "message": f"{obj['line']}: {exc}"})
@@ -419,7 +435,7 @@ class ControlServer:
         for info in self.phone.infos():
             if info.id not in client.own:
                 continue
-            call = sdk.calls.get(info.id)
+            call = sdk.calls.get(info.id) if info.id in client.calls else None
             ringing = info.direction == "out" and not _terminal(info)
             if ringing or (call is not None and call.active):
                 with trio.CancelScope(shield=True), trio.move_on_after(1):

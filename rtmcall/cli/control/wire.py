@@ -36,7 +36,8 @@ from rtmcall.engine.events import (
 
 from .. import commands as c
 
-VERSION = 1
+#: 2: the events of the client's calls (CallStarted, CallEnded) cross too.
+VERSION = 2
 #: A line longer than this ends the connection (a call line is at most ~9 KB).
 MAX_LINE = 256 * 1024
 #: Lines queued for a client that does not read; beyond, it is disconnected.

@@ -28,13 +28,15 @@ async def hold_and_hang_up(
 
     if not ids or not all_on():
         return False
-    with trio.move_on_after(seconds):
+    with trio.move_on_after(seconds) as holding:
         while all_on():
             await phone.wait_change()
+    # (Ended before: by the peer, or through a softphone by its user or its quitting.)
+    held = holding.cancelled_caught
     for i in ids:
         if calls[i].active:
             await phone.execute(c.Hangup(i))
     with trio.move_on_after(3):  # (through a softphone, its CallEnded follows)
         while any(calls[i].active for i in ids):
             await phone.wait_change()
-    return all(calls[i].reason is CallEndReason.HANGUP_LOCAL for i in ids)
+    return held and all(calls[i].reason is CallEndReason.HANGUP_LOCAL for i in ids)
