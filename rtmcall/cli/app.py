@@ -13,21 +13,52 @@ import os
 import sys
 from typing import Any
 
-#: The exit status when standard output was closed under us (``rtmcall … | head -1``): a
-#: program killed by SIGPIPE gives 128 + 13 in a shell; rtmcall stops quietly with it.
-STDOUT_CLOSED = 141
+#: The exit status when standard output was closed under us (``rtmcall … | head -1``): the
+#: command did not finish as asked; 1, as click says it for the commands it runs itself.
+STDOUT_CLOSED = 1
 
 
 def main() -> None:
     """Run ``rtmcall`` with ``sys.argv``."""
     try:
         _main()
-    except* BrokenPipeError:
+    except BaseException as exc:  # noqa: BLE001 - only a closed stdout is handled here
+        code = _stdout_closed(exc)
+        if code is None:
+            raise
         # The reader went away: no traceback; stdout now goes nowhere, so that the
         # interpreter's last flush at exit cannot fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(STDOUT_CLOSED)
+        sys.exit(code)
+
+
+def _stdout_closed(exc: BaseException) -> int | None:
+    """The exit status for a run ended by a closed stdout (trio may group the
+    BrokenPipeError with the exits and interrupts it caused), else None."""
+    if isinstance(exc, BrokenPipeError):
+        return STDOUT_CLOSED
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    pipes, rest = exc.split(BrokenPipeError)
+    if pipes is None:
+        return None
+    if rest is None:
+        return STDOUT_CLOSED
+    _, other = rest.split((SystemExit, KeyboardInterrupt))
+    if other is not None:
+        return None
+    leaves = _leaves(rest)
+    if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+        return 130
+    exits = [e.code for e in leaves if isinstance(e, SystemExit) and isinstance(e.code, int)]
+    return max(exits, default=STDOUT_CLOSED) or STDOUT_CLOSED
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 def _main() -> None:

@@ -332,36 +332,52 @@ class ScenarioRun:
 
     async def _reach_servers(self) -> None:
         """With ``--server``: when none answers on TCP, the run stops at once with the
-        URLs (not the fault proxy's) and why. One that does not answer while others do (a
-        node that was killed) is a warning: its actors start on the next one that answers,
-        as behind a load balancer."""
+        URLs (not the fault proxy's) and why, and so it does when an actor placed on one
+        by its ``server:`` key finds it down. One that does not answer while others do (a
+        node that was killed) is a warning: the actors spread onto it start on the first
+        other server that answers, in the order given, as behind a load balancer."""
         servers = self.servers or []
-        down: list[str] = []
+        if not servers:
+            return  # (the embedded server)
+        down: dict[int, str] = {}
 
-        async def reach(url: str) -> None:
+        async def reach(index: int, url: str) -> None:
             try:
                 with trio.fail_after(3):
                     stream = await trio.open_tcp_stream(*_host_port(url))
             except (OSError, trio.TooSlowError) as exc:
-                why = "no answer within 3 s" if isinstance(exc, trio.TooSlowError) else exc
-                down.append(f"{url}: {why}")
+                down[index] = (
+                    "no answer within 3 s" if isinstance(exc, trio.TooSlowError) else str(exc)
+                )
                 return
             await trio.aclose_forcefully(stream)
 
         async with trio.open_nursery() as nursery:
-            for url in servers:
-                nursery.start_soon(reach, url)
-        down.sort(key=lambda d: servers.index(d.split(": ", 1)[0]))
-        if servers and len(down) == len(servers):
+            for index, url in enumerate(servers):
+                nursery.start_soon(reach, index, url)
+        said = {i: f"{servers[i]}: {why}" for i, why in sorted(down.items())}
+        if len(down) == len(servers):
             raise StepFailed(
-                f"set-up: cannot reach the server {'; nor '.join(down)} (is `rtmcall server` "
-                "running there?)"
+                f"set-up: cannot reach the server {'; nor '.join(said.values())} (is"
+                " `rtmcall server` running there?)"
             )
-        for what in down:
-            self.result.warnings.append(
-                f"set-up: cannot reach the server {what}; its actors start on the next"
-                " server that answers"
+        moved: dict[int, list[str]] = {i: [] for i in down}
+        for i, (name, spec) in enumerate(self.scenario.actors.items()):
+            index = spec.server if spec.server is not None else i % len(servers)
+            if index not in down:
+                continue
+            if spec.server is not None:
+                raise StepFailed(
+                    f"set-up: {name}'s server ({{server: {index}}}) does not answer: {said[index]}"
+                )
+            moved[index].append(name)
+        for index, names in moved.items():
+            where = (
+                f"its actors ({', '.join(names)}) start on the first other server that answers"
+                if names
+                else "no actor was on it"
             )
+            self.result.warnings.append(f"set-up: cannot reach the server {said[index]}; {where}")
 
     async def _play_steps(self) -> None:
         await self._reach_servers()

@@ -166,8 +166,8 @@ def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
 
 def test_a_reader_that_stops_reading_ends_the_run_quietly(tmp_path: Path, config_dir: Path) -> None:
     """``rtmcall scenario … --json | head -1``: once the pipe is closed the run stops
-    with 141 (as a program killed by SIGPIPE), and says nothing on stderr (no
-    traceback)."""
+    with 1 (not finished as asked, as click exits for the commands it runs itself), and
+    says nothing on stderr (no traceback)."""
     (tmp_path / "a.yaml").write_text(PASSING)
     proc = subprocess.Popen(
         [*RTMCALL, "scenario", str(tmp_path / "a.yaml"), "--json", "--repeat", "50"],
@@ -182,7 +182,7 @@ def test_a_reader_that_stops_reading_ends_the_run_quietly(tmp_path: Path, config
         proc.wait(timeout=30)
     finally:
         kill(proc)
-    assert proc.returncode == 141 and err == "", err
+    assert proc.returncode == 1 and err == "", err
 
 
 def test_on_a_terminal_the_steps_tick_live(tmp_path: Path, config_dir: Path) -> None:
@@ -234,6 +234,13 @@ def test_a_server_of_several_that_does_not_answer_is_a_warning_and_the_run_goes_
     assert done.returncode == 0, done.stdout + done.stderr
     warning = f"cannot reach the server {dead}: "
     assert done.stderr.count(warning) == 1 and "warning" in done.stderr, done.stderr
+    assert "its actors (alice) start on the first other server that answers" in done.stderr
     runs = [json.loads(line) for line in done.stdout.splitlines()]
     runs = [r for r in runs if r["type"] == "scenario"]
     assert len(runs) == 2 and all(r["ok"] and warning in r["warnings"][0] for r in runs)
+
+    # An actor placed on that server by its file is not moved: the set-up fails, saying so.
+    (tmp_path / "a.yaml").write_text(PASSING.replace("alice: {}", "alice: {server: 0}"))
+    done = run(config_dir, str(tmp_path), "--server", dead, "--server", server_url)
+    assert done.returncode == 1
+    assert f"set-up: alice's server ({{server: 0}}) does not answer: {dead}: " in done.stdout
