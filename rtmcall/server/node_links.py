@@ -337,6 +337,9 @@ class NodeLinks:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
         held = self.unresolved.pop(node, [])
+        if self._is_dead(node):  # (found gone while its key was read)
+            self.dropped += len(held)
+            return
         if found is not None:
             assert self._nursery is not None
             peer = self.peers[node] = PeerLink(

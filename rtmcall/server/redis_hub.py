@@ -921,8 +921,11 @@ class RedisHub:
         if epoch is not None:
             if op == b"N" and origin != self.node_id and self._epochs.get(origin) != epoch:
                 # A process not heard before (started, or restarted): our heartbeat now,
-                # so that it knows of this node at once, not at our next heartbeat.
-                self._queue(self._presence_stream, self._heartbeat)
+                # so that it knows of this node at once, not at our next heartbeat (one
+                # for all the new ones heard in this wake-up).
+                queued = self._outbox.out.get(self._presence_stream)
+                if queued is None or self._heartbeat not in queued:
+                    self._queue(self._presence_stream, self._heartbeat)
             self._epochs[origin] = epoch
         if origin in self._dead:
             if op == b"P" and epoch == self._dead[origin][0]:

@@ -231,8 +231,9 @@ async def test_redis_paused_messages_wait_and_arrive_once_in_order(
 
 
 async def test_redis_gone_longer_than_hold_gives_explicit_errors(own_redis: RedisProcess) -> None:
-    """A node not linked to yet is reached through Redis (its node key says where):
-    while Redis is gone, what is sent there waits, and past ``hold`` sends fail."""
+    """Linking to a node needs Redis (its node key says where the link goes): while
+    Redis is gone, what is sent to a node not linked to yet waits, and past ``hold``
+    sends fail."""
     opts = {"op_timeout": 0.3, "hold": 1.0, "link_eagerly": False}
     async with nodes(own_redis.url, 2, **opts) as [(a, ha), (b, _)]:
         async with user(a.url, "alice") as wa, user(b.url, "bob") as wb:
