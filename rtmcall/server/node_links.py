@@ -97,7 +97,8 @@ class NodeLinks:
         self.listener: LinkListener | None = None
         #: The link to each node reached by one.
         self.peers: dict[str, PeerLink] = {}
-        #: The nodes reached through their Redis inbox instead (decided once per node).
+        #: The nodes reached through their Redis inbox instead (decided once per node
+        #: process: the hub forgets it when it hears a new process of that name).
         self.via_redis: set[str] = set()
         #: Records for nodes not decided yet (their node key is being read).
         self.unresolved: dict[str, list[bytes]] = {}

@@ -919,13 +919,8 @@ class RedisHub:
         at = _EPOCH_AT.get(op)
         epoch = parts[at].decode() if at is not None and len(parts) > at else None
         if epoch is not None:
-            if op == b"N" and origin != self.node_id and self._epochs.get(origin) != epoch:
-                # A process not heard before (started, or restarted): our heartbeat now,
-                # so that it knows of this node at once, not at our next heartbeat (one
-                # for all the new ones heard in this wake-up).
-                queued = self._outbox.out.get(self._presence_stream)
-                if queued is None or self._heartbeat not in queued:
-                    self._queue(self._presence_stream, self._heartbeat)
+            if origin != self.node_id and self._epochs.get(origin) != epoch:
+                self._new_process(origin, op)
             self._epochs[origin] = epoch
         if origin in self._dead:
             if op == b"P" and epoch == self._dead[origin][0]:
@@ -963,6 +958,19 @@ class RedisHub:
             if node in self._dead:
                 return  # (said OFFLINE when it went; told again once it is back)
         self._push_presence(user, state)
+
+    def _new_process(self, node: str, op: bytes) -> None:
+        """An entry of a process of ``node`` not heard before (started, or restarted)."""
+        if op == b"N":
+            # Its first heartbeat: ours now, so that it knows of this node at once, not at
+            # our next heartbeat (one for all the new ones heard in this wake-up).
+            queued = self._outbox.out.get(self._presence_stream)
+            if queued is None or self._heartbeat not in queued:
+                self._queue(self._presence_stream, self._heartbeat)
+        if self._links is not None:
+            # How to reach it is decided again (a node restarted with links where the
+            # last process had none); what went to the old one's inbox went with it.
+            self._links.via_redis.discard(node)
 
     def _hold_back(self, user: str, origin: str, epoch: bytes, fence: bytes) -> bool:
         """An OFFLINE from ``origin`` that names (in ``fence``, ``node=epoch:seq,...``)

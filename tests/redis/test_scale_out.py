@@ -626,6 +626,32 @@ async def test_nodes_link_to_each_other_as_soon_as_they_hear_of_each_other(
         assert ha._links.peers["n1"].batches == hb._links.peers["n0"].batches == 0
 
 
+async def test_a_node_restarted_with_links_is_linked_to_where_it_had_none(
+    shared_redis: RedisProcess,
+) -> None:
+    """n1 runs without links (``--no-links``): n0 reaches it through its inbox. Restarted
+    with links under the same name, it is a new process: n0 decides again and links."""
+    prefix = f"w{secrets.token_hex(3)}"
+    hub = partial(open_redis_hub, shared_redis.url, presence_ttl=TTL, op_timeout=0.5, prefix=prefix)
+    msg = {"k": "text", "text": "hi"}
+    async with hub(node_id="n0") as ha, trio.open_nursery() as nursery:
+        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=ha))
+        async with open_websocket_url(a.url) as wa:
+            await login(wa, "alice")
+            for rid, links in ((1, False), (2, True)):
+                async with hub(node_id="n1", links=links) as hb, trio.open_nursery() as inner:
+                    b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hb))
+                    async with open_websocket_url(b.url) as wb:
+                        await login(wb, "bob")
+                        await send(wa, {"t": "send", "rid": rid, "to": "bob", "msg": msg})
+                        assert (await recv(wb, "msg"))["msg"] == msg
+                        assert (await recv(wa, "result")).get("code", 0) == 0
+                        linked = "n1" in ha._links.peers and ha._links.peers["n1"].up
+                        assert linked is links and ("n1" in ha._links.via_redis) is not links
+                    inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_node_that_died_before_the_first_link_to_it_is_found_gone_at_once(
     shared_redis: RedisProcess,
 ) -> None:
