@@ -43,12 +43,9 @@ def _stdout_closed(exc: BaseException) -> int | None:
     pipes, rest = exc.split(BrokenPipeError)
     if pipes is None:
         return None
-    if rest is None:
-        return STDOUT_CLOSED
-    _, other = rest.split((SystemExit, KeyboardInterrupt))
-    if other is not None:
+    leaves = [] if rest is None else _leaves(rest)
+    if not all(isinstance(e, SystemExit | KeyboardInterrupt) for e in leaves):
         return None
-    leaves = _leaves(rest)
     if any(isinstance(e, KeyboardInterrupt) for e in leaves):
         return 130
     exits = [e.code for e in leaves if isinstance(e, SystemExit) and isinstance(e.code, int)]

@@ -487,16 +487,17 @@ class PeerLink:
         if self._sock is not None:
             self._write(frame)
             return
-        if self.down_since is None:
-            self.down_since = trio.current_time()
-        if not self._connecting:
-            self._start_connecting()
+        self._wait_for_link()
 
     def open(self) -> None:
         """Make the link now, with nothing to send yet (a node heard from: when it dies,
         the broken link finds it out at once)."""
         if self._closed or self._sock is not None:
             return
+        self._wait_for_link()
+
+    def _wait_for_link(self) -> None:
+        """Something waits for the link (since now, unless it already did): connect."""
         if self.down_since is None:
             self.down_since = trio.current_time()
         if not self._connecting:
