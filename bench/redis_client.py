@@ -6,7 +6,7 @@
 Starts its own ``redis-server`` (no persistence) and times, in this process (CPU time, user +
 system), sequential round trips of the commands the hub sends: an XADD of a 100-byte
 entry and a GET, each ``--count`` times, with coredis and with
-:class:`rtmcall.server.resp.RedisConnection`; then the hub's batched form (one write of 16
+:class:`rtmcall.server.redis.resp.RedisConnection`; then the hub's batched form (one write of 16
 XADDs, replies not awaited: ``send_encoded``) per command. Alternates the clients twice.
 """
 
@@ -24,7 +24,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_out import redis_server  # noqa: E402
 
-from rtmcall.server.resp import RedisAddress, RedisConnection, encode_command  # noqa: E402
+from rtmcall.server.redis.resp import RedisAddress, RedisConnection, encode_command  # noqa: E402
 
 ENTRY = b"x" * 100
 

@@ -109,8 +109,8 @@ async def _serve(opts: ServerOptions) -> int:
     async with AsyncExitStack() as stack:
         hub = None
         if opts.redis:
-            from rtmcall.server.links import split_address
-            from rtmcall.server.redis_hub import open_redis_hub
+            from rtmcall.server.redis import open_redis_hub
+            from rtmcall.server.redis.links import split_address
 
             link_host, link_port = split_address(opts.link_address or opts.host, opts.host)
             # Entered before (and so left after) the nursery: the hub runs its own tasks.

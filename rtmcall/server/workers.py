@@ -106,7 +106,7 @@ def _options_json(opts: ServerOptions, port: int, node_id: str, index: int = 0) 
     if opts.link_address:
         # Each worker listens for node links on a port of its own: a given PORT is the
         # first worker's, PORT + i the i-th's (0: any free port for each).
-        from rtmcall.server.links import split_address
+        from rtmcall.server.redis.links import split_address
 
         host, base = split_address(opts.link_address, opts.host)
         if base:

@@ -17,7 +17,7 @@ from rtmcall.client import ClientConfig
 from rtmcall.engine.engine import LocalInvitation
 from rtmcall.server import Server, ServerConfig, serve
 from rtmcall.server.ops import OpsOptions
-from rtmcall.server.redis_hub import open_redis_hub
+from rtmcall.server.redis import open_redis_hub
 from rtmcall.server.webhooks import WebhookConfig
 
 from ..e2e.conftest import Phone, Proxy, phone

@@ -11,7 +11,7 @@ import sys
 import trio
 
 from rtmcall.server import ServerConfig, serve
-from rtmcall.server.redis_hub import open_redis_hub
+from rtmcall.server.redis import open_redis_hub
 
 
 async def main(args: argparse.Namespace) -> None:

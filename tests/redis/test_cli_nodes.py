@@ -13,8 +13,8 @@ import trio
 from rtmcall.cli.cmd.health import _check as check_health
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
-from rtmcall.server.links import host_id
-from rtmcall.server.resp import RedisAddress, RedisConnection
+from rtmcall.server.redis.links import host_id
+from rtmcall.server.redis.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import phone
 from .redisproc import RedisProcess, free_port

@@ -38,7 +38,7 @@ from rtmcall.engine.codes import RemoteInvitationError as RE
 from rtmcall.engine.codes import RemoteInvitationState as RS
 from rtmcall.engine.engine import LocalInvitation
 from rtmcall.server import ServerConfig, serve
-from rtmcall.server.redis_hub import open_redis_hub
+from rtmcall.server.redis import open_redis_hub
 
 from ..e2e.conftest import Phone, Raw, phone, raw
 from .redisproc import RedisProcess

@@ -21,7 +21,8 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from rtmcall.cli.cmd.health import _check as check_health
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.server import ServerConfig, serve
-from rtmcall.server.redis_hub import HubUnavailable, RedisHub, open_redis_hub
+from rtmcall.server.hub import HubUnavailable
+from rtmcall.server.redis import RedisHub, open_redis_hub
 
 from .redisproc import RedisProcess
 
@@ -317,7 +318,7 @@ async def test_an_idle_node_registers_its_users_again_as_soon_as_redis_is_back(
     """Nothing to write, nobody watched, no health probe: the node learns that Redis is
     back from its inbox reader, and bob's registration is there again at once (not at
     the next refresh, 10 s with a 30 s TTL)."""
-    from rtmcall.server.resp import RedisAddress, RedisConnection
+    from rtmcall.server.redis.resp import RedisAddress, RedisConnection
 
     async with nodes(own_redis.url, 1, op_timeout=0.3, ttl=30, prefix="idle") as [(a, hub)]:
         async with user(a.url, "bob"):

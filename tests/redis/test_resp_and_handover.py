@@ -7,8 +7,8 @@ import pytest
 
 from rtmcall.engine.frames import Deliver, Text, encode
 from rtmcall.server.config import ServerConfig
-from rtmcall.server.handover import restore, snapshot
-from rtmcall.server.resp import (
+from rtmcall.server.redis.handover import restore, snapshot
+from rtmcall.server.redis.resp import (
     RedisAddress,
     ReplyError,
     _Incomplete,

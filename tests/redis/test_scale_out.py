@@ -27,8 +27,8 @@ from rtmcall.engine.codes import LocalInvitationState as LS
 from rtmcall.engine.codes import PeerMessageError, PeerOnlineState
 from rtmcall.engine.codes import RemoteInvitationState as RS
 from rtmcall.server import ServerConfig, serve
-from rtmcall.server.redis_hub import RedisHub, open_redis_hub
-from rtmcall.server.resp import RedisAddress, RedisConnection
+from rtmcall.server.redis import RedisHub, open_redis_hub
+from rtmcall.server.redis.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import Proxy, phone
 from .redisproc import RedisProcess, free_port
@@ -807,7 +807,7 @@ async def test_a_node_not_reachable_over_a_local_socket_is_linked_to_over_tcp(
     n0 links to it over TCP, at once."""
     if case == "not-there":
         monkeypatch.setattr(
-            "rtmcall.server.node_links.local_name", lambda epoch: "\0rtmcall-test/nobody"
+            "rtmcall.server.redis.node_links.local_name", lambda epoch: "\0rtmcall-test/nobody"
         )
     # (not-offered: n1's local key is taken away once it runs, before n0 links to it.)
     eager = {"link_eagerly": case == "not-there"}

@@ -18,7 +18,7 @@ from trio_websocket import open_websocket_url
 
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState
-from rtmcall.server.resp import RedisAddress, RedisConnection
+from rtmcall.server.redis.resp import RedisAddress, RedisConnection
 
 from ..e2e.conftest import phone
 from .redisproc import RedisProcess

@@ -316,7 +316,7 @@ def _link_address(value: str | None) -> str | None:
     """``--link-address`` checked: HOST, HOST:PORT or [IPv6]:PORT."""
     if value is None:
         return None
-    from rtmcall.server.links import split_address
+    from rtmcall.server.redis.links import split_address
 
     try:
         split_address(value, "")

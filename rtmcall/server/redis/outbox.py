@@ -1,10 +1,10 @@
-"""What one node writes into Redis streams (``redis_hub.py``): queued, batched, resent.
+"""What one node writes into Redis streams (``hub.py``): queued, batched, resent.
 
-Records are queued per stream during a scheduler pass and written at its end (the hub's
-``_PassEnd`` instrument calls :meth:`Outbox.flush`) as one XADD per stream, all in one
-``send``, without waiting for the replies (they come to :meth:`Outbox._written`, read
-lazily). What goes to a node reached by a link is taken out first (``take_links``, the
-hub's).
+Records are queued per stream during a scheduler pass and written at its end (the
+``PassEnd`` instrument of ``pass_end.py`` calls :meth:`Outbox.flush`) as one XADD per
+stream, all in one ``send``, without waiting for the replies (they come to
+:meth:`Outbox._written`, read lazily). What goes to a node reached by a link is taken out
+first (``take_links``, the hub's).
 
 Nothing is lost on a blip: an entry whose connection broke before its reply came (it may
 have been applied) is sent again, before anything newer and with the same ``{epoch}:{seq}``

@@ -4,7 +4,7 @@ Through Redis, every record a node sends another costs Redis an XADD, waking the
 XREAD of the receiver and the next XREAD (two commands and four socket wake-ups in Redis
 per batch), and both nodes the RESP around them. A link is one TCP connection from the
 sending node to the receiving one, carrying the same records (``D``eliver, ``F``orward,
-``K``ick, ``H``and over, ``S``tate: see :mod:`.redis_hub`) in the same order.
+``K``ick, ``H``and over, ``S``tate: see :mod:`.hub`) in the same order.
 
 Wire format, after the opening exchange (one line each way)::
 
@@ -60,7 +60,7 @@ import trio
 
 from ._sockio import drain
 
-log = logging.getLogger("rtmcall.server.links")
+log = logging.getLogger("rtmcall.server.redis.links")
 
 _HEAD = struct.Struct("!QI")
 _ACK = struct.Struct("!Q")

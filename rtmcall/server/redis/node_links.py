@@ -1,7 +1,7 @@
 """How one node of a Redis deployment reaches each other node: over a direct link
 (:mod:`.links`) when that node publishes one, else through its Redis inbox stream.
 
-:class:`NodeLinks` is the part of :class:`~.redis_hub.RedisHub` that does this. It listens
+:class:`NodeLinks` is the part of :class:`~.hub.RedisHub` that does this. It listens
 for links and publishes where (the node key, and a local key for nodes on this host),
 decides once per node how to reach it (reading that node's key; what is sent meanwhile is
 held, in order), takes what the hub's :class:`~.outbox.Outbox` queued for linked nodes out
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import trio
 
-from .hub import HubUnavailable
+from ..hub import HubUnavailable
 from .links import (
     ACK_INTERVAL,
     BATCH_BYTES,

@@ -13,8 +13,8 @@ from collections import OrderedDict, deque
 
 import msgspec
 
-from .config import ServerConfig
-from .session import Session
+from ..config import ServerConfig
+from ..session import Session
 
 
 class _State(msgspec.Struct, array_like=True):

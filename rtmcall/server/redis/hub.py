@@ -19,7 +19,7 @@ hub knows which one it talks to. What lives where:
 Routing a peer message to another node costs no Redis round trip of its own: the node
 looks the receiver up in its directory (a GET only on a miss, or when that node has not
 been heard from for a TTL), answers the sender at once and queues the frame. Before trio
-next sleeps (:class:`_PassEnd`, an instrument's ``before_io_wait``) whatever the wake-up
+next sleeps (:mod:`.pass_end`, an instrument's ``before_io_wait``) whatever the wake-up
 queued goes out as one batch per receiving node — over that node's link (:mod:`.links`;
 :mod:`.node_links` decides which nodes have one), or as one XADD to its inbox stream, in
 one ``send`` — without a task switch and without waiting for the replies (they are read
@@ -35,9 +35,9 @@ Counters for metrics: ``flushes``, ``entries_written``, ``reads``, ``entries_rea
 
 Nothing is lost on a blip:
 
-* **Reading**: the reader keeps the id of the last entry it handled and asks for what comes
-  after it, so entries written while its connection was down (a paused Redis, a cut
-  connection) are read when it is back, in order, once.
+* **Reading** (:mod:`.streams`): from the id of the last entry handled, so entries
+  written while the connection was down (a paused Redis, a cut connection) are read when
+  it is back, in order, once.
 * **Writing** (:mod:`.outbox`): a flush whose connection broke before its replies came (it
   may have been applied) is sent again, before anything newer, until Redis takes it; the
   watchdog resets a connection that leaves a command unanswered for ``2 * op_timeout``.
@@ -60,7 +60,6 @@ that still arrive for the session there. A session whose node died is lost (a fr
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -74,14 +73,17 @@ import trio
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
 
+from ..config import ServerConfig
+from ..hub import Health, HubListener, HubUnavailable
+from ..session import Session
 from . import handover
-from .config import ServerConfig
-from .hub import Health, HubListener, HubUnavailable
 from .links import PeerLink
 from .node_links import NodeLinks
 from .outbox import Outbox
-from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, bulk, redacted
-from .session import Session
+from .pass_end import Ticker, installed
+from .resp import REDIS_ERRORS, RedisAddress, RedisConnection, ReplyError, redacted
+from .scripts import CLAIM, RELEASE, TAKE, Script
+from .streams import BLOCK_MS, StreamReader
 
 log = logging.getLogger("rtmcall.server.redis")
 
@@ -96,8 +98,6 @@ _FAILURE = PeerMessageError.FAILURE
 #: ``N node epoch``, a registration ``P node user state node session epoch``, a node's
 #: answer to an ``X`` about itself: ``A node epoch``, "alive").
 _EPOCH_AT = {b"N": 2, b"P": 6, b"A": 2}
-#: How long one XREAD blocks in Redis (ms).
-_BLOCK_MS = 1000
 #: The watchdog's tick (s) while something is to be tended, and while nothing is (both at
 #: most half the op timeout: acks come well within a sender's patience).
 _TICK = 0.1
@@ -105,58 +105,6 @@ _IDLE_TICK = 1.0
 #: Redis back after a failure: the registrations are written again at once, but at most
 #: this often (s) while it comes and goes.
 _EARLY_REFRESH_GAP = 1.0
-#: A tick may run this part of its interval early, with a wake-up that happens anyway.
-_TICK_EARLY = 0.3
-#: Queued records go out before trio next sleeps, or after waiting this long (s) in a
-#: process too busy to sleep (see ``_PassEnd``).
-_FLUSH_WITHIN = 0.001
-
-# Set the registration only if it is absent or still ours (its value starts with our
-# "node\tsession\t"); answer 0 when another session owns the user now.
-_CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if (not v) or string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
-  return 1
-end
-return 0
-"""
-# Take the registration, whoever had it; answer the previous value (SET ... GET needs 6.2).
-_TAKE = """
-local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-return old
-"""
-# Delete the registration only if it is still ours.
-_RELEASE = """
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-
-class _Script:
-    """A Lua script run by EVALSHA (EVAL when Redis has not seen it yet)."""
-
-    def __init__(self, text: str) -> None:
-        import hashlib
-
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
-
-    def command(self, keys: list[Any], args: list[Any]) -> tuple[Any, ...]:
-        return ("EVALSHA", self.sha, len(keys), *keys, *args)
-
-    async def __call__(self, redis: RedisConnection, keys: list[Any], args: list[Any]) -> Any:
-        try:
-            return await redis.call(*self.command(keys, args))
-        except ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        return await redis.call("EVAL", self.text, len(keys), *keys, *args)
 
 
 @dataclass(slots=True)
@@ -185,53 +133,6 @@ class _Handover:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.session: Session | None = None
-
-
-class _PassEnd(trio.abc.Instrument):
-    """Calls the outbox's flush just before trio waits for I/O: every record queued by the
-    tasks that ran goes out in one write per receiving node, and no task switch is spent on
-    it (a wake-up costs more than the write itself).
-
-    Only before a wait that may sleep (``timeout > 0``), or once what is queued has waited
-    :data:`_FLUSH_WITHIN` s: the passes of one wake-up (a reader, then the writer it woke,
-    then the next frame of the same read...) share one batch, so the receiving node is
-    woken once for them rather than once per pass.
-
-    The flush must not make a task runnable (trio has computed its I/O timeout already):
-    it only writes to a socket; the rare follow-ups (a write that did not fit, an error)
-    are picked up by the hub's tasks within their next tick.
-
-    After trio's wait for I/O, it may (a task made runnable there runs in that very
-    pass): it starts the watchdog's tick early when one is nearly due, so that the tick
-    rides on a wake-up that happens anyway."""
-
-    def __init__(self, hub: RedisHub) -> None:
-        self.hub = hub
-
-    def after_io_wait(self, timeout: float) -> None:
-        # The watchdog's tick rides on a wake-up that happens anyway, when one comes
-        # within the last part of its interval: under traffic, its timer rarely wakes the
-        # process by itself.
-        hub = self.hub
-        waiter = hub._tick_waiter
-        if waiter is not None:
-            now = trio.current_time()
-            if now >= hub._tick_from:
-                hub._tick_waiter = None
-                if now < hub._tick_at:
-                    hub.ticks_early += 1
-                waiter.set()
-
-    def before_io_wait(self, timeout: float) -> None:
-        outbox = self.hub._outbox
-        if outbox.out and (timeout > 0 or trio.current_time() - outbox.out_since >= _FLUSH_WITHIN):
-            try:
-                if not outbox.retry:
-                    outbox.flush()
-                elif outbox.take_links is not None:
-                    outbox.take_links()  # (Redis writes wait for the flusher's retry)
-            except Exception:  # noqa: BLE001 - an instrument that raises is removed
-                log.exception("node %s: flush failed", self.hub.node_id)
 
 
 class RedisHub:
@@ -282,7 +183,6 @@ class RedisHub:
         if not 0 < presence_ttl <= 60:
             raise ValueError("presence_ttl must be more than 0 and at most 60 seconds")
         self.redis = redis
-        self._reader_conn = reader
         self.node_id = node_id or secrets.token_hex(4)
         self._node_b = self.node_id.encode()
         #: This process: entries it writes carry it, with a counter (duplicates skipped).
@@ -336,12 +236,6 @@ class RedisHub:
         #: (it still names the old node: a refresh meanwhile must not take that for a
         #: login elsewhere).
         self._adopting: set[Session] = set()
-        self._read_failed = trio.Event()
-        self._read_error: BaseException | None = None
-        #: trio time since when the inbox has been read without a failure.
-        self._reading_since = 0.0
-        self._xread_head = b""
-        self._inbox_b = self._pstream_b = b""
         self._config: ServerConfig | None = None
         #: What this node writes into Redis streams (queued, batched, resent).
         self._outbox = Outbox(
@@ -376,37 +270,39 @@ class RedisHub:
                 failed=self._failed,
             )
             self._outbox.take_links = self._links.send
-        #: Writes what was queued at the end of each scheduler pass (while running).
-        self._pass_end: _PassEnd | None = None
-        #: The watchdog waits on this for its next tick, due at ``_tick_at`` (trio time):
-        #: set by its timer, or from ``_tick_from`` on by :class:`_PassEnd` with another
-        #: wake-up.
-        self._tick_waiter: trio.Event | None = None
-        self._tick_at = self._tick_from = 0.0
-        #: The watchdog's ticks, and those that ran early with another wake-up.
-        self.ticks = 0
-        self.ticks_early = 0
-        # Reading: the last id handled per stream, the last seq seen per (stream, epoch).
-        self._last_id: dict[bytes, bytes] = {}
-        self._seen: dict[tuple[bytes, bytes], int] = {}
-        self._take = _Script(_TAKE)
-        self._claim = _Script(_CLAIM)
-        self._release = _Script(_RELEASE)
+        #: Reads this node's inbox and the presence stream (:mod:`.streams`).
+        self._streams = StreamReader(
+            redis,
+            reader,
+            inbox=self._inbox,
+            presence=self._presence_stream,
+            node_id=self.node_id,
+            op_timeout=op_timeout,
+            read_count=read_count,
+            on_inbox=self._on_inbox,
+            on_presence=self._on_presence,
+            on_back=self._read_again,
+            ok=self._ok,
+            failed=self._failed,
+        )
+        #: The watchdog's tick (it may ride on another wake-up: :mod:`.pass_end`).
+        self._ticker = Ticker()
+        self._take = Script(TAKE)
+        self._claim = Script(CLAIM)
+        self._release = Script(RELEASE)
         self._redis_ok = True
         #: Set when Redis answers again after a failure: the registrations (gone if it
         #: restarted empty), the node key and a heartbeat are written at once.
         self._refresh_soon = trio.Event()
-        self._listening = False
         self._last_error = ""
         self._nursery: trio.Nursery | None = None
         #: Counters (metrics): frames and kicks received for sessions no longer here, and
         #: records for nodes that died (``dropped`` adds the outbox's: given up after
-        #: ``hold``); entries skipped as duplicates; reads and entries read; handovers.
-        #: (``flushes`` and ``entries_written`` are the outbox's.)
+        #: ``hold``); records received over links; handovers. (``flushes`` and
+        #: ``entries_written`` are the outbox's; ``reads`` and ``duplicates`` the
+        #: stream reader's.)
         self._dropped = 0
-        self.duplicates = 0
-        self.reads = 0
-        self.entries_read = 0
+        self._link_records = 0
         self.handovers_out = 0
         self.handovers_in = 0
         #: Redis operations that succeeded / failed (for the metrics).
@@ -427,6 +323,31 @@ class RedisHub:
     def link_peers(self) -> list[PeerLink]:
         """The links to other nodes (for the metrics)."""
         return [] if self._links is None else list(self._links.peers.values())
+
+    @property
+    def reads(self) -> int:
+        """XREAD replies handled."""
+        return self._streams.reads
+
+    @property
+    def entries_read(self) -> int:
+        """Stream entries read, and records received over links."""
+        return self._streams.entries + self._link_records
+
+    @property
+    def duplicates(self) -> int:
+        """Stream entries skipped: written again after a failed flush."""
+        return self._streams.duplicates
+
+    @property
+    def ticks(self) -> int:
+        """The watchdog's ticks."""
+        return self._ticker.ticks
+
+    @property
+    def ticks_early(self) -> int:
+        """The watchdog's ticks that ran early, with another wake-up."""
+        return self._ticker.early
 
     @property
     def flushes(self) -> int:
@@ -576,7 +497,7 @@ class RedisHub:
             self._failed(exc)
         else:
             self._ok()
-        ok = self._redis_ok and self._listening and not self._outbox.stalled()
+        ok = self._redis_ok and self._streams.listening and not self._outbox.stalled()
         why = self._last_error or "not reading its inbox"
         detail = f"redis hub node {self.node_id}: " + (
             f"{len(self._local)} local sessions" if ok else f"unhealthy ({why})"
@@ -693,126 +614,20 @@ class RedisHub:
             self._nursery = nursery
             if self._links is not None:
                 await self._links.open(nursery)
-            await nursery.start(self._read_loop)
+            await nursery.start(self._streams.run)
             nursery.start_soon(self._outbox.flush_loop)
-            self._pass_end = _PassEnd(self)
-            trio.lowlevel.add_instrument(self._pass_end)
-            self._outbox.at_pass_end = True
-            nursery.start_soon(self._remove_instrument)
+            # (What a wake-up queued is written before trio next sleeps.)
+            await nursery.start(installed, self._outbox, self._ticker, self.node_id)
             nursery.start_soon(self._watchdog)
             nursery.start_soon(self._refresh_loop)
             nursery.start_soon(self._poll_loop)
             task_status.started()
 
-    async def _read_loop(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        inbox = self._inbox.encode()
-        pstream = self._presence_stream.encode()
-        # Start after what the streams hold now (older entries are for older processes).
-        try:
-            with trio.fail_after(self.op_timeout * 2):
-                tails = await self.redis.pipeline(
-                    [("XREVRANGE", s, "+", "-", "COUNT", 1) for s in (inbox, pstream)]
-                )
-        except REDIS_ERRORS as exc:
-            raise HubUnavailable(f"cannot read the node's inbox: {exc!r}") from exc
-        for stream, tail in zip((inbox, pstream), tails, strict=True):
-            if isinstance(tail, ReplyError):
-                raise HubUnavailable(f"cannot read the node's inbox: {tail}")
-            self._last_id[stream] = tail[0][0] if tail else b"0-0"
-        self._listening = True
-        self._reading_since = trio.current_time()
-        task_status.started()
-        reader = self._reader_conn
-        # XREAD's constant part, encoded once (only the two ids change).
-        self._xread_head = b"*10\r\n" + b"".join(
-            bulk(x)
-            for x in (b"XREAD", b"COUNT", b"%d" % self.read_count, b"BLOCK",
-                      b"%d" % _BLOCK_MS, b"STREAMS", inbox, pstream)
-        )  # fmt: skip
-        self._inbox_b, self._pstream_b = inbox, pstream
-        backoff = 0.05
-        while True:
-            # Each read's reply is handled in the connection's reader task, which sends the
-            # next read at once (one wake-up per batch of entries); this task only waits
-            # for a failure. No timeout per read (a cancel scope each costs): the watchdog
-            # resets a connection that stays silent too long, which fails the read.
-            failed = self._read_failed = trio.Event()
-            try:
-                if not reader.connected:
-                    with trio.fail_after(self.op_timeout):
-                        await reader.connect()
-                self._issue_read()
-            except REDIS_ERRORS as exc:
-                self._read_error = exc
-                failed.set()
-            await failed.wait()
-            exc = self._read_error
-            if self._listening:
-                log.warning("node %s: reading the inbox failed: %r", self.node_id, exc)
-            self._listening = False
-            if exc is not None:
-                self._failed(exc)
-            reader.reset()  # a new connection; we go on from the last id handled
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
-
-    def _issue_read(self) -> None:
-        ids = bulk(self._last_id[self._inbox_b]) + bulk(self._last_id[self._pstream_b])
-        self._reader_conn.send_encoded(self._xread_head + ids, 1, self._on_read)
-
-    def _on_read(self, result: Any) -> None:
-        """An XREAD's reply (in the reader connection's task): handle it, read again."""
-        reply = result if isinstance(result, BaseException) else result[0]
-        if isinstance(reply, BaseException):
-            self._read_error = reply
-            self._read_failed.set()
-            return
-        try:
-            if not self._listening:
-                log.info("node %s: reading the inbox again", self.node_id)
-                self._ok()  # (an idle node learns here that Redis is back)
-                self._listening = True
-                self._reading_since = trio.current_time()
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._poll_presence)
-            self.reads += 1
-            inbox = self._inbox_b
-            for stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    self.entries_read += 1
-                    try:
-                        self._on_entry(stream, fields, stream == inbox)
-                    except Exception:  # noqa: BLE001 - one bad entry must not stop the reader
-                        log.exception("node %s: bad stream entry %r", self.node_id, entry_id)
-                    self._last_id[stream] = entry_id
-        finally:
-            try:
-                self._issue_read()
-            except REDIS_ERRORS as exc:
-                self._read_error = exc
-                self._read_failed.set()
-
-    def _on_entry(self, stream: bytes, fields: list[bytes], inbox: bool) -> None:
-        tag = body = b""
-        for i in range(0, len(fields) - 1, 2):
-            if fields[i] == b"f":
-                tag = fields[i + 1]
-            elif fields[i] == b"b":
-                body = fields[i + 1]
-        epoch, _, seq_b = tag.partition(b":")
-        seq = int(seq_b) if seq_b else 0
-        key = (stream, epoch)
-        if seq <= self._seen.get(key, 0):
-            self.duplicates += 1  # written again after a failed flush: handled already
-            return
-        self._seen[key] = seq
-        for record in body.split(b"\n"):
-            if inbox:
-                self._on_inbox(record)
-            else:
-                self._on_presence(record)
+    def _read_again(self) -> None:
+        """Reading works again after a failure: watched users are read again (what
+        changed meanwhile)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._poll_presence)
 
     def _on_inbox(self, record: bytes) -> None:
         op, _, rest = record.partition(b"\t")
@@ -1067,7 +882,7 @@ class RedisHub:
 
     def _on_link_batch(self, body: bytes) -> None:
         for record in body.split(b"\n"):
-            self.entries_read += 1
+            self._link_records += 1
             try:
                 self._on_inbox(record)
             except Exception:  # noqa: BLE001 - one bad record must not stop the link
@@ -1099,16 +914,6 @@ class RedisHub:
                 continue
             links.tend(node)
 
-    async def _remove_instrument(self) -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            if self._pass_end is not None:
-                with contextlib.suppress(KeyError):
-                    trio.lowlevel.remove_instrument(self._pass_end)
-                self._pass_end = None
-                self._outbox.at_pass_end = False
-
     async def _watchdog(self) -> None:
         """Reset a connection that has left a command unanswered too long: dead, not
         slow (a paused Redis that runs again within the limit answers everything)."""
@@ -1116,14 +921,7 @@ class RedisHub:
         busy, idle = min(_TICK, self.op_timeout / 2), min(_IDLE_TICK, self.op_timeout / 2)
         while True:
             interval = busy if self._tending() else idle
-            now = trio.current_time()
-            self._tick_at = now + interval
-            self._tick_from = now + interval * (1 - _TICK_EARLY)
-            self._tick_waiter = waiter = trio.Event()
-            with trio.move_on_at(self._tick_at):
-                await waiter.wait()
-            self._tick_waiter = None
-            self.ticks += 1
+            await self._ticker.wait(interval)
             self.redis.harvest()  # the XADDs' replies (read lazily: no wake-up for each)
             self._tend_links()
             if self._fenced:
@@ -1132,8 +930,8 @@ class RedisHub:
                 log.warning("node %s: no answer from redis for %g s, reconnecting",
                             self.node_id, limit)  # fmt: skip
                 self.redis.reset()
-            if self._reader_conn.unanswered_for() > limit + _BLOCK_MS / 1000:
-                self._reader_conn.reset()
+            if self._streams.conn.unanswered_for() > limit + BLOCK_MS / 1000:
+                self._streams.conn.reset()
 
     def _tending(self) -> bool:
         """Something for the watchdog to tend soon: replies to read, acks to send, batches
@@ -1223,7 +1021,7 @@ class RedisHub:
     # --- helpers --------------------------------------------------------------------
 
     def _queue(self, stream: str, record: bytes) -> None:
-        """Queue one record: written at the end of this scheduler pass (``_PassEnd``),
+        """Queue one record: written at the end of this scheduler pass (:mod:`.pass_end`),
         with everything else queued in it."""
         self._outbox.queue(stream, record)
 
@@ -1237,9 +1035,9 @@ class RedisHub:
         if peer is not None and self._refused_for_good(node, peer):
             return True
         me = self._heard.get(self.node_id)
-        if me is None or not self._listening:
+        if me is None or not self._streams.listening:
             return False
-        heard = max(self._heard.get(node, self._reading_since), self._reading_since)
+        heard = max(self._heard.get(node, self._streams.since), self._streams.since)
         return me - heard > self.presence_ttl * 0.7
 
     def _alive(self, node: str) -> bool:
