@@ -101,6 +101,30 @@ def _bind_problem(exc: OSError, host: str, port: int) -> str:
     return f"cannot serve on {where}: {exc.strerror or exc}"
 
 
+def _cannot_bind(host: str, port: int, reuse_port: bool) -> OSError | None:
+    """Why ``host:port`` cannot be listened on now (bound and released at once), or None:
+    said before Redis is reached, so that a port in use is the only line printed."""
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)  # fmt: skip
+    except OSError as exc:
+        return exc
+    for family, kind, proto, _, address in found:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except OSError as exc:
+            return exc
+        finally:
+            sock.close()
+    return None
+
+
 async def _serve(opts: ServerOptions) -> int:
     from rtmcall.server import ServerConfig, serve
 
@@ -109,6 +133,9 @@ async def _serve(opts: ServerOptions) -> int:
     async with AsyncExitStack() as stack:
         hub = None
         if opts.redis:
+            problem = _cannot_bind(opts.host, opts.port, opts.reuse_port) if opts.port else None
+            if problem is not None:
+                raise CannotServe(_bind_problem(problem, opts.host, opts.port))
             from rtmcall.server.redis import open_redis_hub
             from rtmcall.server.redis.links import split_address
 

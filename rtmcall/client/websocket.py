@@ -46,7 +46,10 @@ def parse_url(url: str) -> tuple[str, int, str, bool]:
     if not parts.hostname:
         raise ValueError(f"no host in URL {url!r}")
     secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
+    try:
+        port = parts.port or (443 if secure else 80)
+    except ValueError as exc:  # ("Port out of range 0-65535", not a number)
+        raise ValueError(f"{exc} in URL {url!r}") from None
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query

@@ -121,13 +121,21 @@ def _variables(pairs: Sequence[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _servers(urls: Sequence[str]) -> list[str]:
+    from rtmcall.client.websocket import parse_url
+
     problems = []
     for url in urls:
         if url.startswith("wss://"):
             problems.append(
                 f"--server {url}: wss:// is not supported by the fault proxy (use ws://)"
             )
-        elif not re.match(r"ws://[^/\s]+", url):
+            continue
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            problems.append(f"--server {url!r}: give a ws://HOST:PORT URL ({exc})")
+            continue
+        if not re.match(r"ws://[^/\s]+", url):
             problems.append(f"--server {url!r}: give a ws://HOST:PORT URL")
     return problems
 

@@ -109,10 +109,16 @@ def test_bad_files_and_options_exit_2_and_start_nothing(tmp_path: Path, config_d
         (["--only", "nope"], "--only 'nope': no scenario has that name"),
         (["--var", "no-equals"], "--var 'no-equals': write NAME=VALUE"),
         (["--server", "http://x"], "give a ws://HOST:PORT URL"),
+        (["--server", "ws://127.0.0.1:99999"], "Port out of range"),
+        (["--server", "ws://127.0.0.1:abc"], "give a ws://HOST:PORT URL"),
+        (["--server", "ws://[::1"], "give a ws://HOST:PORT URL"),
+        (["--server", "ws://127.0.0.1:9,ws://127.0.0.1:x"], "'ws://127.0.0.1:x'"),
         (["--repeat", "0"], "--repeat"),
     ]:
         done = run(config_dir, str(tmp_path / "ok.yaml"), *args)
         assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
+        if args[0] == "--server":
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_list(tmp_path: Path, config_dir: Path) -> None:
@@ -238,6 +244,9 @@ def test_a_server_of_several_that_does_not_answer_is_a_warning_and_the_run_goes_
     runs = [json.loads(line) for line in done.stdout.splitlines()]
     runs = [r for r in runs if r["type"] == "scenario"]
     assert len(runs) == 2 and all(r["ok"] and warning in r["warnings"][0] for r in runs)
+    # The same servers as one comma-separated --server (as the other commands take them).
+    done = run(config_dir, str(tmp_path), "--server", f"{dead},{server_url}")
+    assert done.returncode == 0 and done.stderr.count(warning) == 1, done.stdout + done.stderr
 
     # An actor placed on that server by its file is not moved: the set-up fails, saying so.
     (tmp_path / "a.yaml").write_text(PASSING.replace("alice: {}", "alice: {server: 0}"))

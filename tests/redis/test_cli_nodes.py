@@ -10,7 +10,7 @@ import sys
 import pytest
 import trio
 
-from rtmcall.cli.cmd.health import _check as check_health
+from rtmcall.cli.cmd.health import _check_all as check_health
 from rtmcall.client import ClientConfig
 from rtmcall.engine import LocalInvitationState, RemoteInvitationState
 from rtmcall.server.redis.links import host_id
@@ -60,7 +60,7 @@ async def test_two_server_processes_share_users(shared_redis: RedisProcess, link
     nodes = [start_node(shared_redis.url, f"cli{i}-{links}", *extra[i]) for i in range(2)]
     try:
         (_, url_a), (_, url_b) = nodes
-        assert await check_health(url_a, 5, True, None) == 0
+        assert await check_health([url_a], 5, True, None) == 0
         config = ClientConfig(no_response_timeout=5, lifetime=10)
         with trio.fail_after(20):
             async with phone(url_a, "alice", config) as alice, phone(url_b, "bob", config) as bob:
@@ -175,3 +175,31 @@ def test_a_link_port_in_use_or_malformed_is_one_clear_line(shared_redis: RedisPr
     )  # fmt: skip
     assert done.returncode == 2
     assert "--link-address" in done.stderr and "the port must be a number" in done.stderr
+
+
+def test_a_node_whose_port_is_in_use_or_whose_id_is_malformed_says_only_that(
+    shared_redis: RedisProcess,
+) -> None:
+    """A port in use is found before Redis is reached: one line, exit 4 (not the node's
+    "node links on ..." line first), alone or as --workers. A node id that cannot name
+    Redis keys and clients, or would break the records nodes exchange: exit 2, naming
+    --node-id (it was reported as a Redis problem)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for extra in ([], ["--workers", "2"]):
+            done = subprocess.run(
+                [*RTMCALL, "server", "--port", str(port), "--redis", shared_redis.url, *extra],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert done.returncode == 4, done.stderr
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"127.0.0.1:{port}: the port is in use" in lines[0], lines
+    for bad in ("bad id", "x/y", "é", "a,b", "n=1", "-a", "x" * 49):
+        done = subprocess.run(
+            [*RTMCALL, "server", "--port", "0", "--redis", shared_redis.url, "--node-id", bad],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 2, (bad, done.stderr)
+        assert "--node-id" in done.stderr and "redis" not in done.stderr.lower(), done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -883,3 +884,109 @@ async def test_under_traffic_acks_come_every_half_interval_and_ticks_ride_on_wak
             assert ran_early >= 0.8 * ran, (ran_early, ran)
             await trio.sleep(1)
             assert not hub_a._links.peers["n1"].unacked  # the last ones acknowledged within 1 s
+
+
+async def test_nodes_link_to_each_other_after_redis_restarted_empty(
+    own_redis: RedisProcess,
+) -> None:
+    """Redis restarted without persistence has lost the cluster's link key: the running
+    node writes its own back as soon as Redis answers. A node that made another one
+    meanwhile (set by hand here) and the running node, refused for a bad key or refusing
+    one, read the key again and take it: they link, rather than reaching each other
+    through Redis (and finding a dead node by missed heartbeats only)."""
+    prefix = f"k{secrets.token_hex(3)}"
+    hub = partial(open_redis_hub, own_redis.url, presence_ttl=30, op_timeout=0.5, prefix=prefix)
+    key_name = f"{prefix}:links"
+    async with (
+        hub(node_id="n0") as ha,
+        trio.open_nursery() as nursery,
+        RedisConnection(RedisAddress.from_url(own_redis.url), lazy=True) as admin,
+    ):
+        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=ha))
+        first = ha._links.key.value
+        own_redis.stop()
+        await trio.to_thread.run_sync(own_redis.start)
+        with trio.fail_after(5):
+            while await admin.call("GET", key_name) != first:  # noqa: ASYNC110 - Redis
+                await trio.sleep(0.1)
+        other = b"made by a node started in between"
+        await admin.call("SET", key_name, other)
+        async with hub(node_id="n1") as hb, trio.open_nursery() as inner:
+            b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hb))
+            with trio.fail_after(5):
+                while not all(  # noqa: ASYNC110 - polling two hubs' links
+                    other in h._links.peers and h._links.peers[other].up
+                    for h, other in ((ha, "n1"), (hb, "n0"))
+                ):
+                    await trio.sleep(0.05)
+            assert not ha._links.via_redis and not hb._links.via_redis
+            assert (
+                ha._links.key.value == hb._links.key.value == b"made by a node started in between"
+            )
+            async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
+                await login(wa, "alice")
+                await login(wb, "bob")
+                msg = {"k": "text", "text": "linked"}
+                await send(wb, {"t": "send", "rid": 1, "to": "alice", "msg": msg})
+                assert (await recv(wa, "msg"))["msg"] == msg
+                assert (await recv(wb, "result")).get("code", 0) == 0
+            assert ha._links.peers["n1"].batches + hb._links.peers["n0"].batches > 0
+            inner.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_over_answered_after_the_resume_gave_up_reorders_nothing(
+    shared_redis: RedisProcess,
+) -> None:
+    """bob's node is paused (SIGSTOP) when he resumes on alice's node: the hand-over is
+    not answered within the operation timeout, so he logs in afresh there, and alice's
+    messages go to his new session. Running again, his old node answers the late request
+    and forwards what alice had sent his old session meanwhile: none of it reaches the
+    new session behind what alice sent that one (per sender, order is kept); what was
+    sent to the new session all arrives."""
+    prefix = f"h{secrets.token_hex(3)}"
+    async with (
+        open_redis_hub(
+            shared_redis.url, node_id="n0", presence_ttl=30, op_timeout=0.5, prefix=prefix
+        ) as ha,
+        trio.open_nursery() as nursery,
+        node_process(shared_redis.url, "paused", prefix, 30) as (proc, url),
+    ):
+        a = await nursery.start(partial(serve, "127.0.0.1", 0, hub=ha))
+        async with open_websocket_url(url) as old, open_websocket_url(a.url) as wa:
+            sid = (await login(old, "bob"))["session"]
+            await login(wa, "alice")
+            assert await ha.presence(["bob"]) == {"bob": PeerOnlineState.ONLINE}
+            sent = 0
+
+            async def say(count: int) -> None:
+                nonlocal sent
+                for _ in range(count):
+                    msg = {"k": "text", "text": str(sent)}
+                    await send(wa, {"t": "send", "rid": sent + 1, "to": "bob", "msg": msg,
+                                    "quiet": True})  # fmt: skip
+                    sent += 1
+                    await trio.sleep(0.02)
+
+            await say(5)
+            assert [(await recv(old, "msg"))["msg"]["text"] for _ in range(5)] == list("01234")
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                async with open_websocket_url(a.url) as new:
+                    async with trio.open_nursery() as talk:
+                        talk.start_soon(say, 15)  # (to the old session: the hand-over waits)
+                        ok = await login(new, "bob", resume=sid)
+                    assert ok.get("resumed", False) is False and ok["session"] != sid, ok
+                    first_new = sent
+                    await say(20)
+                    proc.send_signal(signal.SIGCONT)
+                    await trio.sleep(1.0)  # (the old node forwards what it held, if anything)
+                    await say(5)
+                    got: list[int] = []
+                    while not got or got[-1] != sent - 1:
+                        got.append(int((await recv(new, "msg", within=5))["msg"]["text"]))
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            assert got == sorted(set(got)), got  # in order, once
+            assert [n for n in got if n >= first_new] == list(range(first_new, sent))
+        nursery.cancel_scope.cancel()

@@ -21,21 +21,48 @@ def health(
         str | None, typer.Option(metavar="FILE", help="Trust this CA for wss:// (private CA).")
     ] = None,
 ) -> None:
-    """Check one server node: exit 0 when healthy, 1 when it answers unhealthy (for
+    """Check a server node: exit 0 when healthy, 1 when it answers unhealthy (for
     example its Redis is unreachable), 3 when it cannot be reached.
 
     The node answers a WebSocket opening request for the path /health with HTTP 200 or 503
-    and a JSON body {"ok", "detail", "url"}.
+    and a JSON body {"ok", "detail", "url"}. Several nodes (comma-separated) are each
+    checked, at once, one line each in the order given; the exit code is the worst.
 
     \b
     Examples:
       rtmcall health --server ws://10.0.0.5:8765
+      rtmcall health --server ws://10.0.0.5:8765,ws://10.0.0.6:8765
       rtmcall health --json || systemctl restart rtmcall
     """
+    from rtmcall.client.websocket import split_urls
+
     from ..options import resolve_server, run_trio
 
-    url = resolve_server(server)
-    raise typer.Exit(run_trio(_check, url, timeout, json_output, ca))
+    urls = split_urls(resolve_server(server))
+    raise typer.Exit(run_trio(_check_all, urls, timeout, json_output, ca))
+
+
+async def _check_all(urls: list[str], wait: float, json_output: bool, ca: str | None) -> int:
+    import json
+
+    import trio
+
+    answers: list[tuple[int, str]] = [(3, "")] * len(urls)
+
+    async def one(i: int) -> None:
+        answers[i] = await _check(urls[i], wait, ca)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(urls)):
+            nursery.start_soon(one, i)
+    for url, (code, detail) in zip(urls, answers, strict=True):
+        if json_output:
+            print(json.dumps({"ok": code == 0, "detail": detail, "url": url}), flush=True)
+        elif code == 3:
+            print(detail, flush=True)
+        else:
+            print(f"{'healthy' if code == 0 else 'UNHEALTHY'}: {url}: {detail}", flush=True)
+    return max(code for code, _ in answers)
 
 
 def _reasons(exc: BaseException) -> str:
@@ -57,7 +84,8 @@ def _reasons(exc: BaseException) -> str:
     return ": ".join(seen) or type(exc).__name__
 
 
-async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> int:
+async def _check(url: str, wait: float, ca: str | None) -> tuple[int, str]:
+    """One node's exit code, and its detail (why not, when it cannot be reached)."""
     import json
     import ssl
 
@@ -78,20 +106,9 @@ async def _check(url: str, wait: float, json_output: bool, ca: str | None) -> in
         except ValueError:
             answer = {}
         ok = exc.status_code == 200 and bool(answer.get("ok"))
-        detail = answer.get("detail", f"HTTP {exc.status_code}")
-        if json_output:
-            print(json.dumps({"ok": ok, "detail": detail, "url": url}), flush=True)
-        else:
-            print(f"{'healthy' if ok else 'UNHEALTHY'}: {url}: {detail}", flush=True)
-        return 0 if ok else 1
+        return (0 if ok else 1), answer.get("detail", f"HTTP {exc.status_code}")
     except (OSError, HandshakeError, trio.TooSlowError, ssl.SSLError) as exc:
         from ..runtime import unreachable_message
 
-        message = unreachable_message(url, _reasons(exc))
-        if json_output:
-            print(json.dumps({"ok": False, "detail": message, "url": url}), flush=True)
-        else:
-            print(message, flush=True)
-        return 3
-    print(f"{url} upgraded the health check: not an rtmcall server?", flush=True)
-    return 3
+        return 3, unreachable_message(url, _reasons(exc))
+    return 3, f"{url} upgraded the health check: not an rtmcall server?"

@@ -58,7 +58,8 @@ def scenario(
 
     opts = SuiteOptions(
         paths=paths,
-        servers=server or [],
+        # (A comma-separated list counts as that many --server options.)
+        servers=[u.strip() for one in server or [] for u in one.split(",") if u.strip()],
         variables=var or [],
         only=only or [],
         repeat=repeat,

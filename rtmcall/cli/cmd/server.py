@@ -88,7 +88,11 @@ def server(
     ] = None,
     node_id: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="This node's name with --redis. [default: random]"),
+        typer.Option(
+            metavar="NAME",
+            help="This node's name with --redis: letters, digits, '.', '_', '-', up to 48."
+            " [default: random]",
+        ),
     ] = None,
     presence_ttl: Annotated[
         float,
@@ -280,7 +284,7 @@ def server(
         cert=cert,
         key=key,
         redis=redis,
-        node_id=node_id,
+        node_id=_node_id(node_id),
         presence_ttl=presence_ttl,
         links=links,
         link_address=_link_address(link_address),
@@ -310,6 +314,19 @@ def server(
 
         raise typer.Exit(run_workers(options, workers))
     raise typer.Exit(run_server(options))
+
+
+def _node_id(value: str | None) -> str | None:
+    """``--node-id`` checked: it names Redis keys and clients, and goes into the records
+    nodes exchange (tab-, comma- and space-separated)."""
+    import re
+
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}", value):
+        raise usage_error(
+            f"{value!r}: a node id is 1 to 48 letters, digits, '.', '_' or '-' (not first)",
+            "--node-id",
+        )
+    return value
 
 
 def _link_address(value: str | None) -> str | None:

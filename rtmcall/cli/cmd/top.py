@@ -48,14 +48,20 @@ def top(
 
     from ..options import run_trio
 
-    urls = server or [os.environ.get("RTMCALL_SERVER") or DEFAULT_SERVER]
+    given = server or [os.environ.get("RTMCALL_SERVER") or DEFAULT_SERVER]
+    # (A comma-separated list, as the other commands take, is that many nodes.)
+    urls = [u.strip() for one in given for u in one.split(",") if u.strip()]
     targets = []
     for url in urls:
         target = metrics_url(url)
         if target is None:
             from ..options import usage_error
 
-            raise usage_error(f"not a ws://, wss://, http:// or https:// URL: {url!r}", "--server")
+            raise usage_error(
+                f"not a ws://, wss://, http:// or https:// URL with a host and a port"
+                f" (1-65535): {url!r}",
+                "--server",
+            )
         targets.append(target)
     from ..top.run import run_top
 
@@ -73,4 +79,12 @@ def metrics_url(url: str) -> str | None:
     host, slash, path = rest.partition("/")
     if not host:
         return None
-    return f"{scheme}://{host}/{path if slash and path else 'metrics'}"
+    target = f"{scheme}://{host}/{path if slash and path else 'metrics'}"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - it raises for a port out of range or not a number
+    except ValueError:
+        return None
+    return target if parts.hostname else None

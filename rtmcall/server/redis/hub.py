@@ -642,15 +642,19 @@ class RedisHub:
             moved = self._moved.get(sid)
             if moved is not None:
                 self._queue(self._inbox_of(moved[0]), b"F\t" + rest)
+            elif op == b"F":
+                # Forwarded for a session that is not here: its hand-over came after
+                # this node had given up waiting (the user logged in afresh), or the user
+                # logged in again since. Its frames went with it, as on one node; never
+                # into another session, behind what that one was sent since.
+                self._dropped += 1
             elif session is not None and not session.ended:
                 session.push_message(frame)  # the user logged in here again meanwhile
                 if self.listener is not None:
                     self.listener.remote_message(frame)
-            elif op == b"D":
+            else:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._forward, user_b, frame)
-            else:
-                self._dropped += 1
         elif op == b"K":
             user_b, _, sid = rest.partition(b"\t")
             session = self._local.get(user_b.decode())

@@ -74,6 +74,9 @@ MAX_BATCH = 16 * 1024 * 1024
 #: A sender puts at most about this many bytes of records in one batch.
 BATCH_BYTES = 256 * 1024
 _HELLO_MAX = 512
+#: The cluster's key is read from Redis again at most this often (s), when a link meets
+#: another key (:class:`LinkKey`).
+KEY_REREAD_GAP = 0.5
 _ERRORS = (OSError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -124,6 +127,51 @@ def hello(secret: bytes, node: str, epoch: str, to_epoch: str) -> bytes:
     return f"RTMLINK1 {node} {epoch} {to_epoch} {mac(secret, node, epoch, to_epoch)}\n".encode()
 
 
+class LinkKey:
+    """The cluster's key (``{prefix}:links`` in Redis) as this node knows it.
+
+    A Redis restarted without persistence has lost it: the nodes running write theirs back
+    (``SET NX``, with their registrations), and a node started meanwhile may have made a
+    new one. So whoever meets the other key (refused for ``bad key``, or refusing a link
+    for it) reads Redis again (``reread``, at most every :data:`KEY_REREAD_GAP` s) and
+    takes the key found there; the one before is still accepted, so that links keep
+    opening while the other nodes catch up.
+    """
+
+    def __init__(
+        self, value: bytes, reread: Callable[[], Awaitable[bytes | None]] | None = None
+    ) -> None:
+        self.value = value
+        #: The key taken before this one (still accepted from connectors).
+        self.before: bytes | None = None
+        self._reread = reread
+        self._reread_at = -float("inf")
+
+    def take(self, value: bytes | None) -> bool:
+        """Use ``value`` from now on (read from Redis); whether it is another key."""
+        if not value or value == self.value:
+            return False
+        self.before, self.value = self.value, value
+        log.warning("the cluster's link key changed in Redis (restarted empty?): taken")
+        return True
+
+    async def fresh(self) -> bool:
+        """Read the key in Redis again (not twice within :data:`KEY_REREAD_GAP` s):
+        whether it changed."""
+        now = trio.current_time()
+        if self._reread is None or now - self._reread_at < KEY_REREAD_GAP:
+            return False
+        self._reread_at = now
+        return self.take(await self._reread())
+
+    def accepts(self, their_mac: str, node: str, epoch: str, to_epoch: str) -> bool:
+        return any(
+            hmac.compare_digest(their_mac, mac(key, node, epoch, to_epoch))
+            for key in (self.value, self.before)
+            if key
+        )
+
+
 class LinkRefused(ConnectionError):
     """The listener said NO (``reason``)."""
 
@@ -146,12 +194,12 @@ async def _read_line(stream: trio.SocketStream) -> tuple[bytes, bytes]:
     return line, rest
 
 
-async def answers_as(found: LinkAddress, *, node: str, epoch: str, secret: bytes) -> bool:
+async def answers_as(found: LinkAddress, *, node: str, epoch: str, key: LinkKey) -> bool:
     """Whether the process ``found`` names (its epoch) is running and reachable: its link
     listener (the local socket first, if it has one here, else TCP) answers the opening
     exchange as that process. Another process at that address (``NO epoch ...``), a
     refusal or garbage: no. (Silence waits: bound it with a timeout.)"""
-    line_out = hello(secret, node, epoch, found.epoch)
+    line_out = hello(key.value, node, epoch, found.epoch)
     for local in ([found.local] if found.local else []) + [None]:
         try:
             if local is not None:
@@ -204,14 +252,14 @@ class LinkListener:
         *,
         node: str,
         epoch: str,
-        secret: bytes,
+        key: LinkKey,
         on_batch: Callable[[bytes], None],
         handshake_timeout: float = 2.0,
         ack_interval: float = ACK_INTERVAL,
     ) -> None:
         self.node = node
         self.epoch = epoch
-        self.secret = secret
+        self.key = key
         self.on_batch = on_batch
         self.handshake_timeout = handshake_timeout
         self.ack_interval = ack_interval
@@ -285,7 +333,10 @@ class LinkListener:
                 if len(parts) != 5 or parts[0] != b"RTMLINK1":
                     raise LinkRefused("not a link")
                 node, epoch, to_epoch, their_mac = (p.decode(errors="replace") for p in parts[1:])
-                if not hmac.compare_digest(their_mac, mac(self.secret, node, epoch, to_epoch)):
+                key = self.key
+                if not key.accepts(their_mac, node, epoch, to_epoch) and not (
+                    await key.fresh() and key.accepts(their_mac, node, epoch, to_epoch)
+                ):
                     raise LinkRefused("bad key")
                 if to_epoch != self.epoch:
                     raise LinkRefused(f"epoch {self.node} {self.epoch}")
@@ -410,7 +461,7 @@ class PeerLink:
         to_epoch: str,
         host: str,
         port: int,
-        secret: bytes,
+        key: LinkKey,
         op_timeout: float,
         hold: float,
         local: str | None = None,
@@ -431,7 +482,7 @@ class PeerLink:
         #: network namespace no process of that epoch listens, so it is gone (a refusal
         #: over TCP alone may be a wrong address, until a link was made there once).
         self._local_refused = False
-        self.secret = secret
+        self.key = key
         self.op_timeout = op_timeout
         self.hold = hold
         self.seq = 0
@@ -610,6 +661,8 @@ class PeerLink:
                         if self.local is not None:
                             self.local = local_name(self.to_epoch)
                         continue
+                    if exc.reason == "bad key" and await self.key.fresh():
+                        continue  # (Redis restarted empty: the cluster's key is another)
                     self._note_failure(exc)
                 except _ERRORS as exc:
                     self._note_failure(exc)
@@ -677,7 +730,8 @@ class PeerLink:
         with trio.fail_after(self.op_timeout):
             stream = await self._open()
             try:
-                await stream.send_all(hello(self.secret, self.node, self.epoch, self.to_epoch))
+                line_out = hello(self.key.value, self.node, self.epoch, self.to_epoch)
+                await stream.send_all(line_out)
                 line, rest = await _read_line(stream)
             except BaseException:
                 await trio.aclose_forcefully(stream)

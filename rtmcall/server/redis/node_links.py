@@ -26,6 +26,7 @@ from .links import (
     ACK_INTERVAL,
     BATCH_BYTES,
     LinkAddress,
+    LinkKey,
     LinkListener,
     PeerLink,
     advertised_host,
@@ -91,7 +92,9 @@ class NodeLinks:
         self._failed = failed
         self._host_id = None if (found := host_id()) is None else found.encode()
         self._in_prefix = f"{prefix}:in:"
-        self._secret = b""
+        self._key_name = f"{prefix}:links"
+        #: The cluster's link key (read from Redis in :meth:`open`).
+        self.key = LinkKey(b"")
         self._nursery: trio.Nursery | None = None
         #: The listener, once :meth:`open` ran.
         self.listener: LinkListener | None = None
@@ -118,17 +121,18 @@ class NodeLinks:
         self._nursery = nursery
         try:
             with trio.fail_after(self.op_timeout * 2):
-                key = f"{self.prefix}:links"
-                await self.redis.call("SET", key, secrets.token_hex(32), "NX")
-                secret = await self.redis.call("GET", key)
+                await self.redis.call("SET", self._key_name, secrets.token_hex(32), "NX")
+                value = await self._read_key()
         except REDIS_ERRORS as exc:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
-        self._secret = secret if isinstance(secret, bytes) else str(secret).encode()
+        if value is None:
+            raise HubUnavailable("cannot set up the node links: the cluster's key vanished")
+        self.key = LinkKey(value, self._reread_key)
         await self._refuse_a_twin()
         listener = self.listener = LinkListener(
             node=self.node_id,
             epoch=self.epoch,
-            secret=self._secret,
+            key=self.key,
             on_batch=self._on_batch,
             handshake_timeout=self.op_timeout,
             # (well within the senders' patience: a link whose acks stop for
@@ -173,9 +177,7 @@ class NodeLinks:
             return
         running = False
         with trio.move_on_after(self.op_timeout):
-            running = await answers_as(
-                found, node=self.node_id, epoch=self.epoch, secret=self._secret
-            )
+            running = await answers_as(found, node=self.node_id, epoch=self.epoch, key=self.key)
         if running:
             raise HubUnavailable(
                 f"node id {self.node_id!r} is in use: a running node answers as it at"
@@ -188,11 +190,27 @@ class NodeLinks:
     def local_key(self, node: str) -> str:
         return f"{self.prefix}:nodelocal:{node}"
 
+    async def _read_key(self) -> bytes | None:
+        value = await self.redis.call("GET", self._key_name)
+        return None if value is None else value if isinstance(value, bytes) else str(value).encode()
+
+    async def _reread_key(self) -> bytes | None:
+        """The cluster's key in Redis now (None: Redis could not tell)."""
+        try:
+            with trio.fail_after(self.op_timeout):
+                return await self._read_key()
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return None
+
     def key_commands(self) -> list[tuple[Any, ...]]:
-        """(Re)write this node's node key and, if it has a local socket, its local key."""
+        """(Re)write this node's node key and, if it has a local socket, its local key;
+        and the cluster's link key if Redis has lost it (restarted empty): this node's,
+        so that nodes started from now on link to the ones running."""
         ttl = self._key_ttl_ms
         commands: list[tuple[Any, ...]] = [
-            ("SET", self.node_key(self.node_id), self.node_value, "PX", ttl)
+            ("SET", self.node_key(self.node_id), self.node_value, "PX", ttl),
+            ("SET", self._key_name, self.key.value, "NX"),
         ]
         if self.local_value:
             commands.append(("SET", self.local_key(self.node_id), self.local_value, "PX", ttl))
@@ -352,7 +370,7 @@ class NodeLinks:
                 host=found.host,
                 port=found.port,
                 local=found.local,
-                secret=self._secret,
+                key=self.key,
                 op_timeout=self.op_timeout,
                 hold=self.hold,
                 lookup=lambda: self._relookup(node),
