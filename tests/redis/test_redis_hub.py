@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from rtmcall.cli.cmd.health import _check as check_health
+from rtmcall.cli.cmd.health import _check_all as check_health
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.server import ServerConfig, serve
 from rtmcall.server.hub import HubUnavailable
@@ -217,7 +217,7 @@ async def test_redis_paused_messages_wait_and_arrive_once_in_order(
                 assert not (await ha.health()).ok
                 assert not (await a.health()).ok
                 # What an operator's script sees: `rtmcall health` exits 1.
-                assert await check_health(a.url, 5, True, None) == 1
+                assert await check_health([a.url], 5, True, None) == 1
             finally:
                 own_redis.resume()
             got = [(await recv(wb, "msg"))["msg"]["text"] for _ in range(10)]
@@ -228,7 +228,7 @@ async def test_redis_paused_messages_wait_and_arrive_once_in_order(
             with trio.fail_after(5):
                 while not (await ha.health()).ok:  # noqa: ASYNC110 - polling health is the point
                     await trio.sleep(0.1)
-            assert await check_health(a.url, 5, True, None) == 0
+            assert await check_health([a.url], 5, True, None) == 0
 
 
 async def test_redis_gone_longer_than_hold_gives_explicit_errors(own_redis: RedisProcess) -> None:
