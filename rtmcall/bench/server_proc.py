@@ -88,7 +88,10 @@ def _report_trouble(stats: dict[str, int]) -> None:
 
 
 async def _redis_hub(url: str, links: bool, task_status: Any) -> None:
-    from rtmcall.server.redis import open_redis_hub
+    try:
+        from rtmcall.server.redis import open_redis_hub
+    except ImportError:  # (copied into an older tree: bench/wakes.py --before)
+        from rtmcall.server.redis_hub import open_redis_hub  # type: ignore[no-redef]
 
     async with open_redis_hub(url, node_id=f"bench-{os.getpid()}", links=links) as hub:
         task_status.started(hub)

@@ -110,7 +110,12 @@ def _cannot_bind(host: str, port: int, reuse_port: bool) -> OSError | None:
     except OSError as exc:
         return exc
     for family, kind, proto, _, address in found:
-        sock = socket.socket(family, kind, proto)
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            if exc.errno == errno.EAFNOSUPPORT:
+                continue  # (no IPv6 here: the listeners skip that family too)
+            return exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:

@@ -119,6 +119,8 @@ def test_bad_files_and_options_exit_2_and_start_nothing(tmp_path: Path, config_d
         assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
         if args[0] == "--server":
             assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = run(config_dir, str(tmp_path / "ok.yaml"), "--server", ",")
+    assert done.returncode == 2 and "--server: no URL given" in done.stderr, done.stderr
 
 
 def test_list(tmp_path: Path, config_dir: Path) -> None:

@@ -140,3 +140,37 @@ def test_clean_stop_is_0(config_dir: Path) -> None:
         assert proc.wait(timeout=15) == 0
     finally:
         kill(proc)
+
+
+def test_the_port_check_before_redis_skips_a_family_the_kernel_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--redis`` with a port: the port is tried before Redis is reached. A host that
+    resolves to an IPv6 address too, on a kernel without IPv6, is not refused for it (the
+    listeners skip that family); a port in use is still found."""
+    import errno
+
+    from rtmcall.cli import serverrun
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    real = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: object, **kwargs: object) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    both = [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+    ]
+    monkeypatch.setattr(serverrun.socket, "getaddrinfo", lambda *a, **k: both)
+    monkeypatch.setattr(serverrun.socket, "socket", no_ipv6)
+    assert serverrun._cannot_bind("localhost", port, False) is None
+    with real() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        problem = serverrun._cannot_bind("localhost", port, False)
+        assert problem is not None and problem.errno == errno.EADDRINUSE

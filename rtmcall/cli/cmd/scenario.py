@@ -56,10 +56,15 @@ def scenario(
     """
     from rtmcall.scenario.suite import SuiteOptions, run_suite
 
+    servers = [u.strip() for one in server or [] for u in one.split(",") if u.strip()]
+    if server and not servers:
+        from ..options import usage_error
+
+        raise usage_error("no URL given", "--server")
     opts = SuiteOptions(
         paths=paths,
         # (A comma-separated list counts as that many --server options.)
-        servers=[u.strip() for one in server or [] for u in one.split(",") if u.strip()],
+        servers=servers,
         variables=var or [],
         only=only or [],
         repeat=repeat,

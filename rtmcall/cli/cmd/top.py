@@ -51,6 +51,10 @@ def top(
     given = server or [os.environ.get("RTMCALL_SERVER") or DEFAULT_SERVER]
     # (A comma-separated list, as the other commands take, is that many nodes.)
     urls = [u.strip() for one in given for u in one.split(",") if u.strip()]
+    if not urls:
+        from ..options import usage_error
+
+        raise usage_error("no URL given", "--server")
     targets = []
     for url in urls:
         target = metrics_url(url)
@@ -58,8 +62,8 @@ def top(
             from ..options import usage_error
 
             raise usage_error(
-                f"not a ws://, wss://, http:// or https:// URL with a host and a port"
-                f" (1-65535): {url!r}",
+                f"not a ws://, wss://, http:// or https:// URL with a host and a valid"
+                f" port: {url!r}",
                 "--server",
             )
         targets.append(target)

@@ -198,10 +198,12 @@ class NodeLinks:
         """The cluster's key in Redis now (None: Redis could not tell)."""
         try:
             with trio.fail_after(self.op_timeout):
-                return await self._read_key()
+                value = await self._read_key()
         except REDIS_ERRORS as exc:
             self._failed(exc)
             return None
+        self._ok()
+        return value
 
     def key_commands(self) -> list[tuple[Any, ...]]:
         """(Re)write this node's node key and, if it has a local socket, its local key;
