@@ -137,6 +137,18 @@ async def login(ws: WebSocketConnection, user: str, **extra: Any) -> dict:
     return reply
 
 
+async def linked(ha: RedisHub, hb: RedisHub, within: float) -> None:
+    """Until each of the two nodes has its link to the other up."""
+    with trio.fail_after(within):
+        while not all(  # noqa: ASYNC110 - polling two hubs' links
+            h._links is not None
+            and (peer := h._links.peers.get(other.node_id)) is not None
+            and peer.up
+            for h, other in ((ha, hb), (hb, ha))
+        ):
+            await trio.sleep(0.02)
+
+
 async def kill_connections(redis_url: str, node: str) -> int:
     """CLIENT KILL every connection of node ``node`` (its command and inbox readers)."""
     async with RedisConnection(RedisAddress.from_url(redis_url)) as admin:
@@ -618,12 +630,7 @@ async def test_nodes_link_to_each_other_as_soon_as_they_hear_of_each_other(
         open_redis_hub, shared_redis.url, presence_ttl=30, prefix=f"e{secrets.token_hex(3)}"
     )
     async with hub(node_id="n0") as ha, hub(node_id="n1") as hb:
-        with trio.fail_after(1):
-            while not all(  # noqa: ASYNC110 - polling two hubs' links
-                other in h._links.peers and h._links.peers[other].up
-                for h, other in ((ha, "n1"), (hb, "n0"))
-            ):
-                await trio.sleep(0.02)
+        await linked(ha, hb, within=1)
         assert ha._links.peers["n1"].batches == hb._links.peers["n0"].batches == 0
 
 
@@ -913,16 +920,9 @@ async def test_nodes_link_to_each_other_after_redis_restarted_empty(
         await admin.call("SET", key_name, other)
         async with hub(node_id="n1") as hb, trio.open_nursery() as inner:
             b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hb))
-            with trio.fail_after(5):
-                while not all(  # noqa: ASYNC110 - polling two hubs' links
-                    other in h._links.peers and h._links.peers[other].up
-                    for h, other in ((ha, "n1"), (hb, "n0"))
-                ):
-                    await trio.sleep(0.05)
+            await linked(ha, hb, within=5)
             assert not ha._links.via_redis and not hb._links.via_redis
-            assert (
-                ha._links.key.value == hb._links.key.value == b"made by a node started in between"
-            )
+            assert ha._links.key.value == hb._links.key.value == other
             async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
                 await login(wa, "alice")
                 await login(wb, "bob")
