@@ -104,6 +104,8 @@ def _bind_problem(exc: OSError, host: str, port: int) -> str:
 def _cannot_bind(host: str, port: int, reuse_port: bool) -> OSError | None:
     """Why ``host:port`` cannot be listened on now (bound and released at once), or None:
     said before Redis is reached, so that a port in use is the only line printed."""
+    from rtmcall.server.workers import listen_options
+
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)  # fmt: skip
@@ -117,11 +119,7 @@ def _cannot_bind(host: str, port: int, reuse_port: bool) -> OSError | None:
                 continue  # (no IPv6 here: the listeners skip that family too)
             return exc
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listen_options(sock, family, reuse_port)
             sock.bind(address)
         except OSError as exc:
             return exc

@@ -23,6 +23,11 @@ from rtmcall.engine import frames as f
 from .errors import ConnectFailed
 
 
+def split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the items of a comma-separated list, unchecked."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def split_urls(url: str) -> list[str]:
     """``ws://a:8765,ws://b:8765`` -> each URL (several nodes of one deployment).
 
@@ -30,7 +35,7 @@ def split_urls(url: str) -> list[str]:
       ValueError: no URL at all, or one that is not a ws:// or wss:// URL (see
         :func:`parse_url`).
     """
-    urls = [u.strip() for u in url.split(",") if u.strip()]
+    urls = split_list(url)
     if not urls:
         raise ValueError(f"no server URL in {url!r}")
     for one in urls:

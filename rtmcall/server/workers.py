@@ -54,6 +54,16 @@ RESTART_DELAY = 1.0
 RESTART_DELAY_MAX = 30.0
 
 
+def listen_options(sock: Any, family: int, reuse_port: bool) -> None:
+    """What a listening socket gets before bind, as trio's own listeners (SO_REUSEADDR,
+    IPv6 only on an IPv6 socket), and SO_REUSEPORT to share the port (``reuse_port``)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+
+
 async def open_reuseport_listeners(
     host: str | None, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> list[trio.abc.Listener[trio.abc.Stream]]:
@@ -69,10 +79,7 @@ async def open_reuseport_listeners(
         for family, type_, proto, _, sockaddr in addresses:
             sock = trio.socket.socket(family, type_, proto)
             try:
-                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-                sock.setsockopt(trio.socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == trio.socket.AF_INET6:
-                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                listen_options(sock, family, reuse_port=True)
                 await sock.bind(sockaddr)
                 sock.listen(socket.SOMAXCONN)
             except BaseException:

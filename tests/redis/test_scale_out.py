@@ -137,6 +137,15 @@ async def login(ws: WebSocketConnection, user: str, **extra: Any) -> dict:
     return reply
 
 
+async def delivered(
+    sender: WebSocketConnection, receiver: WebSocketConnection, to: str, msg: dict, rid: int = 1
+) -> None:
+    """``sender`` sends ``msg`` to ``to`` (on ``receiver``): it arrives, and is answered OK."""
+    await send(sender, {"t": "send", "rid": rid, "to": to, "msg": msg})
+    assert (await recv(receiver, "msg"))["msg"] == msg
+    assert (await recv(sender, "result")).get("code", 0) == 0
+
+
 async def linked(ha: RedisHub, hb: RedisHub, within: float) -> None:
     """Until each of the two nodes has its link to the other up."""
     with trio.fail_after(within):
@@ -651,9 +660,7 @@ async def test_a_node_restarted_with_links_is_linked_to_where_it_had_none(
                     b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hb))
                     async with open_websocket_url(b.url) as wb:
                         await login(wb, "bob")
-                        await send(wa, {"t": "send", "rid": rid, "to": "bob", "msg": msg})
-                        assert (await recv(wb, "msg"))["msg"] == msg
-                        assert (await recv(wa, "result")).get("code", 0) == 0
+                        await delivered(wa, wb, "bob", msg, rid)
                         linked = "n1" in ha._links.peers and ha._links.peers["n1"].up
                         assert linked is links and ("n1" in ha._links.via_redis) is not links
                     inner.cancel_scope.cancel()
@@ -716,10 +723,7 @@ async def test_a_stranger_on_the_link_port_is_refused_and_the_nodes_go_on(
         async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
             await login(wa, "alice")
             await login(wb, "bob")
-            msg = {"k": "text", "text": "still here"}
-            await send(wa, {"t": "send", "rid": 1, "to": "bob", "msg": msg})
-            assert (await recv(wb, "msg"))["msg"] == msg
-            assert (await recv(wa, "result")).get("code", 0) == 0
+            await delivered(wa, wb, "bob", {"k": "text", "text": "still here"})
             assert hub_a._links.peers["n1"].batches == 1  # over the link, which opened fine
 
 
@@ -743,9 +747,7 @@ async def test_a_node_restarted_under_its_name_is_linked_to_again(
                     b = await inner.start(partial(serve, "127.0.0.1", 0, hub=hub_b))
                     async with open_websocket_url(b.url) as wb:
                         await login(wb, "bob")
-                        await send(wa, {"t": "send", "rid": round_ + 1, "to": "bob", "msg": msg})
-                        assert (await recv(wb, "msg"))["msg"] == msg
-                        assert (await recv(wa, "result")).get("code", 0) == 0
+                        await delivered(wa, wb, "bob", msg, round_ + 1)
                         peer = hub_a._links.peers["n1"]
                         assert peer.to_epoch == hub_b.epoch and peer.family == socket.AF_UNIX
                     inner.cancel_scope.cancel()
@@ -926,10 +928,7 @@ async def test_nodes_link_to_each_other_after_redis_restarted_empty(
             async with open_websocket_url(a.url) as wa, open_websocket_url(b.url) as wb:
                 await login(wa, "alice")
                 await login(wb, "bob")
-                msg = {"k": "text", "text": "linked"}
-                await send(wb, {"t": "send", "rid": 1, "to": "alice", "msg": msg})
-                assert (await recv(wa, "msg"))["msg"] == msg
-                assert (await recv(wb, "result")).get("code", 0) == 0
+                await delivered(wb, wa, "alice", {"k": "text", "text": "linked"})
             assert ha._links.peers["n1"].batches + hb._links.peers["n0"].batches > 0
             inner.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -54,9 +54,10 @@ def scenario(
       rtmcall scenario race.yaml --repeat 20 --junit report.xml
       rtmcall scenario calls.yaml --server ws://node1:8765 --server ws://node2:8765
     """
+    from rtmcall.client.websocket import split_list
     from rtmcall.scenario.suite import SuiteOptions, run_suite
 
-    servers = [u.strip() for one in server or [] for u in one.split(",") if u.strip()]
+    servers = [url for one in server or [] for url in split_list(one)]
     if server and not servers:
         from ..options import usage_error
 

@@ -50,7 +50,9 @@ def top(
 
     given = server or [os.environ.get("RTMCALL_SERVER") or DEFAULT_SERVER]
     # (A comma-separated list, as the other commands take, is that many nodes.)
-    urls = [u.strip() for one in given for u in one.split(",") if u.strip()]
+    from rtmcall.client.websocket import split_list
+
+    urls = [url for one in given for url in split_list(one)]
     if not urls:
         from ..options import usage_error
 

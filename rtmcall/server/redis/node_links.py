@@ -94,7 +94,7 @@ class NodeLinks:
         self._in_prefix = f"{prefix}:in:"
         self._key_name = f"{prefix}:links"
         #: The cluster's link key (read from Redis in :meth:`open`).
-        self.key = LinkKey(b"")
+        self.key = LinkKey(b"", self._reread_key)
         self._nursery: trio.Nursery | None = None
         #: The listener, once :meth:`open` ran.
         self.listener: LinkListener | None = None
@@ -127,7 +127,7 @@ class NodeLinks:
             raise HubUnavailable(f"cannot set up the node links: {exc!r}") from exc
         if value is None:
             raise HubUnavailable("cannot set up the node links: the cluster's key vanished")
-        self.key = LinkKey(value, self._reread_key)
+        self.key.value = value
         await self._refuse_a_twin()
         listener = self.listener = LinkListener(
             node=self.node_id,
