@@ -46,11 +46,21 @@ def same_server(url: str) -> str:
     return f"{scheme}://{host}:{port}{path}{query}"
 
 
+def servers_overlap(one: str, other: str) -> bool:
+    """Whether two ``--server`` values (each one URL or several comma-separated) name a
+    server in common: a softphone given ``ws://a,ws://b`` is on ``ws://b`` too."""
+    return bool(set(same_server(one).split(",")) & set(same_server(other).split(",")))
+
+
+def readable(user: str) -> str:
+    """The file-name-safe part of ``user`` that starts the names of its files."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", user)[:24]
+
+
 def slug(user: str, url: str) -> str:
     """A file-name-safe name for the pair: ``alice-3f9c1a2b7d4e``."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", user)[:24]
     digest = hashlib.sha256(f"{user}\0{same_server(url)}".encode()).hexdigest()[:12]
-    return f"{readable}-{digest}"
+    return f"{readable(user)}-{digest}"
 
 
 def history_path(user: str, url: str) -> Path:

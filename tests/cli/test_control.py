@@ -168,6 +168,29 @@ def test_answer_goes_through_the_softphone(procs, server_url: str, config_dir: P
     assert bob.finish() == 0 and alice.finish() == 0
 
 
+def test_a_one_shot_given_one_url_of_the_softphone_s_server_list_goes_through_it(
+    procs, server_url: str, config_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The softphone fails over between two nodes of one deployment; the one-shot names
+    # one of them: it must go through the softphone, not log in and kick it.
+    a, b = user("alice"), user("bob")
+    listed = f"{server_url},ws://127.0.0.1:9"
+    bob = softphone(procs, listed, config_dir, b)
+    answer = Pipe(["answer", "--user", b, "--server", server_url, "--json"], config_dir)
+    procs.append(answer)
+    assert answer.expect("LoginSuccess", user=b)["via"] == "softphone"
+    alice = Pipe(["login", a, "--server", server_url, "--json"], config_dir)
+    procs.append(alice)
+    alice.expect("LoginSuccess")
+    alice.send(f"call {b}")
+    inv = alice.expect("LocalInvitationSent")["id"]
+    alice.expect("LocalInvitationAccepted", id=inv)
+    assert answer.finish() == 0
+    bob.expect("RemoteInvitationAccepted", id=inv)
+    not_kicked(bob)
+    assert bob.finish() == 0 and alice.finish() == 0
+
+
 def test_a_call_through_the_softphone_is_on_held_and_hung_up_as_standalone(
     procs, server_url: str, config_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]

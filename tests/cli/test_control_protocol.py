@@ -26,15 +26,19 @@ from rtmcall.server import serve
 
 
 @asynccontextmanager
-async def softphone_serving(user: str) -> AsyncIterator[tuple[Softphone, str, list[str]]]:
-    """A server, ``user`` logged in with a Softphone whose lines go to a list, its socket."""
+async def softphone_serving(
+    user: str, also: str = ""
+) -> AsyncIterator[tuple[Softphone, str, list[str]]]:
+    """A server, ``user`` logged in with a Softphone whose lines go to a list, its socket
+    (named after the server's URL, or after it and ``also`` as a ``--server`` list)."""
     lines: list[str] = []
     async with trio.open_nursery() as nursery:
         server = await nursery.start(serve, "127.0.0.1", 0)
         async with connect(server.url, user) as client:
             phone = Softphone(client, TextSink(lines.append, lines.append))
             nursery.start_soon(phone.pump)
-            control = await start_control(nursery, phone, user, server.url)
+            listed = f"{server.url},{also}" if also else server.url
+            control = await start_control(nursery, phone, user, listed)
             assert control is not None
             yield phone, server.url, lines
             await control.aclose()
@@ -170,3 +174,21 @@ async def test_a_softphone_that_refuses_is_not_kicked(monkeypatch: pytest.Monkey
         with pytest.raises(control_client.SoftphoneRefused, match="protocol version 99"):
             await control_connect("proto-alice6", url, "test")
         assert phone.ended is None
+
+
+async def test_a_softphone_given_a_server_list_answers_for_each_of_its_urls() -> None:
+    # `rtmcall login alice --server ws://a,ws://b` and `rtmcall call … --server ws://b`:
+    # two nodes of one deployment; the one-shot must not log in and kick the softphone.
+    other = "ws://127.0.0.1:9"
+    async with softphone_serving("proto-alice7", also=other) as (_, url, _lines):
+        for given in (url, other, f"WS://127.0.0.1:9/,{url}", f"ws://127.0.0.1:8,{other}"):
+            link = await control_connect("proto-alice7", given, "test")
+            assert link is not None, given
+            await link[0].aclose()
+        assert await control_connect("proto-alice7", "ws://127.0.0.1:8", "test") is None
+        # A user whose name reads alike in a file name is refused, and the search goes on.
+        assert await control_connect("proto alice7", url, "test") is None
+        client = await raw("proto-alice7", f"{url},{other}")
+        await client.send(hello("proto-alice7", "ws://127.0.0.1:8"))
+        answer = await client.recv()
+        assert answer is not None and answer["ok"] is False

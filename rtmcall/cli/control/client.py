@@ -3,6 +3,7 @@ softphone of our user and server, and carry out ``rtmcall call``/``answer`` thro
 
 from __future__ import annotations
 
+import glob
 import os
 import socket
 import stat
@@ -28,7 +29,7 @@ from rtmcall.engine.events import (
 )
 
 from .. import commands as c
-from ..local_files import control_dirs, private_dir_problem, socket_name
+from ..local_files import control_dirs, private_dir_problem, readable, socket_name
 from ..sinks import Sink
 from .wire import (
     HELLO_TIMEOUT,
@@ -56,35 +57,69 @@ def _socket_problem(path: Path) -> str | None:
 
 async def connect(user: str, url: str, what: str) -> tuple[trio.SocketStream, Lines] | None:
     """The running softphone of ``user`` on ``url``, connected and greeted; None when none
-    runs (no socket, a stale one, one that is not ours)."""
+    runs (no socket, a stale one, one that is not ours).
+
+    The socket named after ``user`` and ``url`` first; then ``user``'s other sockets, for a
+    softphone given a server list that shares a URL with ``url`` (``ws://a,ws://b`` and
+    ``ws://b``: nodes of one deployment), which answers only when they do.
+    """
     if not hasattr(socket, "AF_UNIX"):
         return None
     for folder in control_dirs():
-        path = folder / socket_name(user, url)
-        if private_dir_problem(folder) is not None or _socket_problem(path) is not None:
+        if private_dir_problem(folder) is not None:
             continue
+        exact = folder / socket_name(user, url)
+        link = await _greet(exact, user, url, what, refusal_stops=True)
+        if link is not None:
+            return link
+        for path in _others(folder, user, exact):
+            link = await _greet(path, user, url, what, refusal_stops=False)
+            if link is not None:
+                return link
+    return None
+
+
+def _others(folder: Path, user: str, exact: Path) -> list[Path]:
+    """``user``'s other control sockets in ``folder`` (and those of users whose names read
+    alike, whose softphones refuse), the newest first."""
+    found = []
+    for path in folder.glob(f"{glob.escape(readable(user))}-*.sock"):
         try:
-            with trio.fail_after(2):
-                stream = await trio.open_unix_socket(str(path))
-        except (OSError, trio.TooSlowError):
-            continue  # stale: its softphone is gone
-        lines = Lines(stream)
-        hello = {"op": "hello", "version": VERSION, "user": user, "server": url}
-        hello.update(pid=os.getpid(), what=what)
+            found.append((path.lstat().st_mtime, path))
+        except OSError:
+            continue
+    return [path for _, path in sorted(found, reverse=True) if path != exact]
+
+
+async def _greet(
+    path: Path, user: str, url: str, what: str, *, refusal_stops: bool
+) -> tuple[trio.SocketStream, Lines] | None:
+    """``path``'s softphone connected and greeted, or None (none there, or it refused us:
+    then, with ``refusal_stops``, :class:`SoftphoneRefused`)."""
+    if _socket_problem(path) is not None:
+        return None
+    try:
+        with trio.fail_after(2):
+            stream = await trio.open_unix_socket(str(path))
+    except (OSError, trio.TooSlowError):
+        return None  # stale: its softphone is gone
+    lines = Lines(stream)
+    hello = {"op": "hello", "version": VERSION, "user": user, "server": url}
+    hello.update(pid=os.getpid(), what=what)
+    answer = None
+    try:
+        with trio.move_on_after(HELLO_TIMEOUT):
+            await stream.send_all(encode(hello))
+            answer = await lines.next()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         answer = None
-        try:
-            with trio.move_on_after(HELLO_TIMEOUT):
-                await stream.send_all(encode(hello))
-                answer = await lines.next()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            answer = None
-        if answer is not None and answer.get("op") == "hello" and answer.get("ok"):
-            return stream, lines
-        await stream.aclose()
-        if answer is not None and answer.get("op") == "hello":
-            # A live softphone that will not take us (another rtmcall version): logging in
-            # ourselves would kick it, so stop here and say why.
-            raise SoftphoneRefused(str(answer.get("message") or "it refused the connection"))
+    if answer is not None and answer.get("op") == "hello" and answer.get("ok"):
+        return stream, lines
+    await stream.aclose()
+    if refusal_stops and answer is not None and answer.get("op") == "hello":
+        # A live softphone that will not take us (another rtmcall version): logging in
+        # ourselves would kick it, so stop here and say why.
+        raise SoftphoneRefused(str(answer.get("message") or "it refused the connection"))
     return None
 
 

@@ -52,7 +52,13 @@ from rtmcall.engine.events import (
 )
 
 from .. import commands as c
-from ..local_files import MAX_SOCKET_PATH, control_dirs, make_private_dir, same_server, socket_name
+from ..local_files import (
+    MAX_SOCKET_PATH,
+    control_dirs,
+    make_private_dir,
+    servers_overlap,
+    socket_name,
+)
 from ..sinks import Sink
 from .wire import HELLO_TIMEOUT, MAX_QUEUED, VERSION, JsonObj, Lines, encode, event_json, info_json
 
@@ -392,7 +398,7 @@ class ControlServer:
         if (
             hello.get("user") != self.user
             or not isinstance(server, str)
-            or (same_server(server) != same_server(self.url))
+            or not servers_overlap(server, self.url)
         ):
             return f"this softphone is {self.user} on {self.url}"
         return None
