@@ -153,7 +153,8 @@ class Operations:
     # --- tasks ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The backstop clock, webhook delivery and the metrics port, until cancelled."""
+        """The backstop clock, webhook delivery and the metrics port, until cancelled (then
+        :meth:`close`)."""
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._expire_loop)
@@ -174,9 +175,17 @@ class Operations:
                     log.info("metrics on %s", self.metrics_url)
                 task_status.started()
         finally:
-            self.observer.shutdown()
-            if self.call_log is not None:
-                self.call_log.close()
+            self.observer.shutdown()  # (at the stop's start: the calls' ends are then)
+
+    async def close(self, drain: float) -> None:
+        """The server stopped (call it after :meth:`run` ended, shielded): the webhooks
+        still queued — those of the stop itself among them: the invitations and calls it
+        ended ``server_shutdown``, the sessions it closed — get up to ``drain`` seconds to
+        go out."""
+        if self.call_log is not None:
+            self.call_log.close()
+        if self.webhooks is not None:
+            await self.webhooks.drain(drain)
 
     async def _expire_loop(self) -> None:
         observer = self.observer

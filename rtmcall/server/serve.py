@@ -326,8 +326,11 @@ async def serve(
             await trio.sleep_forever()
     finally:
         server.stopping = True
-        server._stopped.set()
         for listener in listeners:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(listener)
+        if server.ops is not None:
+            with trio.CancelScope(shield=True):
+                await server.ops.close(server.config.shutdown_grace)
+        server._stopped.set()
         log.info("server on %s stopped", server.url)

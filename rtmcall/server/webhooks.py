@@ -153,6 +153,8 @@ class _Endpoint:
         self.url = url
         self.stats = EndpointStats(_public(url))
         self.send, self.receive = trio.open_memory_channel[_Event](queue_size)
+        #: Events whose delivery was cut short by the server stopping (drained at the stop).
+        self.unfinished: list[_Event] = []
         self._last_drop_log = float("-inf")
         self._dropped_since_log = 0
 
@@ -179,7 +181,17 @@ class _Endpoint:
 
     @property
     def backlog(self) -> int:
-        return self.send.statistics().current_buffer_used + self.stats.in_flight
+        used = self.send.statistics().current_buffer_used
+        return used + self.stats.in_flight + len(self.unfinished)
+
+    def take_all(self) -> list[_Event]:
+        """What is left to deliver (cut short first, then queued), taken out."""
+        events, self.unfinished = self.unfinished, []
+        while True:
+            try:
+                events.append(self.receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return events
 
 
 class WebhookSender:
@@ -247,34 +259,58 @@ class WebhookSender:
 
     # --- delivering -----------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver until cancelled. What is still queued then is lost (logged)."""
+    def _client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=self.config.workers * len(self.endpoints) + 4)
-        async with httpx.AsyncClient(
+        return httpx.AsyncClient(
             timeout=self.config.timeout,
             limits=limits,
             transport=self._transport,
             headers={"User-Agent": "rtmcall-webhooks"},
             follow_redirects=False,
-        ) as client:
-            try:
-                async with trio.open_nursery() as nursery:
-                    for endpoint in self.endpoints:
-                        for _ in range(self.config.workers):
-                            nursery.start_soon(self._worker, client, endpoint)
-                    task_status.started()
-            finally:
-                left = self.backlog
-                if left:
-                    log.warning("webhooks: %d event(s) not delivered at shutdown", left)
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until cancelled. What is still queued or in flight then stays for
+        :meth:`drain`."""
+        async with self._client() as client:
+            async with trio.open_nursery() as nursery:
+                for endpoint in self.endpoints:
+                    for _ in range(self.config.workers):
+                        nursery.start_soon(self._worker, client, endpoint)
+                task_status.started()
+
+    async def drain(self, grace: float) -> None:
+        """The server stops: deliver what is left (the events of the stop itself among
+        it: sessions closed, calls ended) for at most ``grace`` seconds, then log what
+        was not. Call it after :meth:`run` ended, shielded."""
+        batches = [(endpoint, endpoint.take_all()) for endpoint in self.endpoints]
+        if any(events for _, events in batches):
+            async with self._client() as client:
+                with trio.move_on_after(grace):
+                    async with trio.open_nursery() as nursery:
+                        for endpoint, events in batches:
+                            send, receive = trio.open_memory_channel[_Event](len(events))
+                            for event in events:
+                                send.send_nowait(event)
+                            send.close()
+                            endpoint.receive = receive
+                            for _ in range(self.config.workers):
+                                nursery.start_soon(self._worker, client, endpoint)
+        left = sum(len(endpoint.take_all()) for endpoint in self.endpoints)
+        if left:
+            log.warning("webhooks: %d event(s) not delivered at shutdown", left)
 
     async def _worker(self, client: httpx.AsyncClient, endpoint: _Endpoint) -> None:
         async for event in endpoint.receive:
             endpoint.stats.in_flight += 1
+            done = False  # (delivered or given up)
             try:
                 await self._deliver(client, endpoint, event)
+                done = True
             finally:
                 endpoint.stats.in_flight -= 1
+                if not done:  # (cut short: the server stops)
+                    endpoint.unfinished.append(event)
 
     async def _deliver(self, client: httpx.AsyncClient, endpoint: _Endpoint, event: _Event) -> None:
         stats = endpoint.stats

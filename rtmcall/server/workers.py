@@ -235,7 +235,7 @@ async def _stop_all(workers: list[_Worker], grace: float) -> None:
     for w in workers:
         if w.proc is not None and w.proc.returncode is None:
             w.proc.send_signal(signal.SIGTERM)
-    with trio.move_on_after(grace + 5):
+    with trio.move_on_after(2 * grace + 5):  # (the clients' grace, then the webhooks')
         for w in workers:
             if w.proc is not None:
                 await w.proc.wait()

@@ -48,8 +48,9 @@ class Ops:
         return [e["data"] for e in self.receiver.accepted() if e["type"] == kind]
 
 
-async def start_ops(nursery: trio.Nursery, tmp_path: Path) -> Ops:
-    receiver = await nursery.start(Receiver(SECRET).run)
+async def start_ops(nursery: trio.Nursery, tmp_path: Path, receiver: Receiver | None = None) -> Ops:
+    """A server in ``nursery``; the receiver too, unless one is given."""
+    receiver = receiver or await nursery.start(Receiver(SECRET).run)
     log = tmp_path / "calls.jsonl"
     ops = OpsOptions(
         metrics=True,
@@ -143,7 +144,7 @@ async def test_a_caller_logging_out_mid_call_and_a_call_open_at_shutdown(
         await trio.sleep(11)
         assert await ops.sample("rtmcall_calls_in_progress") == 1
         server_nursery.cancel_scope.cancel()  # the server stops with the call on
-        await trio.sleep(1)
+        await trio.sleep(3)  # (its clients get the shutdown grace, 2 s, to close)
     lines = {line["id"]: line for line in ops.lines()}
     assert len(ops.lines()) == len(lines) == 2
     assert lines[left]["call_end"] in ("caller_offline", "hangup_by_caller")
@@ -158,3 +159,25 @@ async def _nursery(
     async with trio.open_nursery() as nursery:
         task_status.started(nursery)
         await trio.sleep_forever()
+
+
+async def test_the_events_of_a_stop_reach_the_webhook(tmp_path: Path) -> None:
+    """A server stopped with a call on and users logged in: the call's ``call.ended``
+    (``server_shutdown``) and every ``user.offline`` are still delivered (the webhooks
+    queued at the stop get the shutdown grace). Real clock: the deliveries are real I/O."""
+    async with trio.open_nursery() as nursery:
+        receiver = await nursery.start(Receiver(SECRET).run)  # (it outlives the server)
+        server_nursery = await nursery.start(_nursery)
+        ops = await start_ops(server_nursery, tmp_path, receiver)
+        with trio.fail_after(20):
+            async with phone(ops.server.url, "bob") as bob, phone(ops.server.url, "carol") as carol:
+                call = await connect_call(carol, bob)
+                await ops.receiver.wait_for(lambda: len(ops.events("user.online")) == 2)
+                server_nursery.cancel_scope.cancel()
+                await ops.receiver.wait_for(lambda: len(ops.events("user.offline")) == 2)
+                await ops.receiver.wait_for(lambda: len(ops.events("call.ended")) == 1)
+        (hook,) = ops.events("call.ended")
+        assert (hook["id"], hook["call_end"]) == (call, "server_shutdown")
+        assert sorted(e["user"] for e in ops.events("user.offline")) == ["bob", "carol"]
+        assert [line["id"] for line in ops.lines()] == [call]
+        nursery.cancel_scope.cancel()
