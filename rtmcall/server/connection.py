@@ -199,8 +199,13 @@ class Connection:
             elif session.link is self:
                 session.detach()
                 await self.server.hub.update(session)
-                self.server.start_reaper(session)
-                log.info("%s: connection dropped (%s), resumable", self.who(), self.outcome)
+                if session.ended:
+                    # Handed over to another node meanwhile (its client resumed there
+                    # before this drop was noticed): no copy of it stays here.
+                    await self.server.end_session(session, session.end_reason or reason)
+                else:
+                    self.server.start_reaper(session)
+                    log.info("%s: connection dropped (%s), resumable", self.who(), self.outcome)
         if self.outcome == "shutdown":
             await self.send_now_raw(replies.BYE)
         await self.ws.aclose(code, reason or None)

@@ -114,6 +114,8 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
     deadline = None if expires_in is None else trio.current_time() + expires_in
 
     session = server.sessions.get(login.resume) if login.resume else None
+    if session is not None and session.ended:
+        session = None  # (handed over to another node, and going: ask where it is now)
     adopted = False
     if session is None and login.resume:
         # Resume on any node: a shared hub may hand the session over from its node.

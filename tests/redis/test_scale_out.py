@@ -23,9 +23,9 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from rtmcall.client import ClientConfig, ConnectFailed
+from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.codes import ConnectionState as CS
 from rtmcall.engine.codes import LocalInvitationState as LS
-from rtmcall.engine.codes import PeerMessageError, PeerOnlineState
 from rtmcall.engine.codes import RemoteInvitationState as RS
 from rtmcall.server import ServerConfig, serve
 from rtmcall.server.redis import RedisHub, open_redis_hub
@@ -44,6 +44,7 @@ async def cluster(
     *,
     op_timeout: float = 0.5,
     links: bool = True,
+    ttl: float = TTL,
     hub: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[list[tuple[Any, RedisHub]]]:
@@ -56,7 +57,7 @@ async def cluster(
                 open_redis_hub(
                     redis_url,
                     node_id=f"n{i}",
-                    presence_ttl=TTL,
+                    presence_ttl=ttl,
                     op_timeout=op_timeout,
                     prefix=prefix,
                     links=links,
@@ -474,6 +475,95 @@ async def test_a_resume_on_another_node_survives_a_refresh_during_its_hand_over(
             with trio.move_on_after(0.3):
                 frame = await recv(wb, "kicked")
                 raise AssertionError(f"the resumed session was kicked: {frame}")
+
+
+async def test_a_session_handed_over_while_its_drop_was_being_noticed_leaves_no_stale_copy(
+    shared_redis: RedisProcess,
+) -> None:
+    """bob's line drops and he resumes on node b before node a has finished noticing the
+    drop (its presence update still on the way to Redis): node a hands the session over
+    and keeps no detached copy of it, so when bob comes back to node a later, he resumes
+    there (from node b) instead of finding that stale copy and logging in afresh, which
+    lost what was sent to him meanwhile."""
+    async with cluster(shared_redis.url, 2) as [(a, ha), (b, _)]:
+        update = ha.update
+        dropping = trio.Event()
+
+        async def slow_update(session: Any) -> None:
+            if session.user == "bob" and session.link is None and not dropping.is_set():
+                dropping.set()  # (the drop's detach)
+                await trio.sleep(0.5)
+            await update(session)
+
+        ha.update = slow_update  # type: ignore[method-assign]
+        async with open_websocket_url(a.url) as wa:
+            await login(wa, "alice")
+            async with open_websocket_url(a.url) as old:
+                sid = (await login(old, "bob"))["session"]
+            await dropping.wait()
+            async with open_websocket_url(b.url) as wb:
+                ok = await login(wb, "bob", resume=sid)
+                assert ok.get("resumed") is True and ok["session"] == sid, ok
+                await send(wa, {"t": "send", "rid": 1, "to": "bob",
+                                "msg": {"k": "text", "text": "to b"}})  # fmt: skip
+                assert (await recv(wa, "result")).get("code", 0) == 0
+                got = await recv(wb, "msg")
+            await trio.sleep(0.7)  # (node a's update is done; bob is detached on node b)
+            assert sid not in a.sessions
+            await send(wa, {"t": "send", "rid": 2, "to": "bob",
+                            "msg": {"k": "text", "text": "while away"}})  # fmt: skip
+            assert (await recv(wa, "result"))["code"] == PeerMessageError.CACHED_BY_SERVER
+            async with open_websocket_url(a.url) as back:
+                ok = await login(back, "bob", resume=sid, ack=got["seq"])
+                assert ok.get("resumed") is True and ok["session"] == sid, ok
+                assert (await recv(back, "msg"))["msg"]["text"] == "while away"
+
+
+@pytest.mark.parametrize("where", ["one node", "two nodes"])
+async def test_of_two_logins_at_the_same_instant_the_later_kicks_the_earlier(
+    shared_redis: RedisProcess, where: str
+) -> None:
+    """SPEC §3 whatever the timing: two logins of one user at once (the first one's answer
+    from Redis handled late: on one node, after the second login's; across nodes, after
+    the other node's kick for it came). The one Redis took first is kicked (REMOTE_LOGIN),
+    the other is the user's session: messages reach it, and its logout leaves the user
+    OFFLINE (no registration of the kicked one left behind). A long TTL: the refresh,
+    which would find the registration taken and kick the loser at last, does not come."""
+    async with cluster(shared_redis.url, 2, ttl=30) as [(a, ha), (b, hb)]:
+        take = ha._take
+        calls = 0
+
+        async def first_answer_late(redis: Any, keys: list[str], args: list[Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            answer = await take(redis, keys, args)
+            if calls == 1:
+                await trio.sleep(0.3)
+            return answer
+
+        ha._take = first_answer_late  # type: ignore[method-assign]
+        second = b if where == "two nodes" else a
+        async with (
+            open_websocket_url(a.url) as w1,
+            open_websocket_url(second.url) as w2,
+            open_websocket_url(b.url) as wc,
+        ):
+            await login(wc, "carol")
+            await send(w1, {"t": "login", "user": "dan"})
+            await trio.sleep(0.1)  # (the first TAKE is in Redis; its answer is held)
+            await send(w2, {"t": "login", "user": "dan"})
+            assert (await recv(w1))["t"] == "login_ok"
+            assert (await recv(w2))["t"] == "login_ok"
+            kicked = await recv(w1, "kicked", within=3)
+            assert kicked["reason"] == ConnectionChangeReason.REMOTE_LOGIN
+            with trio.move_on_after(0.5):
+                frame = await recv(w2, "kicked")
+                raise AssertionError(f"the later login was kicked too: {frame}")
+            await delivered(wc, w2, "dan", {"k": "text", "text": "to the later one"})
+            await send(w2, {"t": "logout"})
+            await trio.sleep(0.3)
+            for hub in (ha, hb):
+                assert await hub.presence(["dan"]) == {"dan": PeerOnlineState.OFFLINE}
 
 
 async def test_an_unknown_or_ended_session_on_another_node_is_a_fresh_login(

@@ -236,6 +236,13 @@ class RedisHub:
         #: (it still names the old node: a refresh meanwhile must not take that for a
         #: login elsewhere).
         self._adopting: set[Session] = set()
+        #: Users whose login here is taking the registration (one at a time per user,
+        #: so that the later of two concurrent logins kicks the earlier, as Redis saw them).
+        self._registering: dict[str, trio.Lock] = {}
+        #: Session id -> when: a kick (``K``) that came from another node before this
+        #: node's login of that session had taken the registration (the other login came
+        #: after it in Redis): that login is kicked as soon as it has.
+        self._kicked_early: dict[bytes, float] = {}
         self._config: ServerConfig | None = None
         #: What this node writes into Redis streams (queued, batched, resent).
         self._outbox = Outbox(
@@ -360,6 +367,18 @@ class RedisHub:
     # --- Hub protocol ---------------------------------------------------------------
 
     async def register(self, session: Session) -> Session | None:
+        user = session.user
+        lock = self._registering.get(user)
+        if lock is None:
+            lock = self._registering[user] = trio.Lock()
+        try:
+            async with lock:
+                return await self._register(session)
+        finally:
+            if not lock.locked() and self._registering.get(user) is lock:
+                del self._registering[user]
+
+    async def _register(self, session: Session) -> Session | None:
         previous = self._local.get(session.user)
         try:
             with trio.fail_after(self.op_timeout):
@@ -378,6 +397,11 @@ class RedisHub:
             )
         else:
             previous = None
+        if self._kicked_early and self._kicked_early.pop(session.id.encode(), None):
+            session.kick(
+                ConnectionChangeReason.REMOTE_LOGIN,
+                f"user {session.user!r} logged in on another node",
+            )
         user_b = session.user.encode()
         if old is not None:
             node, sid, _ = self._parse(old)
@@ -663,6 +687,13 @@ class RedisHub:
                     ConnectionChangeReason.REMOTE_LOGIN,
                     f"user {session.user!r} logged in on another node",
                 )
+            elif user_b.decode() in self._registering:
+                # (its login here has not taken the registration yet: kicked when it has)
+                now = trio.current_time()
+                early = self._kicked_early
+                for old_sid in [k for k, at in early.items() if at < now - 10 * self.op_timeout]:
+                    del early[old_sid]
+                early[sid] = now
         elif op == b"H":
             user_b, sid, node_b, request = rest.split(b"\t")
             self._hand_over(user_b.decode(), sid, node_b.decode(), request)
