@@ -22,7 +22,7 @@ keeps its operations atomic.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rtmcall.engine.codes import ConnectionChangeReason, PeerMessageError, PeerOnlineState
 from rtmcall.engine.frames import Presence, encode
@@ -54,9 +54,14 @@ class HubListener(Protocol):
     def peer_offline(self, user: str) -> None:
         """A user watched here went OFFLINE (also when a login elsewhere replaced it)."""
 
-    def session_moved(self, session: Session, node: str) -> None:
+    def session_moved(self, session: Session, node: str) -> list[dict[str, Any]]:
         """A local session was handed over to ``node`` (resume on any node): it lives on
-        there (its end here follows, with the reason ``resumed on node …``)."""
+        there (its end here follows, with the reason ``resumed on node …``). Returns what
+        goes along with it for :meth:`session_adopted` there (JSON-ready)."""
+
+    def session_adopted(self, session: Session, carried: list[dict[str, Any]]) -> None:
+        """A session handed over from another node is this node's now (its client is
+        resuming here), with what :meth:`session_moved` returned there."""
 
 
 class Hub(Protocol):

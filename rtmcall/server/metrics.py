@@ -145,7 +145,7 @@ class ServerMetrics:
         calls = CounterMetricFamily(
             "rtmcall_calls_ended",
             "Calls (accepted invitations) ended, by how: hangup_by_caller, hangup_by_callee, "
-            "caller_offline, callee_offline, caller_moved, max_duration, server_shutdown.",
+            "caller_offline, callee_offline, max_duration, server_shutdown.",
             labels=["node", "end"],
         )
         for end, count in self.calls_ended.items():

@@ -102,9 +102,6 @@ class CallEnd(StrEnum):
     CALLER_OFFLINE = "caller_offline"
     #: The callee's session ended for good (or, on another node, its presence went OFFLINE).
     CALLEE_OFFLINE = "callee_offline"
-    #: The caller's session resumed on another node: this node, which holds the call, sees
-    #: no more of it (the duration is up to then).
-    CALLER_MOVED = "caller_moved"
     #: No hang-up within ``ObserverWindows.call`` (clients that never send one).
     MAX_DURATION = "max_duration"
     #: The server stopped while the call was on.
@@ -362,22 +359,51 @@ class InvitationObserver:
             elif record.callee == user and record.callee_session == session:
                 self._end_call(record, CallEnd.CALLEE_OFFLINE)
 
-    def session_moved(self, user: str, session: str) -> None:
+    def session_moved(self, user: str, session: str) -> list[dict[str, Any]]:
         """A local session was handed over to another node (resume on any node). A
-        callee's invitations and calls go on, the callee now remote (its answers and
-        hang-ups come through the hub, its going offline by presence). A caller's cannot
-        be followed from here: open invitations end as when the session ends; calls end
-        ``caller_moved``."""
+        callee's invitations and calls go on here, the callee now remote (its answers and
+        hang-ups come through the hub, its going offline by presence). A caller's move
+        with the session: they leave this node without a word and are returned, for the
+        new node's :meth:`adopt` (the caller's node observes)."""
+        carried = []
         for record in self._of(user):
             if record.callee == user and record.callee_session == session:
                 record.callee_node = record.callee_session = None
             elif record.caller == user and record.caller_session == session:
-                self._caller_gone(record)
+                del self.open[record.id]
+                carried.append(_carry(record, self.node))
         for record in self._calls_of(user):
             if record.callee == user and record.callee_session == session:
                 record.callee_node = record.callee_session = None
             elif record.caller == user and record.caller_session == session:
-                self._end_call(record, CallEnd.CALLER_MOVED)
+                del self.calls[record.id]
+                carried.append(_carry(record, self.node))
+        return carried
+
+    def adopt(self, carried: Iterable[dict[str, Any]]) -> None:
+        """Invitations and calls of a caller whose session was handed over here (what
+        :meth:`session_moved` returned on its old node): observed here from now on, as
+        if they had started here (a call's end, an invitation's outcome: once, here)."""
+        now, wall = self._clock(), self._wall()
+        for data in carried:
+            try:
+                record = _uncarry(data, now, wall)
+            except (KeyError, TypeError, ValueError):
+                continue  # (another version's: not ours to guess)
+            if record.id in self.open or record.id in self.calls:
+                continue
+            record.caller_node = self.node
+            if record.callee_node == self.node:
+                pass  # (the callee is here: its session id came along)
+            elif record.callee_node == data.get("from"):
+                record.callee_session = None  # (on the old node, remote now)
+            if record.phase is Phase.ENDED:
+                self.calls[record.id] = record
+                assert record.ended_at is not None
+                heapq.heappush(self._heap, (record.ended_at + self.windows.call, record.id))
+            else:
+                self.open[record.id] = record
+                heapq.heappush(self._heap, (self._due(record), record.id))
 
     def peer_offline(self, user: str) -> None:
         """Presence says ``user`` (on another node) is OFFLINE."""
@@ -619,6 +645,43 @@ class InvitationObserver:
     def _emit(self, kind: str, record: InvitationRecord) -> None:
         for sink in self._every:
             sink.invitation_event(kind, record)
+
+
+#: The times of a record, carried as wall-clock seconds (each node has its own clock).
+_TIMES = ("sent_at", "ringing_at", "answered_at", "canceled_at", "ended_at", "call_ended_at")
+_CARRIED = (
+    "id", "caller", "callee", "caller_session", "content", "channel_id", "lifetime",
+    "callee_node", "callee_session", "delivered", "callee_was_offline", "rang", "reason",
+    "response", "inferred",
+)  # fmt: skip
+
+
+def _carry(record: InvitationRecord, node: str) -> dict[str, Any]:
+    """A record as JSON-ready data for the node a session moves to."""
+    data: dict[str, Any] = {name: getattr(record, name) for name in _CARRIED}
+    for name in _TIMES:
+        t = getattr(record, name)
+        data[name] = None if t is None else t + record.wall_offset
+    data["phase"] = record.phase.value
+    data["from"] = node
+    return data
+
+
+def _uncarry(data: dict[str, Any], now: float, wall: float) -> InvitationRecord:
+    """The record :func:`_carry` made, on this node's clock (observed by this node)."""
+    offset = wall - now
+    record = InvitationRecord(
+        str(data["id"]), str(data["caller"]), str(data["callee"]), "", "", 0.0, offset
+    )
+    for name in _CARRIED:
+        setattr(record, name, data[name])
+    for name in _TIMES:
+        t = data[name]
+        setattr(record, name, None if t is None else float(t) - offset)
+    record.phase = Phase(data["phase"])
+    if record.phase is Phase.ENDED:
+        record.outcome = Outcome.ACCEPTED  # (only calls in progress are carried ended)
+    return record
 
 
 class _DeliverView(msgspec.Struct):

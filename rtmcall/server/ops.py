@@ -17,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -123,10 +123,12 @@ class Operations:
 
     # --- hooks from the server and the hub ------------------------------------------------
 
-    def user_online(self, session: Session) -> None:
+    def user_online(self, session: Session, resumed: bool = False) -> None:
+        """A session began here: a login, or (``resumed``) one handed over from another
+        node."""
         if self.webhooks is not None:
             self._online.add(session.id)
-            self.webhooks.user_event(True, session.user, session.id)
+            self.webhooks.user_event(True, session.user, session.id, resumed=resumed)
 
     def session_ended(self, session: Session, why: str) -> None:
         if session.id in self._moved:
@@ -146,9 +148,13 @@ class Operations:
     def peer_offline(self, user: str) -> None:
         self.observer.peer_offline(user)
 
-    def session_moved(self, session: Session, node: str) -> None:
+    def session_moved(self, session: Session, node: str) -> list[dict[str, Any]]:
         self._moved.add(session.id)
-        self.observer.session_moved(session.user, session.id)
+        return self.observer.session_moved(session.user, session.id)
+
+    def session_adopted(self, session: Session, carried: list[dict[str, Any]]) -> None:
+        self.observer.adopt(carried)
+        self.user_online(session, resumed=True)
 
     # --- tasks ----------------------------------------------------------------------------
 

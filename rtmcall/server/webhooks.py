@@ -233,10 +233,14 @@ class WebhookSender:
         else:
             self.emit(f"invitation.{kind}", data)
 
-    def user_event(self, online: bool, user: str, session: str, reason: str = "") -> None:
+    def user_event(
+        self, online: bool, user: str, session: str, reason: str = "", *, resumed: bool = False
+    ) -> None:
         data: dict[str, Any] = {"user": user, "session": session, "node": self.node}
         if not online:
             data["reason"] = reason
+        elif resumed:
+            data["resumed"] = True  # (handed over from another node: no new login)
         self.emit("user.online" if online else "user.offline", data)
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:

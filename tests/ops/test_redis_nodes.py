@@ -202,12 +202,14 @@ async def test_calls_across_nodes_end_on_the_caller_s_node_at_either_side_s_hang
     assert all(e["node"] == "n0" for e in hooks)
 
 
-async def test_a_call_whose_callee_resumes_on_another_node_goes_on(
+async def test_invitations_and_calls_whose_party_resumes_on_another_node_end_once(
     shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     """Resume on any node: the callee's session moves from the caller's node to the other
-    one mid-call; the call goes on there, and its hang-up, now through Redis, ends it.
-    The caller moving ends it ``caller_moved`` (its node cannot follow it)."""
+    one mid-call; the call goes on, and its hang-up, now through Redis, ends it there.
+    A caller that moves takes its call, and an invitation still ringing, to the new node,
+    which logs them once as the users saw them (accepted, hung up); its webhooks say the
+    session began there (``resumed``) and, at the logout, ended there."""
     receiver = await nursery.start(Receiver(SECRET).run)
     logs = [tmp_path / "n0.jsonl", tmp_path / "n1.jsonl"]
     with trio.fail_after(60):
@@ -241,12 +243,41 @@ async def test_a_call_whose_callee_resumes_on_another_node_goes_on(
                 phone(n1.url, "dave", FAST) as dave,
             ):
                 caller_moved = await connect_call(carol, dave)
+                ringing = await carol.client.call("dave")
+                await dave.wait("RemoteInvitationReceived", ringing.id, W)
                 await move(carol)
+                await dave.client.accept(ringing.id)
+                await carol.wait("LocalInvitationAccepted", ringing.id, W)
                 await carol.client.hangup(caller_moved)
                 await ended(dave, caller_moved, W)
+                await carol.client.hangup(ringing.id)
+                await ended(dave, ringing.id, W)
+            await receiver.wait_for(
+                lambda: sum(e["type"] == "call.ended" for e in receiver.accepted()) == 3
+            )
             await trio.sleep(0.5)
-    lines = {x["id"]: x for x in (json.loads(y) for y in logs[0].read_text().splitlines())}
-    assert len(lines) == 2 and logs[1].read_text() == ""
-    assert lines[callee_moved]["call_end"] == "hangup_by_callee"
-    assert lines[callee_moved]["call_duration"] >= 0.5
-    assert lines[caller_moved]["call_end"] == "caller_moved"
+    lines = [{x["id"]: x for x in map(json.loads, log.read_text().splitlines())} for log in logs]
+    assert list(lines[0]) == [callee_moved]
+    assert lines[0][callee_moved]["call_end"] == "hangup_by_callee"
+    assert lines[0][callee_moved]["call_duration"] >= 0.5
+    assert sorted(lines[1]) == sorted([caller_moved, ringing.id])
+    for inv in (caller_moved, ringing.id):
+        line = lines[1][inv]
+        assert (line["outcome"], line["call_end"]) == ("accepted", "hangup_by_caller"), line
+        assert line["caller_node"] == "n1" and not line["inferred"]
+    assert lines[1][ringing.id]["sent_at"] < lines[1][ringing.id]["answered_at"]
+    hooks = [e for e in receiver.accepted() if e["type"] in ("call.ended", "invitation.ended")]
+    assert sorted((e["type"], e["data"]["id"]) for e in hooks) == sorted(
+        (kind, inv)
+        for inv in (callee_moved, caller_moved, ringing.id)
+        for kind in ("call.ended", "invitation.ended")
+    )
+    carol_hooks = [
+        (e["type"], e["node"], e["data"].get("resumed"), e["data"].get("reason"))
+        for e in receiver.accepted()
+        if e["type"].startswith("user.") and e["data"]["user"] == "carol"
+    ]
+    assert carol_hooks[0] == ("user.online", "n0", None, None)
+    assert ("user.online", "n1", True, None) in carol_hooks
+    assert ("user.offline", "n0", None, "resumed on node n1") in carol_hooks
+    assert [h for h in carol_hooks if h[:2] == ("user.offline", "n1")], carol_hooks

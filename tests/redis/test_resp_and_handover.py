@@ -78,10 +78,12 @@ def test_a_session_s_state_survives_the_hand_over() -> None:
     old.detach()
     _deliver(old, "m3")  # kept for the resume
     old.push(b'{"t":"presence","states":{"alice":0}}')
-    data = snapshot(old)
+    observed = [{"id": "inv1", "phase": "ringing", "content": "tab\there"}]
+    data = snapshot(old, observed)
     assert b"\n" not in data and b"\t" not in data
 
-    new = restore(data, config)
+    new, came = restore(data, config)
+    assert came == observed  # (the caller's invitations: the observer's to read)
     assert (new.user, new.id, new.seq, new.last_rid) == ("bob", old.id, 4, old.last_rid)
     assert new.subscriptions == {"alice", "carol"}
     new.attach(_Link())

@@ -2,7 +2,9 @@
 
 What travels: the id, the Deliver numbering (``seq``) and the unacknowledged frames, the
 frames queued while detached, the Send answers remembered for repeats (with the
-generation they belong to), and the watched users. What does not: the token deadline (the
+generation they belong to), the watched users, and the invitations and calls the old
+node observed with the session as their caller (so that their end is logged, once, by
+the new node). What does not: the token deadline (the
 resuming Login carries its own token) and the connection (there is none: the client is
 logging in on the new node).
 """
@@ -10,6 +12,7 @@ logging in on the new node).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import Any
 
 import msgspec
 
@@ -28,13 +31,16 @@ class _State(msgspec.Struct, array_like=True):
     others: list[str]
     answered: list[tuple[int, int, str]]
     subscriptions: list[str]
+    #: The invitations and calls the old node observed with this session as the caller
+    #: (its call log's and webhooks' records, :meth:`.observer.InvitationObserver.adopt`).
+    observed: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_State)
 
 
-def snapshot(session: Session) -> bytes:
+def snapshot(session: Session, observed: list[dict[str, Any]] | None = None) -> bytes:
     """The session's state (no raw newline or tab in it: JSON escapes them)."""
     unacked = list(session.unacked or ())
     numbered = {id(data) for _, data in unacked}
@@ -52,13 +58,15 @@ def snapshot(session: Session) -> bytes:
         others=others,
         answered=answered,
         subscriptions=sorted(session.subscriptions),
+        observed=observed or [],
     )
     return _encoder.encode(state)
 
 
-def restore(data: bytes, config: ServerConfig) -> Session:
+def restore(data: bytes, config: ServerConfig) -> tuple[Session, list[dict[str, Any]]]:
     """A detached session rebuilt from :func:`snapshot` (subscriptions not yet watched:
-    the hub adds them). Raises msgspec.ValidationError/DecodeError on bad data."""
+    the hub adds them), and what was observed with it. Raises
+    msgspec.ValidationError/DecodeError on bad data."""
     state = _decoder.decode(data)
     session = Session(state.user, config)
     session.id = state.id
@@ -75,4 +83,4 @@ def restore(data: bytes, config: ServerConfig) -> Session:
     if state.answered:
         session.answered = OrderedDict((rid, (gen, r.encode())) for rid, gen, r in state.answered)
     session.subscriptions = set(state.subscriptions)
-    return session
+    return session, state.observed

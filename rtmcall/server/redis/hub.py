@@ -128,11 +128,12 @@ class _Fenced:
 
 
 class _Handover:
-    __slots__ = ("event", "session")
+    __slots__ = ("event", "session", "observed")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.session: Session | None = None
+        self.observed: list[dict[str, Any]] = []
 
 
 class RedisHub:
@@ -575,6 +576,8 @@ class RedisHub:
                 if not taken and self._local.get(user) is session:
                     del self._local[user]
         self.handovers_in += 1
+        if self.listener is not None:
+            self.listener.session_adopted(session, slot.observed)
         users = list(session.subscriptions)
         for watched in users:
             self._watchers.setdefault(watched, set()).add(session)
@@ -720,7 +723,8 @@ class RedisHub:
         if session is None or session.id.encode() != sid or session.ended:
             self._queue(reply, b"S\t%s\t" % request)
             return
-        self._queue(reply, b"S\t%s\t%s" % (request, handover.snapshot(session)))
+        observed = self.listener.session_moved(session, node) if self.listener else None
+        self._queue(reply, b"S\t%s\t%s" % (request, handover.snapshot(session, observed)))
         self.handovers_out += 1
         window = self._config.resume_window if self._config else 10.0
         self._moved[sid] = (node, trio.current_time() + max(window, self.presence_ttl) + 5)
@@ -728,8 +732,6 @@ class RedisHub:
         # takes the registration).
         del self._local[user]
         self._drop_watches(session)
-        if self.listener is not None:
-            self.listener.session_moved(session, node)
         session.ended = True
         session.end_reason = f"resumed on node {node}"
         if session.link is not None:
@@ -748,7 +750,7 @@ class RedisHub:
                 slot.event.set()
             return
         config = self._config or ServerConfig()
-        session = handover.restore(state, config)
+        session, slot.observed = handover.restore(state, config)
         previous = self._local.get(session.user)
         if previous is not None and previous is not session:
             previous.kick(
