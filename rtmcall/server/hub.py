@@ -48,8 +48,15 @@ class Health:
 class HubListener(Protocol):
     """What a distributed hub tells the server's invitation observer (``listener``)."""
 
-    def remote_message(self, data: bytes) -> None:
+    def remote_message(self, data: bytes, session: Session) -> None:
         """A Deliver frame another node routed to a local session was handed to it."""
+
+    def user_left(self, user: str) -> None:
+        """The presence stream says ``user`` (on another node) went OFFLINE (logged out,
+        kicked, not resumed, their node stopped), watched here or not."""
+
+    def node_gone(self, node: str, users: list[str]) -> None:
+        """``node`` was found gone (died: not stopped) with the sessions of ``users``."""
 
     def peer_offline(self, user: str) -> None:
         """A user watched here went OFFLINE (also when a login elsewhere replaced it)."""

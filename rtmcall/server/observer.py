@@ -158,6 +158,9 @@ class InvitationRecord:
     #: A call (accepted): when it ended (it started at ``ended_at``, the Confirm) and how.
     call_ended_at: float | None = None
     call_end: CallEnd | None = None
+    #: Followed by the callee's node for the caller's (which logs it), in case that node
+    #: dies: then this node logs it (:meth:`InvitationObserver.node_gone`).
+    shadow: bool = False
 
     @property
     def call_seconds(self) -> float | None:
@@ -278,6 +281,11 @@ class InvitationObserver:
         self.open: dict[str, InvitationRecord] = {}
         #: Calls in progress by id (accepted invitations not yet hung up).
         self.calls: dict[str, InvitationRecord] = {}
+        #: Shadows (``InvitationRecord.shadow``): invitations and calls from callers on
+        #: other nodes to local callees, followed silently; and when they are let go.
+        self.shadows: dict[str, InvitationRecord] = {}
+        self.shadow_calls: dict[str, InvitationRecord] = {}
+        self._shadow_heap: list[tuple[float, str]] = []
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._heap: list[tuple[float, str]] = []
         self.sent_total = 0
@@ -294,9 +302,9 @@ class InvitationObserver:
         if kind is Text:
             return
         if kind is Hangup or kind is HangupAck:
-            call = self.calls.get(msg.id)  # type: ignore[union-attr]
+            call = self.calls.get(msg.id) or self.shadow_calls.get(msg.id)  # type: ignore[union-attr]
             if call is None and kind is Hangup:
-                record = self.open.get(msg.id)  # type: ignore[union-attr]
+                record = self.open.get(msg.id) or self.shadows.get(msg.id)  # type: ignore[union-attr]
                 if (
                     record is not None
                     and record.phase is Phase.ACCEPTING
@@ -305,7 +313,7 @@ class InvitationObserver:
                     # The caller hangs up in place of a Confirm that was lost: it implies
                     # the Confirm, as at the callee's engine.
                     self._end(record, Outcome.ACCEPTED)
-                    call = self.calls.get(msg.id)  # type: ignore[union-attr]
+                    call = self.calls.get(msg.id) or self.shadow_calls.get(msg.id)  # type: ignore[union-attr]
             if call is not None:
                 self._call_msg(call, sender, to, kind)
             return
@@ -313,7 +321,7 @@ class InvitationObserver:
         if kind is Invite:
             self._on_invite(sender, session, to, msg, delivered)  # type: ignore[arg-type]
             return
-        record = self.open.get(msg.id)  # type: ignore[union-attr]
+        record = self.open.get(msg.id) or self.shadows.get(msg.id)  # type: ignore[union-attr]
         if record is None:
             return
         if sender == record.callee and to == record.caller:
@@ -324,9 +332,11 @@ class InvitationObserver:
         elif sender == record.caller and to == record.callee:
             self._from_caller(record, msg, delivered)
 
-    def delivered(self, data: bytes) -> None:
-        """A Deliver frame (encoded) that another node routed to a local user: the
-        callee's answers, when the callee is on another node."""
+    def delivered(self, data: bytes, user: str, session: str) -> None:
+        """A Deliver frame (encoded) that another node routed to local ``user``'s
+        ``session``: the callee's answers, when the callee is on another node; an
+        invitation (and what follows it) from a caller on another node, followed as a
+        shadow."""
         if b'"k":"text"' in data:  # (inside a string it would be escaped)
             return
         try:
@@ -334,16 +344,80 @@ class InvitationObserver:
         except msgspec.DecodeError:  # not ours to judge: the receiver's engine does
             return
         msg = frame.msg
-        if msg is None or type(msg) is Text or type(msg) is Invite:
+        kind = type(msg)
+        if msg is None or kind is Text:
             return
-        if type(msg) is Hangup or type(msg) is HangupAck:
+        if kind is Invite:
+            self._shadow(frame.sender, user, session, msg)  # type: ignore[arg-type]
+            return
+        if kind is Hangup or kind is HangupAck:
             call = self.calls.get(msg.id)
             if call is not None and frame.sender == call.callee:
-                self._call_msg(call, call.callee, call.caller, type(msg))
+                self._call_msg(call, call.callee, call.caller, kind)
+            elif (call := self.shadow_calls.get(msg.id)) and frame.sender == call.caller:
+                self._call_msg(call, call.caller, call.callee, kind)
             return
         record = self.open.get(msg.id)  # type: ignore[union-attr]
-        if record is not None and frame.sender == record.callee:
-            self._from_callee(record, msg)
+        if record is not None:
+            if frame.sender == record.callee:
+                self._from_callee(record, msg)
+        elif (record := self.shadows.get(msg.id)) is not None and frame.sender == record.caller:  # type: ignore[union-attr]
+            self._from_caller(record, msg, True)
+
+    def _shadow(self, caller: str, callee: str, session: str, msg: Invite) -> None:
+        if msg.id in self.shadows or msg.id in self.open or msg.id in self._ended:
+            return
+        if msg.id in self.shadow_calls:
+            return
+        now = self._clock()
+        record = InvitationRecord(
+            msg.id, caller, callee, "", "", now, self._wall() - now, msg.content, msg.channel,
+            msg.lifetime, self.node, session,
+        )  # fmt: skip
+        record.delivered = True
+        record.shadow = True
+        self.shadows[msg.id] = record
+        heapq.heappush(self._shadow_heap, (now + self._shadow_life(msg.lifetime), msg.id))
+
+    def _shadow_life(self, lifetime: float | None) -> float:
+        """The longest an invitation can be open, every window run out (and a grace)."""
+        w = self.windows
+        return w.no_response + (lifetime or w.lifetime) + w.confirm + 2 * w.grace
+
+    def node_gone(self, node: str, users: Iterable[str]) -> None:
+        """``node`` died (found gone, not stopped) with these users' sessions on it: the
+        invitations and calls of its callers that this node shadowed end here, as their
+        callees see them (the caller OFFLINE), ``inferred``, with ``caller_node`` the
+        dead node, and are logged here: that node cannot."""
+        callers = set(users)
+        if not callers or not (self.shadows or self.shadow_calls):
+            return
+        for record in [r for r in self.shadows.values() if r.caller in callers]:
+            del self.shadows[record.id]
+            self._unshadow(record, node)
+            self.open[record.id] = record
+            record.reason = "caller_node_lost"
+            self._caller_gone(record)
+        for record in [r for r in self.shadow_calls.values() if r.caller in callers]:
+            del self.shadow_calls[record.id]
+            self._unshadow(record, node)
+            self.calls[record.id] = record
+            self._end_call(record, CallEnd.CALLER_OFFLINE)
+
+    def _unshadow(self, record: InvitationRecord, node: str) -> None:
+        record.shadow = False
+        record.caller_node = node
+        record.inferred = True
+
+    def caller_left(self, user: str) -> None:
+        """``user`` (on another node) is OFFLINE, or logged in elsewhere: their node ended
+        (and logged) what they had; this node's shadows of it go."""
+        if self.shadows:
+            for inv_id in [i for i, r in self.shadows.items() if r.caller == user]:
+                del self.shadows[inv_id]
+        if self.shadow_calls:
+            for inv_id in [i for i, r in self.shadow_calls.items() if r.caller == user]:
+                del self.shadow_calls[inv_id]
 
     def session_ended(self, user: str, session: str) -> None:
         """A local session ended for good: its invitations fail as its peers' engines
@@ -358,6 +432,19 @@ class InvitationObserver:
                 self._end_call(record, CallEnd.CALLER_OFFLINE)
             elif record.callee == user and record.callee_session == session:
                 self._end_call(record, CallEnd.CALLEE_OFFLINE)
+        for inv_id in self._shadowed(user, session):  # (the caller's node logs those)
+            self.shadows.pop(inv_id, None) or self.shadow_calls.pop(inv_id, None)
+
+    def _shadowed(self, callee: str, session: str) -> list[str]:
+        """The shadows of ``callee``'s ``session``, by id."""
+        if not (self.shadows or self.shadow_calls):
+            return []
+        return [
+            r.id
+            for table in (self.shadows, self.shadow_calls)
+            for r in table.values()
+            if r.callee == callee and r.callee_session == session
+        ]
 
     def session_moved(self, user: str, session: str) -> list[dict[str, Any]]:
         """A local session was handed over to another node (resume on any node). A
@@ -378,6 +465,9 @@ class InvitationObserver:
             elif record.caller == user and record.caller_session == session:
                 del self.calls[record.id]
                 carried.append(_carry(record, self.node))
+        for inv_id in self._shadowed(user, session):
+            record = self.shadows.pop(inv_id, None) or self.shadow_calls.pop(inv_id)
+            carried.append(_carry(record, self.node))
         return carried
 
     def adopt(self, carried: Iterable[dict[str, Any]]) -> None:
@@ -392,6 +482,19 @@ class InvitationObserver:
                 continue  # (another version's: not ours to guess)
             if record.id in self.open or record.id in self.calls:
                 continue
+            if record.shadow:  # (its callee moved here; its caller is elsewhere)
+                record.callee_node = self.node
+                if record.phase is Phase.ENDED:
+                    self.shadow_calls[record.id] = record
+                    deadline = (record.ended_at or now) + self.windows.call
+                else:
+                    self.shadows[record.id] = record
+                    deadline = now + self._shadow_life(record.lifetime)
+                heapq.heappush(self._shadow_heap, (deadline, record.id))
+                continue
+            # (the caller moved to its callee's node: no more shadow here, the record)
+            self.shadows.pop(record.id, None)
+            self.shadow_calls.pop(record.id, None)
             record.caller_node = self.node
             if record.callee_node == self.node:
                 pass  # (the callee is here: its session id came along)
@@ -417,6 +520,14 @@ class InvitationObserver:
     def expire(self, now: float | None = None) -> float:
         """End invitations whose backstop deadline passed; the next deadline (inf: none)."""
         now = self._clock() if now is None else now
+        shadows = self._shadow_heap
+        while shadows and shadows[0][0] <= now:
+            _, inv_id = heapq.heappop(shadows)
+            # (a shadow outlived any window: its callee's engine gave up on it long ago)
+            self.shadows.pop(inv_id, None)
+            record = self.shadow_calls.get(inv_id)
+            if record is not None and now >= (record.ended_at or 0) + self.windows.call:
+                del self.shadow_calls[inv_id]
         heap = self._heap
         while heap:
             deadline, inv_id = heap[0]
@@ -596,6 +707,8 @@ class InvitationObserver:
         record.phase = Phase.RINGING
         record.delivered = True
         record.ringing_at = self._clock()
+        if record.shadow:
+            return
         self.ringing_total += 1
         if self._every:
             self._emit("ringing", record)
@@ -610,11 +723,18 @@ class InvitationObserver:
         record.error = error
         record.callee_error = callee
         record.ended_at = self._clock()
-        del self.open[record.id]
         ended = self._ended
-        ended[record.id] = None
+        ended[record.id] = None  # (its late and repeated frames change nothing)
         if len(ended) > self._keep_ended:
             ended.popitem(last=False)
+        if record.shadow:
+            del self.shadows[record.id]
+            if outcome is Outcome.ACCEPTED:
+                self.shadow_calls[record.id] = record
+                deadline = record.ended_at + self.windows.call
+                heapq.heappush(self._shadow_heap, (deadline, record.id))
+            return
+        del self.open[record.id]
         self.ended_total += 1
         if outcome is Outcome.ACCEPTED:
             # The call starts (before the sinks hear ``ended``: the call log waits for it).
@@ -634,6 +754,9 @@ class InvitationObserver:
         self._end_call(record, CallEnd.HANGUP_BY_CALLER if by_caller else CallEnd.HANGUP_BY_CALLEE)
 
     def _end_call(self, record: InvitationRecord, how: CallEnd) -> None:
+        if record.shadow:
+            self.shadow_calls.pop(record.id, None)
+            return
         if self.calls.pop(record.id, None) is None:
             return
         record.call_ended_at = self._clock()
@@ -652,7 +775,7 @@ _TIMES = ("sent_at", "ringing_at", "answered_at", "canceled_at", "ended_at", "ca
 _CARRIED = (
     "id", "caller", "callee", "caller_session", "content", "channel_id", "lifetime",
     "callee_node", "callee_session", "delivered", "callee_was_offline", "rang", "reason",
-    "response", "inferred",
+    "response", "inferred", "shadow", "caller_node",
 )  # fmt: skip
 
 

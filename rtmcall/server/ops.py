@@ -142,8 +142,14 @@ class Operations:
             self._online.discard(session.id)
             self.webhooks.user_event(False, session.user, session.id, why)
 
-    def remote_message(self, data: bytes) -> None:
-        self.observer.delivered(data)
+    def remote_message(self, data: bytes, session: Session) -> None:
+        self.observer.delivered(data, session.user, session.id)
+
+    def user_left(self, user: str) -> None:
+        self.observer.caller_left(user)
+
+    def node_gone(self, node: str, users: list[str]) -> None:
+        self.observer.node_gone(node, users)
 
     def peer_offline(self, user: str) -> None:
         self.observer.peer_offline(user)

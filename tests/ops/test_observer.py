@@ -19,9 +19,12 @@ class Sink:
     every_event = True
     events: list[tuple[str, str, str | None]] = field(default_factory=list)
     ended: dict[str, InvitationRecord] = field(default_factory=dict)
+    #: The record of every event, by id.
+    seen: dict[str, InvitationRecord] = field(default_factory=dict)
 
     def invitation_event(self, kind: str, record: InvitationRecord) -> None:
         self.events.append((kind, record.id, record.outcome))
+        self.seen[record.id] = record
         if kind == "ended":
             assert record.id not in self.ended, "ended twice"
             self.ended[record.id] = record
@@ -161,12 +164,20 @@ def test_backstops_when_no_frame_comes() -> None:
 def test_the_callee_s_answers_through_another_node() -> None:
     w = World()
     w.caller(f.Invite(id="i1"))
-    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Ack(id="i1"), seq=3)))
-    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Refuse(id="i1"), seq=4)))
-    w.obs.delivered(b"not json")
-    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Text(text='"k":"end"'), seq=5)))
+    w.obs.delivered(
+        f.encode(f.Deliver(sender="bob", msg=f.Ack(id="i1"), seq=3)), "alice", "s-alice"
+    )
+    w.obs.delivered(
+        f.encode(f.Deliver(sender="eve", msg=f.Refuse(id="i1"), seq=4)), "alice", "s-alice"
+    )
+    w.obs.delivered(b"not json", "alice", "s-alice")
+    w.obs.delivered(
+        f.encode(f.Deliver(sender="bob", msg=f.Text(text='"k":"end"'), seq=5)), "alice", "s-alice"
+    )
     assert w.obs.open["i1"].ringing_at is not None
-    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Refuse(id="i1", response="x"))))
+    w.obs.delivered(
+        f.encode(f.Deliver(sender="bob", msg=f.Refuse(id="i1", response="x"))), "alice", "s-alice"
+    )
     assert w.outcome() == ("refused", None, False)
     line = w.sink.ended["i1"].as_dict()
     assert line["callee_node"] is None and line["caller_node"] == "n0"
@@ -241,16 +252,16 @@ def test_a_callee_s_hangup_through_another_node_and_its_presence() -> None:
     w = World()
     w.obs.sent("alice", "s-alice", "bob", f.Invite(id="c1"), OK)
     for msg in (f.Ack(id="c1"), f.Accept(id="c1")):
-        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)))
+        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)), "alice", "s-alice")
     w.caller(f.Confirm(id="c1"))
     w.tick(2)
-    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Hangup(id="c1"))))
+    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Hangup(id="c1"))), "alice", "s-alice")
     assert "c1" in w.obs.calls
-    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Hangup(id="c1"))))
+    w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=f.Hangup(id="c1"))), "alice", "s-alice")
     assert call_end(w, "c1") == ("hangup_by_callee", 2.0)
     w.obs.sent("alice", "s-alice", "bob", f.Invite(id="c2"), OK)
     for msg in (f.Ack(id="c2"), f.Accept(id="c2")):
-        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)))
+        w.obs.delivered(f.encode(f.Deliver(sender="bob", msg=msg)), "alice", "s-alice")
     w.caller(f.Confirm(id="c2"))
     w.obs.peer_offline("carol")
     w.tick(5)
@@ -309,3 +320,61 @@ def test_a_caller_s_hangup_while_ringing_changes_nothing() -> None:
     assert "i1" not in w.sink.ended
     w.callee(f.Refuse(id="i1"))
     assert w.outcome() == ("refused", None, False)
+
+
+def test_a_caller_on_another_node_is_shadowed_and_logged_here_only_if_its_node_dies() -> None:
+    """The callee's node follows invitations from callers on other nodes without a word
+    (their node logs them); when that node dies with the caller's session, the callee's
+    node logs what was open there: an invitation ringing, a call in progress."""
+    w = World()  # node n0, bob's; alice is on node n9
+
+    def from_alice(msg: f.PeerMsg) -> None:
+        w.obs.delivered(f.encode(f.Deliver(sender="alice", msg=msg)), "bob", "s-bob")
+
+    from_alice(f.Invite(id="r1", content="hi"))  # ringing when n9 dies
+    w.callee(f.Ack(id="r1"))
+    from_alice(f.Invite(id="c1"))  # a call when n9 dies
+    w.callee(f.Ack(id="c1"))
+    w.callee(f.Accept(id="c1"))
+    from_alice(f.Confirm(id="c1"))
+    from_alice(f.Invite(id="x1"))  # refused: over before n9 dies
+    w.callee(f.Refuse(id="x1"))
+    from_alice(f.Invite(id="x1"))  # (a late repeat of it)
+    from_alice(f.Invite(id="h1"))  # hung up by the callee before
+    w.callee(f.Ack(id="h1"))
+    w.callee(f.Accept(id="h1"))
+    from_alice(f.Confirm(id="h1"))
+    w.callee(f.Hangup(id="h1"))
+    assert w.sink.events == [] and not w.obs.open and not w.obs.calls
+    assert sorted(w.obs.shadows) == ["r1"] and sorted(w.obs.shadow_calls) == ["c1"]
+    w.tick(4)
+    w.obs.node_gone("n9", ["carol"])  # (not alice's node)
+    assert w.sink.events == []
+    w.obs.node_gone("n9", ["alice", "carol"])
+    assert w.outcome("r1") == ("failed", "NOT_LOGGEDIN", True)
+    line = w.sink.ended["r1"].as_dict()
+    assert (line["caller_node"], line["callee_node"]) == ("n9", "n0")
+    assert (line["reason"], line["content"], line["missed"]) == ("caller_node_lost", "hi", True)
+    # (its invitation.ended came from n9 at the accept: here only the call's end)
+    assert [(k, i) for k, i, _ in w.sink.events if i == "c1"] == [("call_ended", "c1")]
+    call = w.sink.seen["c1"].as_dict()
+    assert (call["call_end"], call["call_duration"], call["caller_node"]) == (
+        "caller_offline", 4.0, "n9",
+    )  # fmt: skip
+    assert not w.obs.shadows and not w.obs.shadow_calls and not w.obs.calls
+
+
+def test_a_shadow_goes_when_its_caller_logs_out_or_its_callee_does() -> None:
+    w = World()
+    for inv, callee in (("a1", "bob"), ("a2", "dan")):
+        delivery = f.encode(f.Deliver(sender="alice", msg=f.Invite(id=inv)))
+        w.obs.delivered(delivery, callee, f"s-{callee}")
+    w.obs.session_ended("dan", "s-dan")
+    assert list(w.obs.shadows) == ["a1"]
+    w.obs.caller_left("alice")  # (her node logs what she had)
+    assert not w.obs.shadows
+    w.obs.node_gone("n9", ["alice"])
+    assert w.sink.events == []
+    w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Invite(id="e1"))), "bob", "s-bob")
+    w.tick(30 + 60 + 5 + 10)  # (every window out: its callee's engine gave up long ago)
+    assert not w.obs.shadows and w.sink.events == []

@@ -23,6 +23,7 @@ from rtmcall.server.webhooks import WebhookConfig
 from ..e2e.conftest import Phone, Proxy, phone
 from ..e2e.test_calls import connect_call, ended
 from ..redis.redisproc import RedisProcess
+from ..redis.test_scale_out import node_process
 from .receiver import Receiver
 from .test_single_node import _OUTCOME, SECRET, metrics, scrape, value
 
@@ -281,3 +282,48 @@ async def test_invitations_and_calls_whose_party_resumes_on_another_node_end_onc
     assert ("user.online", "n1", True, None) in carol_hooks
     assert ("user.offline", "n0", None, "resumed on node n1") in carol_hooks
     assert [h for h in carol_hooks if h[:2] == ("user.offline", "n1")], carol_hooks
+
+
+async def test_a_dead_caller_node_s_invitation_and_call_are_logged_by_the_callee_s_node(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """The caller's node is SIGKILLed with an invitation ringing and a call on: it cannot
+    log them; the callee's node, which followed both, does — once each, as the callee saw
+    them (the caller gone), in its call log and its webhooks."""
+    receiver = await nursery.start(Receiver(SECRET).run)
+    log = tmp_path / "n0.jsonl"
+    prefix = f"ops{secrets.token_hex(3)}"
+    hooks = WebhookConfig(urls=(receiver.url("/ok"),), secret=SECRET)
+    ops = OpsOptions(call_log=str(log), webhooks=hooks)
+    with trio.fail_after(60):
+        async with (
+            open_redis_hub(shared_redis.url, node_id="n0", presence_ttl=30, prefix=prefix) as hub,
+            node_process(shared_redis.url, "doomed", prefix, 30) as (proc, url),
+        ):
+            n0 = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub, ops=ops))
+            async with phone(url, "alice", FAST) as alice, phone(n0.url, "bob", FAST) as bob:
+                call = await connect_call(alice, bob)
+                ringing = await alice.client.call("bob", content="still ringing")
+                await bob.wait("RemoteInvitationReceived", ringing.id, W)
+                await trio.sleep(0.5)
+                proc.kill()
+                await bob.wait("RemoteInvitationFailure", ringing.id, W)
+                await ended(bob, call, W)
+                await receiver.wait_for(
+                    lambda: (
+                        {e["type"] for e in receiver.accepted()}
+                        >= {"call.ended", "invitation.ended"}
+                    )
+                )
+                await trio.sleep(0.5)
+    lines = {x["id"]: x for x in map(json.loads, log.read_text().splitlines())}
+    assert sorted(lines) == sorted([call, ringing.id])
+    assert lines[call]["call_end"] == "caller_offline" and lines[call]["call_duration"] >= 0.5
+    assert lines[call]["caller_node"] == "doomed" and lines[call]["callee_node"] == "n0"
+    line = lines[ringing.id]
+    assert (line["outcome"], line["reason"], line["missed"]) == ("failed", "caller_node_lost", True)
+    assert line["inferred"] and line["content"] == "still ringing"
+    got = sorted((e["type"], e["data"]["id"]) for e in receiver.accepted() if e["data"].get("id"))
+    assert got == sorted(
+        [("call.ended", call), ("invitation.ended", ringing.id), ("invitation.missed", ringing.id)]
+    )

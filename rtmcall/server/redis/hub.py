@@ -664,7 +664,7 @@ class RedisHub:
             if session is not None and session.id.encode() == sid:
                 session.push_message(frame)
                 if self.listener is not None:
-                    self.listener.remote_message(frame)
+                    self.listener.remote_message(frame, session)
                 return
             moved = self._moved.get(sid)
             if moved is not None:
@@ -678,7 +678,7 @@ class RedisHub:
             elif session is not None and not session.ended:
                 session.push_message(frame)  # the user logged in here again meanwhile
                 if self.listener is not None:
-                    self.listener.remote_message(frame)
+                    self.listener.remote_message(frame, session)
             else:
                 assert self._nursery is not None
                 self._nursery.start_soon(self._forward, user_b, frame)
@@ -803,6 +803,8 @@ class RedisHub:
             where = self._where.get(user)
             if where is not None and (not sid or where.sid == sid):
                 del self._where[user]
+            if self.listener is not None:
+                self.listener.user_left(user)
             if len(parts) > 7 and self._hold_back(user, origin, parts[6], parts[7]):
                 return
         else:
@@ -875,10 +877,12 @@ class RedisHub:
         self._forget_node(node)
         if self._fenced:
             self._release_fenced(node)
-        for user, where in list(self._where.items()):
-            if where.node == node:
-                del self._where[user]
-                self._push_presence(user, _OFFLINE)
+        users = [user for user, where in self._where.items() if where.node == node]
+        if self.listener is not None:
+            self.listener.node_gone(node, users)  # (before their OFFLINE: that is a logout)
+        for user in users:
+            del self._where[user]
+            self._push_presence(user, _OFFLINE)
 
     def _forget_node(self, node: str) -> None:
         """Stop reaching ``node`` (dead): its link is closed and what it held is counted
