@@ -4,16 +4,17 @@ as one line that names the file, the line and the key path (``steps[3].bob``).
 PyYAML's safe composer gives the document as nodes that know their line; they are turned
 into plain values by hand (so that a duplicate key is an error and every value's line is
 remembered), the top level goes through msgspec (strict: unknown keys and wrong types are
-errors), then actors and steps are checked one by one, each step line by the softphone's
-own parser. Nothing is started before every file has loaded without a problem.
+errors), then vars, actors, steps and outcomes are checked one by one, each step line by
+the softphone's own parser. Nothing is started before every file has loaded without a problem.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import yaml
@@ -48,6 +49,8 @@ VAR = re.compile(r"\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Variables every run defines: a short id unique to the run, and the repeat index.
 BUILTIN_VARS = ("run", "i")
+
+_S = TypeVar("_S", bound=msgspec.Struct)
 
 
 class ScenarioError(Exception):
@@ -102,15 +105,22 @@ class _Doc:
         return loader.construct_object(node)
 
     def where(self, path: str) -> Where:
+        """``path`` with the line of the nearest enclosing key path that has one.
+
+        Any text is a path here, also one that names no key (msgspec's ``vars[...]``, a
+        key with a dot or a bracket in it): the probe is cut at its last ``.`` or ``[``,
+        so it is shorter each turn, and the file's first line is the answer at worst.
+        """
         probe = path
-        while probe and probe not in self.lines:  # the nearest enclosing key that has a line
-            probe = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
+        while probe and probe not in self.lines:
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[: max(cut, 0)]
         return Where(self.file, self.lines.get(probe, 1), path or "(top level)")
 
 
 def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
+    if not prefix or not path:
+        return prefix or path
     return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
 
 
@@ -121,6 +131,45 @@ def _msgspec_path(message: str) -> tuple[str, str]:
         return message, ""
     path = at.rstrip("`").removeprefix("$").removeprefix(".")
     return what, path
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.*)`\Z", re.S)
+
+
+def _struct_at(cls: type[msgspec.Struct], path: str) -> type[msgspec.Struct] | None:
+    """The struct that decodes ``path`` (``config``) inside ``cls``, if one does."""
+    for part in path.split(".") if path else ():
+        fields = {f.name: f.type for f in msgspec.structs.fields(cls)}
+        sub = fields.get(part)
+        if not (isinstance(sub, type) and issubclass(sub, msgspec.Struct)):
+            return None
+        cls = sub
+    return cls
+
+
+def _unknown_key(key: str, cls: type[msgspec.Struct] | None) -> str:
+    """``unknown key 'outcome' (did you mean 'outcomes'? keys: name, actors, …)``."""
+    if cls is None:
+        return f"unknown key {key!r}"
+    keys = [f.name for f in msgspec.structs.fields(cls)]
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r} ({hint}keys: {', '.join(keys)})"
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in a user's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
 
 
 class _Checker:
@@ -135,24 +184,49 @@ class _Checker:
         self.servers = servers
         self.problems: list[str] = []
         self.actors: dict[str, Actor] = {}
-        self.names: set[str] = set()
+        #: Every actor the file declares, also one whose options have a problem (its
+        #: steps are still checked, but are no "unknown actor").
+        self.declared: list[str] = []
+        #: invitation name -> where its ``call … --as NAME`` step is.
+        self.names: dict[str, Where] = {}
         self.vars: dict[str, str] = {}
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{self.doc.where(_join(self.prefix, path))}: {message}")
 
-    def check(self, value: Any) -> Scenario | None:
+    def convert(self, value: Any, cls: type[_S], path: str) -> _S | None:
+        """``value`` as ``cls`` (strict), or None with the problem said at its key path:
+        an unknown key at its own line, with the keys there are."""
         try:
-            top = msgspec.convert(value, ScenarioFields, strict=True)
+            return msgspec.convert(value, cls, strict=True)
         except msgspec.ValidationError as exc:
-            what, path = _msgspec_path(str(exc))
-            self.problem(path, what)
+            what, sub = _msgspec_path(str(exc))
+            unknown = _UNKNOWN_FIELD.match(what)
+            if unknown is None:
+                self.problem(_join(path, sub), what)
+            else:
+                key = unknown.group(1)
+                self.problem(_join(_join(path, sub), key), _unknown_key(key, _struct_at(cls, sub)))
             return None
-        self.vars = {k: _scalar_text(v) for k, v in top.vars.items()}
-        self.vars.update(self.overrides)
-        for k in top.vars:
+
+    def check(self, value: Any) -> Scenario | None:
+        top = self.convert(value, ScenarioFields, "")
+        if top is None:
+            return None
+        self.vars = {}
+        for k, v in top.vars.items():
             if not _VAR_NAME.match(k) or k in BUILTIN_VARS:
                 self.problem(f"vars.{k}", "not a usable variable name")
+            elif isinstance(v, str | int | float | bool):
+                self.vars[k] = _scalar_text(v)
+            else:
+                empty = f' (nothing after the colon: write {k}: "" for empty text)'
+                self.problem(
+                    f"vars.{k}",
+                    f"a variable is text, a number or true/false, not {_kind(v)}"
+                    + (empty if v is None else ""),
+                )
+        self.vars.update(self.overrides)
         if top.timeout <= 0:
             self.problem("timeout", "must be a positive number of seconds")
         for key in ("no_response_timeout", "lifetime", "confirm_timeout"):
@@ -185,11 +259,9 @@ class _Checker:
             if name in RESERVED:
                 self.problem(path, f"{name!r} is a step keyword, not a usable actor name")
                 continue
-            try:
-                opts = msgspec.convert(options or {}, ActorOptions, strict=True)
-            except msgspec.ValidationError as exc:
-                what, sub = _msgspec_path(str(exc))
-                self.problem(f"{path}.{sub}" if sub else path, what)
+            self.declared.append(name)
+            opts = self.convert(options or {}, ActorOptions, path)
+            if opts is None:
                 continue
             user = name if opts.user is None else opts.user
             problem = f.user_id_problem(user)
@@ -243,16 +315,16 @@ class _Checker:
                 self.problem(sub, "server steps need the embedded server: drop --server")
                 return None
             return ServerStep(value, where)
-        if key not in self.actors:
-            known = ", ".join(self.actors) or "none"
+        if key not in self.declared:
+            known = ", ".join(self.declared) or "none"
             self.problem(sub, f"unknown actor {key!r} (actors: {known})")
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.problem(sub, f"an actor's step is one command line, not {type(value).__name__}")
             return None
         line = str(value)
-        if self._command(line, sub) is None:
-            return None
+        if self._command(line, sub) is None or key not in self.actors:
+            return None  # (an actor whose options have a problem: said at its options)
         return ActorStep(key, line, where)
 
     def _command(self, line: str, path: str) -> c.Command | None:
@@ -298,17 +370,40 @@ class _Checker:
                 )
                 return None
         if isinstance(cmd, c.Call) and cmd.name is not None:
-            self.names.add(cmd.name)
+            first = self.names.get(cmd.name)
+            if first is not None:
+                self.problem(
+                    path,
+                    f"--as {cmd.name}: {cmd.name!r} already names the invitation of "
+                    f"{first.path} (line {first.line}); give each call its own name",
+                )
+                return None
+            self.names[cmd.name] = self.doc.where(_join(self.prefix, path))
         return cmd
 
-    def _outcomes(self, outcomes: dict[str, str | list[str]]) -> dict[str, tuple[str, ...]]:
+    def _outcomes(self, outcomes: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         out: dict[str, tuple[str, ...]] = {}
         for name, value in outcomes.items():
             path = f"outcomes.{name}"
             if name not in self.names:
                 self.problem(path, f"no invitation is named {name!r} (`call … --as {name}`)")
                 continue
+            if not isinstance(value, str | list):
+                self.problem(
+                    path,
+                    "an outcome is 'CALLER_STATE / CALLEE_STATE' or a list of them, "
+                    f"not {_kind(value)}",
+                )
+                continue
             options = (value,) if isinstance(value, str) else tuple(value)
+            wrong = [i for i, o in enumerate(options) if not isinstance(o, str)]
+            for i in wrong:
+                self.problem(
+                    f"{path}[{i}]",
+                    f"an outcome is 'CALLER_STATE / CALLEE_STATE', not {_kind(options[i])}",
+                )
+            if wrong:
+                continue
             for option in options:
                 problem = outcome_problem(option)
                 if problem is not None:

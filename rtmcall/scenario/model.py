@@ -79,10 +79,13 @@ class ScenarioFields(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     description: str = ""
     timeout: float = 60.0
     config: Config = Config()
-    vars: dict[str, str | int | float | bool] = {}
+    #: NAME -> a string, a number or a boolean. (The loader checks the values of ``vars``
+    #: and ``outcomes`` one by one: msgspec would name a wrong one only as ``vars[...]``,
+    #: not by its key.)
+    vars: dict[str, Any] = {}
     #: Beyond SPEC §5: the outcome each named invitation must end with, as
     #: ``"CALLER_STATE / CALLEE_STATE"`` (``FAILURE(PEER_OFFLINE) / —``), or a list of them.
-    outcomes: dict[str, str | list[str]] = {}
+    outcomes: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,11 @@ def _kind(info: InvitationInfo) -> str | None:
     return _REMOTE_KIND.get(RemoteInvitationState(info.state))
 
 
+def _innermost_first(number: str) -> tuple[int, list[int]]:
+    """Sorts step numbers "3.2", "3.10", "3": the steps of a block, in order, then it."""
+    return -number.count("."), [int(n) for n in number.split(".")]
+
+
 @dataclass
 class StepResult:
     #: "3", or "3.2" for the second step of the parallel block that is step 3.
@@ -98,7 +103,8 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     #: Why it failed: "step 4 (bob: expect …): none within 2 s; bob's last events: …".
     failure: str | None = None
-    #: The step number the failure is about (None: the end checks, the set-up, a timeout).
+    #: The step number the failure is about: the step that failed, or the one the timeout
+    #: or Ctrl-C cut off (None: the end checks, the set-up, or a timeout or Ctrl-C then).
     failed_step: str | None = None
     interrupted: bool = False
     events: dict[str, list[Recorded]] = field(default_factory=dict)
@@ -229,6 +235,8 @@ class ScenarioRun:
         self.names: dict[str, str] = {}
         #: Steps now running (for "where it stood" when the scenario is cut).
         self.current: list[str] = []
+        #: The same steps: number -> (text, start), to report them if they are cut off.
+        self._running: dict[str, tuple[str, float]] = {}
         self.server: EmbeddedServer | None = None
         #: The ``--server`` addresses (none with the embedded server).
         self._addresses: list[tuple[str, int]] = []
@@ -277,11 +285,11 @@ class ScenarioRun:
                         result.failure = str(exc)
             if result.interrupted:
                 result.failure = f"interrupted (Ctrl-C) {self._standing()}"
+                self._cut_off("interrupted (Ctrl-C)")
             elif budget.cancelled_caught:
-                result.failure = (
-                    f"the scenario's timeout ({self.scenario.timeout:g} s) ran out "
-                    f"{self._standing()}"
-                )
+                why = f"the scenario's timeout ({self.scenario.timeout:g} s) ran out"
+                result.failure = f"{why} {self._standing()}"
+                self._cut_off(why)
             result.events = {name: a.events for name, a in self.actors.items()}
             result.outcomes = self._outcomes()
             with trio.move_on_after(5):
@@ -305,6 +313,18 @@ class ScenarioRun:
         if self.current:
             return "at step " + ", ".join(self.current)
         return "while waiting for every invitation to end"
+
+    def _cut_off(self, why: str) -> None:
+        """The steps the timeout or Ctrl-C cut off end as failed steps, as a step that
+        fails does (the steps of a parallel block before the block); the first of them is
+        the failed step."""
+        now = self.elapsed()
+        cut = sorted(self._running.items(), key=lambda item: _innermost_first(item[0]))
+        self._running.clear()
+        for number, (text, t0) in cut:
+            self._ended(StepResult(number, text, False, t0, now - t0, f"cut off: {why}"))
+            if self.result.failed_step is None:
+                self.result.failed_step = number
 
     async def _proxies(self, nursery: trio.Nursery) -> list[FaultProxy]:
         specs = list(self.scenario.actors.values())
@@ -407,6 +427,7 @@ class ScenarioRun:
         # Left in place when the run is cancelled (timeout, Ctrl-C): where it stood.
         self.current.append(label)
         t0 = self.elapsed()
+        self._running[number] = (text, t0)
         try:
             match step:
                 case ActorStep():
@@ -419,6 +440,7 @@ class ScenarioRun:
                     await self._parallel(steps, number)
         except StepFailed as exc:
             self.current.remove(label)
+            del self._running[number]
             self._ended(StepResult(number, text, False, t0, self.elapsed() - t0, str(exc)))
             if isinstance(step, ParallelStep):
                 raise
@@ -426,6 +448,7 @@ class ScenarioRun:
                 self.result.failed_step = number
             raise StepFailed(f"step {label}: {exc}") from None
         self.current.remove(label)
+        del self._running[number]
         self._ended(StepResult(number, text, True, t0, self.elapsed() - t0))
 
     def _ended(self, result: StepResult) -> None:

@@ -123,6 +123,75 @@ def test_bad_files_and_options_exit_2_and_start_nothing(tmp_path: Path, config_d
     assert done.returncode == 2 and "--server: no URL given" in done.stderr, done.stderr
 
 
+def test_wrong_values_unknown_keys_and_reused_names_are_one_line_each_at_their_place(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    """Files an outside tester wrote: the first three made the loader spin for ever; the
+    others were said at the wrong line, with a false second error, or not at all."""
+    head = "name: x\nactors: {alice: {}, bob: {}}\nsteps:\n  - alice: call bob --as c1\n"
+    cases = {
+        "var-null.yaml": (
+            "name: x\nvars: {topic: }\nactors: {alice: {}}\nsteps: []\n",
+            ":2: vars.topic: a variable is text, a number or true/false, not null",
+        ),
+        "var-list.yaml": (
+            "name: x\nvars: {peers: [bob, carol]}\nactors: {alice: {}}\nsteps: []\n",
+            ":2: vars.peers: a variable is text, a number or true/false, not a list",
+        ),
+        "outcome-int.yaml": (
+            head + "outcomes: {c1: 5}\n",
+            ":5: outcomes.c1: an outcome is 'CALLER_STATE / CALLEE_STATE' or a list of them",
+        ),
+        "typo.yaml": (
+            head + "outcome:\n  c1: CANCELED / CANCELED\n",
+            ":5: outcome: unknown key 'outcome' (did you mean 'outcomes'? keys: name,",
+        ),
+        "dup-as.yaml": (
+            head + "  - alice: call bob --as c1\n  - bob: accept c1\n",
+            ":5: steps[1].alice: --as c1: 'c1' already names the invitation of "
+            "steps[0].alice (line 4)",
+        ),
+        "actor-option.yaml": (
+            head.replace("bob: {}", 'bob: {server: "1"}') + "  - bob: accept c1\n",
+            ":2: actors.bob.server: Expected `int | null`, got `str`",
+        ),
+    }
+    for name, (text, words) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        done = run(config_dir, str(path), timeout=20)
+        assert done.returncode == 2, (name, done.stdout, done.stderr)
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"rtmcall scenario: {path}{words}"), (name, line)
+        assert done.stdout == ""
+
+
+def test_a_step_cut_off_by_the_timeout_is_the_failed_step_in_json_and_junit(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "name: too slow\ntimeout: 1.5\nactors: {alice: {}, bob: {}}\nsteps:\n"
+        "  - alice: call bob --as c1\n  - bob: expect RemoteInvitationCanceled c1 --within 30\n"
+    )
+    report = tmp_path / "junit.xml"
+    done = run(config_dir, str(tmp_path), "--json", "--junit", str(report))
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    steps = [o for o in lines if o["type"] == "step"]
+    assert [(o["step"], o["ok"]) for o in steps] == [("1", True), ("2", False)]
+    assert steps[1]["message"] == "cut off: the scenario's timeout (1.5 s) ran out"
+    (scenario,) = [o for o in lines if o["type"] == "scenario"]
+    assert scenario["failed_step"] == "2"
+    assert scenario["failure"] == (
+        "the scenario's timeout (1.5 s) ran out at step 2 "
+        "(bob: expect RemoteInvitationCanceled c1 --within 30)"
+    )
+    (case,) = [c for s in JUnitXml.fromfile(str(report)) for c in s]
+    (failure,) = [r for r in case.result if isinstance(r, Failure)]
+    assert "FAIL step 2 " in (failure.text or "")
+    assert "cut off: the scenario's timeout (1.5 s) ran out" in (failure.text or "")
+
+
 def test_list(tmp_path: Path, config_dir: Path) -> None:
     (tmp_path / "a.yaml").write_text(PASSING)
     done = run(config_dir, str(tmp_path), "--list")
@@ -170,6 +239,10 @@ def test_ctrl_c_logs_out_writes_the_partial_report_and_exits_1(
     assert "FAIL slow: interrupted (Ctrl-C) at step 2 (sleep: 60)" in out
     (case,) = [c for s in JUnitXml.fromfile(str(report)) for c in s]
     assert not case.is_passed
+    # The step it cut off is a failed step, as one that fails is.
+    (failure,) = [r for r in case.result if isinstance(r, Failure)]
+    assert "FAIL step 2 " in (failure.text or "")
+    assert "cut off: interrupted (Ctrl-C)" in (failure.text or "")
 
 
 def test_a_reader_that_stops_reading_ends_the_run_quietly(tmp_path: Path, config_dir: Path) -> None:

@@ -11,7 +11,7 @@ import trio
 from trio.testing import MockClock
 
 from rtmcall.scenario.load import load_text
-from rtmcall.scenario.runner import ScenarioResult, ScenarioRun
+from rtmcall.scenario.runner import QuietObserver, ScenarioResult, ScenarioRun, StepResult
 
 
 async def play(text: str, **kw: object) -> ScenarioResult:
@@ -178,6 +178,61 @@ async def test_the_timeout_cuts_a_hanging_scenario_and_says_where_it_stood(
     )
     assert not r.ok and r.failure is not None
     assert r.failure == "the scenario's timeout (5 s) ran out at step 2 (alice: wait --incoming)"
+    # The step it cut off is the failed step, as a step that fails is.
+    assert r.failed_step == "2"
+    assert [(s.number, s.ok) for s in r.steps] == [("1", True), ("2", False)]
+    assert r.steps[1].message == "cut off: the scenario's timeout (5 s) ran out"
+    assert 2.9 < r.steps[1].elapsed < 3.1
+
+
+async def test_a_timeout_in_a_parallel_block_fails_its_running_steps_then_the_block(
+    autojump_clock: MockClock,
+) -> None:
+    r = await play(
+        """
+        name: waits forever in parallel
+        timeout: 5
+        actors: {alice: {}, bob: {}}
+        steps:
+          - parallel:
+              - alice: sleep 1
+              - bob: wait --incoming
+              - sleep: 30
+        """
+    )
+    assert not r.ok and r.failed_step == "1.2"
+    assert [(s.number, s.ok) for s in r.steps] == [
+        ("1.1", True),
+        ("1.2", False),
+        ("1.3", False),
+        ("1", False),
+    ]
+    assert {s.message for s in r.steps[1:]} == {"cut off: the scenario's timeout (5 s) ran out"}
+
+
+async def test_ctrl_c_fails_the_step_it_cut_off(autojump_clock: MockClock) -> None:
+    (scenario,) = load_text(
+        "name: long\nactors: {alice: {}}\nsteps:\n  - alice: sleep 1\n  - sleep: 20\n", "t.yaml"
+    )
+    run = ScenarioRun(scenario)
+    ended = []
+
+    class Seen(QuietObserver):
+        def step_ended(self, run: ScenarioRun, result: StepResult) -> None:
+            ended.append(result)
+
+    run.observer = Seen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run.play)
+        await trio.sleep(5)
+        run.interrupt()
+    r = run.result
+    assert r.interrupted and r.failure == "interrupted (Ctrl-C) at step 2 (sleep: 20)"
+    assert r.failed_step == "2"
+    assert [(s.number, s.ok, s.message) for s in ended] == [
+        ("1", True, ""),
+        ("2", False, "cut off: interrupted (Ctrl-C)"),
+    ]
 
 
 async def test_defaults_windows_the_end_waits_for_every_invitation_to_end(
