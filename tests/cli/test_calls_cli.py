@@ -85,6 +85,15 @@ def test_hangup_from_the_callee_and_history(login, config_dir: Path) -> None:  #
     assert (out["peer"], out["state"], out["reason"]) == (b, "ACCEPTED_BY_REMOTE", "HANGUP_REMOTE")
     assert (inc["peer"], inc["state"], inc["reason"]) == (a, "ACCEPTED", "HANGUP_LOCAL")
     assert history(config_dir, "--user", a, "--peer", b) == [out]
+    # Into a pipe, the table is whole: nothing cut to fit the 80 columns Rich assumes.
+    env = {k: v for k, v in cli_env(config_dir).items() if k != "COLUMNS"}
+    text = subprocess.run(
+        [*RTMCALL, "history"], capture_output=True, text=True, env=env, cwd=REPO, timeout=20
+    ).stdout
+    lines = [line for line in text.splitlines() if inv[:6] in line]
+    assert len(lines) == 2 and "…" not in text, text
+    assert all("lunch?" in line and "call" in line for line in lines), text
+    assert {a, b} <= set(" ".join(lines).split()), text
 
 
 def test_busy_refusal_dnd_and_missed_calls(login, config_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -68,4 +68,11 @@ def history(
 
     from ..history.view import history_table
 
-    Console(highlight=False).print(history_table(rows, show_user=user is None))
+    console = Console(highlight=False)
+    table = history_table(rows, show_user=user is None)
+    if not console.is_terminal:
+        # Into a pipe or a file: the whole table (a terminal's width would cut peers and
+        # ids to "ca…"; Rich assumes 80 columns without one).
+        wide = console.options.update_width(10_000)
+        console.width = max(console.width, console.measure(table, options=wide).maximum)
+    console.print(table)
