@@ -236,7 +236,9 @@ class RtmClient:
 
     async def send_invitation(self, invitation: LocalInvitation | str) -> None:
         """Send an IDLE invitation: SENT_TO_REMOTE, or FAILURE/NOT_LOGGEDIN at once when not
-        logged in. The outcome comes as events.
+        logged in. While the client is RECONNECTING (the session is held) the invitation
+        waits for the resume and goes out then; if the no-ACK window ends first, it fails
+        NOT_LOGGEDIN. The outcome comes as events.
 
         Raises:
           ApiCallError: ALREADY_SENT, ALREADY_END (ended, or canceled), INVALID_ARGUMENT
@@ -450,6 +452,9 @@ class RtmClient:
 
     def on_state(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
         log.info("%s: connection %s (%s)", self.user, state.name, reason.name)
+        if state in (ConnectionState.CONNECTED, ConnectionState.RECONNECTING):
+            # (What is sent while reconnecting waits for the resume.)
+            self.engine.set_connected(state is ConnectionState.CONNECTED)
         self._fanout.publish(ConnectionStateChanged(state, reason))
 
     def on_session(self, ok: f.LoginOk, fresh: bool) -> None:

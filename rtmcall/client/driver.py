@@ -2,8 +2,12 @@
 
 * ``SendPeer`` → a quiet ``Send`` frame with a fresh ``rid``; the server's ``Result`` for
   that rid — it answers only failed deliveries — goes back as
-  ``engine.delivery_result(ref, code)``. Frames are queued in the order the
-  engine produced them and the transport never reorders its queue, so per-peer FIFO holds.
+  ``engine.delivery_result(ref, code)``. An ``Accept`` is not quiet: the engine's confirm
+  window counts only once an accept has reached the server, so it wants to hear at once
+  that it did. Frames are queued in the order the engine produced them and the transport
+  never reorders its queue, so per-peer FIFO holds. After a reconnect the transport sends
+  a frame again only if ``engine.still_wanted(ref)`` (an accept whose invitation ended
+  meanwhile must not reach the caller late).
 * ``StartTimer``/``CancelTimer`` → :class:`Timers`, deadlines on ``trio.current_time()``
   (a MockClock in tests) fired by one task as ``engine.timer_fired(key)``.
 * ``WatchPeer``/``UnwatchPeer`` → presence subscriptions, shared with the application's own
@@ -175,10 +179,13 @@ class Driver:
                 case SendPeer(to=to, msg=msg, ref=ref):
                     rid = self.transport.next_rid()
                     # Quiet: the server answers only a failed delivery (all the engine
-                    # acts on); delivered ones are acknowledged in bulk by its pongs.
+                    # acts on); delivered ones are acknowledged in bulk by its pongs. Not
+                    # an Accept: that it reached the server starts the confirm window.
+                    quiet = not isinstance(msg, f.Accept)
                     self.transport.send(
-                        f.Send(rid=rid, to=to, msg=msg, quiet=True),
+                        f.Send(rid=rid, to=to, msg=msg, quiet=quiet),
                         lambda answer, ref=ref: self._delivered(ref, answer),
+                        wanted=lambda ref=ref: self.engine.still_wanted(ref),
                     )
                 case StartTimer(key=key, seconds=seconds):
                     self.timers.start(key, seconds)

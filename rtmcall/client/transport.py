@@ -16,9 +16,12 @@ Session rules:
   jittered backoff: :mod:`.backoff`) and logs in with
   ``resume=`` the session id. Requests that were sent but not answered are sent again
   first, then whatever was queued meanwhile (at-least-once; the invitation protocol absorbs
-  duplicates). The other way, the server numbers peer messages (``Deliver.seq``); we ack
-  the highest seen in each Ping, each Send and the resuming Login, and drop any seen
-  twice.
+  duplicates, and the server answers a repeated Send it had handled from its cache) — but
+  not a peer message its sender no longer wants (``wanted``: an accept whose invitation
+  ended while the line was down): it either reached the server before the drop, and then
+  the peer has it already, or it did not, and then it must not reach the peer late. The
+  other way, the server numbers peer messages (``Deliver.seq``); we ack the highest seen
+  in each Ping, each Send and the resuming Login, and drop any seen twice.
 * If the server's resume window passes first, or the server answers with a fresh session,
   the old session is lost: pending peer messages are answered NOT_LOGGEDIN and the handler's
   ``on_session_lost`` runs (the engine fails live invitations; with ``replaced`` — a fresh
@@ -98,6 +101,8 @@ class _Request:
     frame: f.ClientFrame
     on_answer: OnAnswer | None
     sent: bool = False
+    #: Asked before the frame goes again on a new connection; False: drop it.
+    wanted: Callable[[], bool] | None = None
 
 
 def _not_logged_in(frame: f.ClientFrame, rid: int) -> AnswerFrame:
@@ -192,17 +197,25 @@ class Transport:
         self._next_rid += 1
         return self._next_rid
 
-    def send(self, frame: f.ClientFrame, on_answer: OnAnswer | None = None) -> None:
+    def send(
+        self,
+        frame: f.ClientFrame,
+        on_answer: OnAnswer | None = None,
+        *,
+        wanted: Callable[[], bool] | None = None,
+    ) -> None:
         """Queue ``frame``; frames leave in queue order. If it carries a ``rid``, call
         ``on_answer`` with the server's answer — or, when the session ends first, with a
-        not-logged-in answer. Never blocks."""
+        not-logged-in answer. ``wanted``: asked when a new connection would send the frame
+        (again, or for the first time after a drop); False drops it, unanswered. Never
+        blocks."""
         rid = getattr(frame, "rid", None)
         if self._finished or (self._session is None and isinstance(frame, f.Send)):
             if rid is not None and on_answer is not None:
                 on_answer(_not_logged_in(frame, rid))
             return
         if rid is not None:
-            self._requests[rid] = _Request(frame, on_answer)
+            self._requests[rid] = _Request(frame, on_answer, wanted=wanted)
             if self._standby:
                 self._wake_heartbeat.set()
         self._outbox.append(frame)
@@ -246,12 +259,22 @@ class Transport:
 
     def _requeue(self) -> None:
         """On a new connection: resend requests that got no answer, then the queue.
-        Heartbeats and logins of the old connection are stale."""
+        Heartbeats and logins of the old connection are stale, and so are requests their
+        sender no longer wants (see the module docstring)."""
         stale = (f.Ping, f.Pong, f.Login, f.Logout)
+        unwanted = {
+            rid for rid, r in self._requests.items() if r.wanted is not None and not r.wanted()
+        }
+        for rid in unwanted:
+            del self._requests[rid]
         resend = [r.frame for r in self._requests.values() if r.sent]
         for r in self._requests.values():
             r.sent = False
-        queued = [fr for fr in self._outbox if not isinstance(fr, stale)]
+        queued = [
+            fr
+            for fr in self._outbox
+            if not isinstance(fr, stale) and getattr(fr, "rid", None) not in unwanted
+        ]
         self._outbox = deque([*resend, *queued])
         self._outbox_changed.set()
 

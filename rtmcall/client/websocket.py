@@ -44,7 +44,13 @@ def split_urls(url: str) -> list[str]:
 
 
 def parse_url(url: str) -> tuple[str, int, str, bool]:
-    """``ws://host:port/path`` → (host, port, resource, secure). Raises ValueError."""
+    """``ws://host:port/path`` → (host, port, resource, secure). Without a port, the
+    scheme's default (80 for ws://, 443 for wss://).
+
+    Raises:
+      ValueError: not ws:// or wss://, no host, or a port that is not 1-65535 (port 0
+        means "any free port" to a listener, and cannot be dialled).
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
@@ -52,9 +58,12 @@ def parse_url(url: str) -> tuple[str, int, str, bool]:
         raise ValueError(f"no host in URL {url!r}")
     secure = parts.scheme == "wss"
     try:
-        port = parts.port or (443 if secure else 80)
+        given = parts.port
     except ValueError as exc:  # ("Port out of range 0-65535", not a number)
         raise ValueError(f"{exc} in URL {url!r}") from None
+    if given == 0:
+        raise ValueError(f"port 0 cannot be connected to (give a port of 1-65535) in URL {url!r}")
+    port = given if given is not None else (443 if secure else 80)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query

@@ -12,7 +12,8 @@
 * a peer's presence change: :meth:`~CallEngine.peer_state`;
 * our own session starting or ending: :meth:`~CallEngine.set_logged_in`,
   :meth:`~CallEngine.session_lost`, and a fresh session replacing a lost one:
-  :meth:`~CallEngine.session_renewed`;
+  :meth:`~CallEngine.session_renewed`; our connection going down and up again while the
+  session is held (reconnecting): :meth:`~CallEngine.set_connected`;
 
 and returns a list of outputs (``events.py``): events for the application, and effects for
 the driver — send this peer message, arm or disarm this timer, watch this peer's presence.
@@ -82,6 +83,7 @@ from .invitation import (
     CALLER_TERMINAL,
     CALLER_TIMERS,
     CALLER_TRANSITIONS,
+    CONFIRM_EXTENSIONS,
     REACCEPTS,
     CalleePhase,
     CallerPhase,
@@ -168,6 +170,9 @@ class CallEngine:
         self.when_busy = self.config.when_busy
         #: Whether our session is logged in; ``send`` fails with NOT_LOGGEDIN otherwise.
         self.logged_in = False
+        #: Whether our connection is up (False while the client reconnects: the session is
+        #: held, and what we send waits in the client for the resume).
+        self.connected = True
         self._next_ref = 0
         #: ref -> (side, invitation id, message kind, message), for delivery results we
         #: act on: every send (any may come back TOO_OFTEN, and is then sent again).
@@ -251,6 +256,9 @@ class CallEngine:
             self._finish("L", inv.id)
             out.append(LocalInvitationFailure(inv.info(), inv.error))
             return out
+        # (Reconnecting: the session is held, so the Invite waits for the resume and goes
+        # then; if the no-ACK window ends first, it is NOT_LOGGEDIN, not the callee's fault.)
+        inv.went_out = self.connected
         self._caller_step(inv, "send", out)
         return self._done(out)
 
@@ -386,7 +394,11 @@ class CallEngine:
         return self._done(out)
 
     def delivery_result(self, ref: int, code: int) -> list[Output]:
-        """The server's answer (a PeerMessageError code) to the SendPeer with ``ref``."""
+        """The server's answer (a PeerMessageError code) to the SendPeer with ``ref``.
+
+        A driver may report only failures (quiet sends), but should report an accept's
+        delivery too: the confirm window counts once an accept has reached the server, and
+        is extended (up to ``CONFIRM_EXTENSIONS`` times) while none is known to have."""
         out: list[Output] = []
         entry = self._refs.pop(ref, None)
         if entry is None:
@@ -415,7 +427,27 @@ class CallEngine:
             rinv = self.remote.get(inv_id)
             if rinv is not None and offline and kind in ("ack", "accept"):
                 self._callee_step(rinv, "undelivered", out, RemoteInvitationError.PEER_OFFLINE)
+            elif rinv is not None and delivered and kind in ("accept", "accept_again"):
+                first = not rinv.accept_reached
+                rinv.accept_reached = True
+                if first and rinv.confirm_extensions and "confirm" in rinv.timers:
+                    # It reached the server only after the confirm window had run out (our
+                    # line held it): the caller has it now, its confirm takes a round trip.
+                    key = ("confirm", f"R:{rinv.id}")
+                    out.append(StartTimer(key, self._duration("R", rinv, "confirm")))
         return self._done(out)
+
+    def still_wanted(self, ref: int) -> bool:
+        """Whether the message of the SendPeer ``ref`` still applies (its invitation is in a
+        phase that wants it: ``resend.WANTED``). The client asks before it sends a message
+        again after a reconnect: one the server never acknowledged, of an invitation that has
+        ended here meanwhile (an accept whose confirm window ran out while the line was
+        down), must not reach the peer late. True for a ref it no longer knows."""
+        entry = self._refs.get(ref)
+        if entry is None:
+            return True
+        side, inv_id, kind, _ = entry
+        return self._wanted(side, inv_id, kind) is not None
 
     def timer_fired(self, key: TimerKey) -> list[Output]:
         """The timer ``key`` (from a StartTimer) ran out."""
@@ -432,11 +464,14 @@ class CallEngine:
                 return out
             inv.timers.discard(kind)
             if kind == "no_ack":
-                error = (
-                    LocalInvitationError.PEER_NO_RESPONSE
-                    if inv.seen_online
-                    else LocalInvitationError.PEER_OFFLINE
-                )
+                if not inv.went_out:
+                    # Our own connection was down the whole window: the Invite never left
+                    # this client, and the callee is not to blame.
+                    error = LocalInvitationError.NOT_LOGGEDIN
+                elif inv.seen_online:
+                    error = LocalInvitationError.PEER_NO_RESPONSE
+                else:
+                    error = LocalInvitationError.PEER_OFFLINE
                 self._caller_step(inv, "no_ack_timeout", out, error)
             elif kind == "lifetime":
                 error = LocalInvitationError.INVITATION_EXPIRE
@@ -460,6 +495,14 @@ class CallEngine:
                 error = RemoteInvitationError.INVITATION_EXPIRE
                 self._callee_step(rinv, "lifetime_timeout", out, error)
             elif kind == "confirm":
+                if not rinv.accept_reached and rinv.confirm_extensions < CONFIRM_EXTENSIONS:
+                    # No accept of ours has reached the server yet (our line is silent or
+                    # reconnecting): the caller cannot have confirmed. Wait on (see
+                    # invitation.py): ending now would be wrong once the line delivers it.
+                    rinv.confirm_extensions += 1
+                    rinv.timers.add(kind)
+                    out.append(StartTimer(key, self._duration("R", rinv, kind)))
+                    return self._done(out)
                 error = (
                     RemoteInvitationError.PEER_OFFLINE
                     if rinv.caller_offline
@@ -514,6 +557,17 @@ class CallEngine:
     def set_logged_in(self, logged_in: bool) -> None:
         """Our session is (or is no longer) logged in. Losing it: call session_lost."""
         self.logged_in = logged_in
+
+    def set_connected(self, connected: bool) -> None:
+        """Our connection is down (the client reconnects; the session is held, and what we
+        send meanwhile waits for the resume) or up again. An invitation sent while it was
+        down whose no-ACK window ends before it comes up fails NOT_LOGGEDIN: it never left
+        this client, so PEER_OFFLINE or PEER_NO_RESPONSE would blame the callee."""
+        self.connected = connected
+        if connected:
+            for inv in self.live_invitations():
+                if isinstance(inv, LocalInvitation):
+                    inv.went_out = True
 
     def session_lost(self, *, replaced: bool = False) -> list[Output]:
         """Our session ended (logout, kicked, gave up reconnecting): every live invitation

@@ -186,6 +186,16 @@ CALLER_TIMERS: dict[C, tuple[str, ...]] = {
 # The ``reaccept`` timer of ACCEPTING moves nothing: it sends the accept again, at most
 # REACCEPTS times (a quarter of the confirm window apart: a fourth would go with its end).
 REACCEPTS = 3
+# The ``confirm`` timer is ``confirm_timeout`` only once an accept of ours has reached the
+# server (its delivery result said delivered, or kept for the resuming caller): before that
+# the caller cannot have it, and cannot have confirmed. When the window ends with no accept
+# known to have reached the server — our own line is silent or reconnecting, and the accept
+# waits in it — ending FAILURE would be a guess that the accept is lost, and a wrong one as
+# soon as the line delivers it (the caller ACCEPTED_BY_REMOTE, we FAILURE). So the window is
+# extended instead, a whole window at a time, at most CONFIRM_EXTENSIONS times (bounded: a
+# dead line is noticed and reconnected, or the session lost, within that); and an accept
+# that reaches the server during an extension starts a fresh window from then.
+CONFIRM_EXTENSIONS = 3
 
 E = CalleePhase
 CALLEE_TRANSITIONS: dict[E, dict[str, E]] = {
@@ -262,6 +272,9 @@ class LocalInvitation(_Invitation):
     seen_online: bool = False
     #: The last Invite we sent was not delivered: resend when the callee comes online.
     undelivered: bool = False
+    #: Our connection was up at some moment since send (False: it was RECONNECTING all
+    #: along, so the Invite waited in our client and cannot have reached anyone).
+    went_out: bool = False
 
     @property
     def state(self) -> LS:
@@ -295,6 +308,10 @@ class RemoteInvitation(_Invitation):
     caller_offline: bool = False
     #: While ACCEPTING: how often the ``reaccept`` timer has sent the accept again.
     reaccepts: int = 0
+    #: An accept of ours reached the server (delivered, or kept for the resuming caller).
+    accept_reached: bool = False
+    #: How often the confirm window was extended, no accept having reached the server.
+    confirm_extensions: int = 0
 
     @property
     def state(self) -> RS:

@@ -156,6 +156,21 @@ def test_a_list_of_servers_uses_the_first_that_answers(
     assert result.exit_code == 2 and "not a ws:// or wss:// URL: 'http://x'" in result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["call", "bob", "-u", "alice"],
+        ["login", "alice"],
+        ["health"],
+    ],
+)
+def test_port_0_is_a_usage_error_not_a_dial_to_port_80(args: list[str]) -> None:
+    url = "ws://127.0.0.1:0"
+    result = runner.invoke(app, [*args, "--server", url], input="")
+    assert result.exit_code == 2, result.output
+    assert "port 0" in result.output and url in result.output
+
+
 def test_remembered_user_and_server_are_used(config_dir: Path, unused_port: int) -> None:
     url = f"ws://127.0.0.1:{unused_port}"
     config.remember(user="alice", server=url)

@@ -3,6 +3,7 @@ within connect_timeout, with a message that says what happened."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,23 @@ def test_parse_url() -> None:
     for bad in ("http://x", "ws://", "127.0.0.1:8765"):
         with pytest.raises(ValueError):
             parse_url(bad)
+    # No port: the scheme's default, as for any ws:// URL.
+    assert parse_url("ws://example.com") == ("example.com", 80, "/", False)
+    assert parse_url("wss://example.com") == ("example.com", 443, "/", True)
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:0", "wss://example.com:0/rtm", "ws://h:70000"])
+def test_a_port_that_cannot_be_dialled_is_an_error_naming_the_url(url: str) -> None:
+    # Port 0 is "any free port" to a listener (rtmcall server --port 0), not an address:
+    # it used to pass and be dialled on port 80.
+    with pytest.raises(ValueError, match=re.escape(repr(url))):
+        parse_url(url)
+
+
+async def test_connect_to_port_0_is_an_invalid_argument_before_any_io() -> None:
+    with pytest.raises(InvalidArgument, match="port 0"):
+        async with connect("ws://127.0.0.1:8765,ws://127.0.0.1:0", "alice"):
+            pass
 
 
 async def test_bad_url_and_bad_user_fail_before_any_io() -> None:

@@ -28,7 +28,7 @@ class FakeTransport:
         self.rid += 1
         return self.rid
 
-    def send(self, frame: f.ClientFrame, on_answer: Any = None) -> None:
+    def send(self, frame: f.ClientFrame, on_answer: Any = None, *, wanted: Any = None) -> None:
         self.sent.append((frame, on_answer))
 
     def frames(self, kind: type) -> list[Any]:

@@ -169,8 +169,10 @@ async def raw(url: str, user: str) -> AsyncIterator[Raw]:
 
 class Proxy:
     """A TCP proxy in front of the server that can cut every connection through it,
-    refuse (``blocked``) new ones, as a network outage would, or freeze the current ones
-    (half-open: nothing passes, nothing is closed)."""
+    refuse (``blocked``) new ones, as a network outage would, freeze the current ones
+    (half-open: nothing passes, nothing is closed), or hold everything (``hold``: bytes
+    wait in the proxy, both ways, as in a partitioned network's retransmissions, and pass
+    in order at ``release``)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -178,6 +180,8 @@ class Proxy:
         self.port = 0
         self._scopes: set[trio.CancelScope] = set()
         self._frozen: set[trio.CancelScope] = set()
+        self._released = trio.Event()
+        self._released.set()
         self.connections = 0
 
     @property
@@ -198,6 +202,14 @@ class Proxy:
     def freeze(self) -> None:
         """Stop forwarding on every current connection, without closing it."""
         self._frozen.update(self._scopes)
+
+    def hold(self) -> None:
+        """Hold every byte, both ways, until :meth:`release` (nothing is lost)."""
+        if self._released.is_set():
+            self._released = trio.Event()
+
+    def release(self) -> None:
+        self._released.set()
 
     async def _handle(self, downstream: trio.SocketStream) -> None:
         if self.blocked:
@@ -228,6 +240,7 @@ class Proxy:
             async for chunk in src:
                 if scope in self._frozen:
                     await trio.sleep_forever()  # swallowed: a half-open line
+                await self._released.wait()  # (held: it waits, in order)
                 await dst.send_all(chunk)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass

@@ -136,3 +136,31 @@ async def test_server_shutdown_and_restart(autojump_clock: MockClock) -> None:
             assert (inv.state, rinv.state) == (LS.FAILURE, RS.FAILURE)
             await second.shutdown()
         nursery.cancel_scope.cancel()
+
+
+async def test_fail_over_goes_to_the_next_url_after_the_one_in_use(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    """``connect("a,b,c")``: a first login tries them in order; a client on b whose node
+    dies tries b again (a blip would resume there), then c — the next one, not a (so the
+    clients of a dead node spread over the others instead of piling onto the first) — and
+    from c wraps round to a."""
+    from rtmcall.server import serve
+
+    servers = [await nursery.start(serve, "127.0.0.1", 0) for _ in range(3)]
+    a, b, c = [await nursery.start(Proxy(s.port).run) for s in servers]
+    a.blocked = True  # down at the first login: b takes it
+    async with phone(f"{a.url},{b.url},{c.url}", "alice") as alice:
+        assert alice.client.url == b.url
+        a.blocked = False  # a is back; now b dies
+        b.blocked = True
+        b.cut()
+        await alice.wait_for(lambda: alice.client.connection_state is CS.RECONNECTING, 5)
+        await alice.wait_for(lambda: alice.client.connection_state is CS.CONNECTED, 10)
+        assert alice.client.url == c.url
+        assert (a.connections, c.connections) == (0, 1)
+        c.blocked = True
+        c.cut()
+        await alice.wait_for(lambda: alice.client.connection_state is CS.RECONNECTING, 5)
+        await alice.wait_for(lambda: alice.client.connection_state is CS.CONNECTED, 10)
+        assert alice.client.url == a.url
