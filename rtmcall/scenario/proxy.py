@@ -11,7 +11,8 @@ to the server and relays the bytes both ways, and the scenario's ``net`` steps a
   connections pass as usual, so the client reconnects by itself.
 - ``kill()``: a cut, and from now on every connection is reset at once (the app is gone).
 - Fail-over: when ``upstream`` cannot be connected to (a server that was killed), a new
-  connection goes to the first of ``fallbacks`` that takes it, and so do the later ones
+  connection goes to the next of ``fallbacks`` after it (wrapping round) that takes it,
+  and so do the later ones
   (as a load balancer takes a dead node out); the client sees a reset only when none does.
 
 It works on real sockets below the WebSocket layer, so the client and the server see what a
@@ -121,14 +122,21 @@ class FaultProxy:
     # --- relaying -----------------------------------------------------------------------
 
     async def _connect(self) -> trio.SocketStream:
-        """To ``upstream``, or else to the first fallback that answers (kept from then on).
+        """To ``upstream``, or else to the next fallback after it that answers (wrapping
+        round; kept from then on), as the SDK fails over: the actors of a node that died
+        spread over the others instead of all landing on the first.
 
         Raises:
           OSError: nobody answered.
         """
         failure: OSError | None = None
         first = self.upstream
-        for address in [first, *(a for a in self.fallbacks if a != first)]:
+        others = [a for a in self.fallbacks if a != first]
+        if first in self.fallbacks:
+            at = self.fallbacks.index(first)
+            after = self.fallbacks[at + 1 :] + self.fallbacks[:at]
+            others = [a for a in after if a != first]
+        for address in [first, *others]:
             try:
                 with trio.fail_after(_CONNECT_WITHIN):
                     stream = await trio.open_tcp_stream(*address)

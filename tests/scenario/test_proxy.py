@@ -143,3 +143,32 @@ async def test_a_server_that_refuses_fails_over_to_the_next_one_for_good(
         assert proxy.upstream == alive
         gone.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_dead_server_s_connections_go_to_the_next_one_after_it(
+    autojump_clock: MockClock,
+) -> None:
+    """Three servers, the middle one gone: its line goes to the third (the next after it,
+    as the SDK fails over), not to the first — a killed node's actors spread out."""
+
+    async def tagged(tag: bytes, stream: trio.SocketStream) -> None:
+        await stream.send_all(tag)
+
+    async with trio.open_nursery() as nursery:
+        gone = trio.socket.socket()
+        await gone.bind(("127.0.0.1", 0))
+        dead = gone.getsockname()
+        first, third = [
+            (await nursery.start(partial(trio.serve_tcp, partial(tagged, tag), 0,
+                                         host="127.0.0.1")))[0].socket.getsockname()
+            for tag in (b"A", b"C")
+        ]  # fmt: skip
+        proxy = await nursery.start(FaultProxy(dead, fallbacks=[first, dead, third]).run)
+        port = int(proxy.url.rsplit(":", 1)[1])
+        with trio.fail_after(30):
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            assert await read_exactly(client, 1) == b"C"
+            await client.aclose()
+        assert proxy.upstream == third
+        gone.close()
+        nursery.cancel_scope.cancel()
