@@ -115,10 +115,12 @@ def test_busy_refusal_dnd_and_missed_calls(login, config_dir: Path) -> None:  # 
     alice.send("hangup")
     bob.expect("CallEnded", id=first, reason="HANGUP_REMOTE")
     bob.send("dnd on")
-    carol.send(f"call {b}")
+    assert bob.expect("Help")["lines"] == ["do not disturb is on: every call is refused as busy"]
+    carol.send(f"call {b}")  # (only once bob's softphone has it on)
     fourth = carol.expect("LocalInvitationSent")["id"]
     assert carol.expect("LocalInvitationRefused", id=fourth)["reason"] == "busy"
     bob.send("dnd off")
+    assert bob.expect("Help")["lines"] == ["do not disturb is off"]
     carol.send(f"call {b}")  # rings now; carol cancels: a missed call for bob
     fifth = carol.expect("LocalInvitationSent")["id"]
     bob.expect("RemoteInvitationReceived", id=fifth)
