@@ -497,7 +497,9 @@ class Transport:
         return None
 
     async def _login(self, ws: WebSocketConnection) -> f.LoginOk:
-        ack = self._rx_seq if self._session is not None else None
+        # A resume acknowledges what came (0: nothing yet, so that the server sends again
+        # what it wrote into the line that died: without an ack it would not).
+        ack = (self._rx_seq or 0) if self._session is not None else None
         login = f.Login(user=self.user, token=self.token, resume=self._session, ack=ack)
         timeout = self.config.connect_timeout
         try:

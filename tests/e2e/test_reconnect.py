@@ -6,11 +6,12 @@ from __future__ import annotations
 import trio
 from trio.testing import MockClock
 
-from rtmcall.client.events import ConnectionStateChanged
+from rtmcall.client.events import ConnectionStateChanged, MessageFromPeer
 from rtmcall.engine.codes import ConnectionChangeReason as Why
 from rtmcall.engine.codes import ConnectionState as CS
 from rtmcall.engine.codes import LocalInvitationError as LE
 from rtmcall.engine.codes import LocalInvitationState as LS
+from rtmcall.engine.codes import PeerMessageError as PME
 from rtmcall.engine.codes import RemoteInvitationError as RE
 from rtmcall.engine.codes import RemoteInvitationState as RS
 from rtmcall.server import Server
@@ -164,3 +165,21 @@ async def test_fail_over_goes_to_the_next_url_after_the_one_in_use(
         await alice.wait_for(lambda: alice.client.connection_state is CS.RECONNECTING, 5)
         await alice.wait_for(lambda: alice.client.connection_state is CS.CONNECTED, 10)
         assert alice.client.url == a.url
+
+
+async def test_a_session_s_first_message_lost_with_the_line_comes_with_the_resume(
+    server: Server, proxy: Proxy, autojump_clock: MockClock
+) -> None:
+    """bob has received nothing yet in his session when alice's first message is written
+    into a line that is dying (swallowed, then cut): his resume acknowledges seq 0, so the
+    server sends it again — nothing of a session is lost for coming first."""
+    async with phone(server.url, "alice") as alice, phone(proxy.url, "bob") as bob:
+        proxy.freeze()
+        assert await alice.client.send_message_to_peer("bob", "first") is PME.OK
+        await trio.sleep(0.5)
+        proxy.cut()
+        await bob.wait_for(lambda: bob.client.connection_state is CS.RECONNECTING, 5)
+        await bob.wait_for(lambda: bob.client.connection_state is CS.CONNECTED, 10)
+        assert bob.client.transport.login_ok is not None
+        assert bob.client.transport.login_ok.resumed
+        assert await bob.wait("MessageFromPeer", within=5) == MessageFromPeer("alice", "first")
