@@ -117,29 +117,40 @@ async def test_a_cut_resets_the_connection_and_the_next_one_passes(
         nursery.cancel_scope.cancel()
 
 
+async def _tagged(tag: bytes, stream: trio.SocketStream) -> None:
+    await stream.send_all(tag)
+
+
+async def _server(nursery: trio.Nursery, tag: bytes) -> tuple[str, int]:
+    """A server that says ``tag`` to every connection; its address."""
+    listeners = await nursery.start(partial(trio.serve_tcp, partial(_tagged, tag), 0,
+                                            host="127.0.0.1"))  # fmt: skip
+    return listeners[0].socket.getsockname()  # type: ignore[no-any-return]
+
+
+async def _says(proxy: FaultProxy) -> bytes:
+    """What a connection through ``proxy`` hears first."""
+    port = int(proxy.url.rsplit(":", 1)[1])
+    with trio.fail_after(30):
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        try:
+            return await read_exactly(client, 1)
+        finally:
+            await client.aclose()
+
+
 async def test_a_server_that_refuses_fails_over_to_the_next_one_for_good(
     autojump_clock: MockClock,
 ) -> None:
     """As behind a load balancer: the first server is gone (its port refuses), so the
     connection goes to the next one, and so do the later ones."""
-
-    async def tagged(tag: bytes, stream: trio.SocketStream) -> None:
-        await stream.send_all(tag)
-
     async with trio.open_nursery() as nursery:
         gone = trio.socket.socket()
         await gone.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
         dead = gone.getsockname()
-        listeners = await nursery.start(partial(trio.serve_tcp, partial(tagged, b"B"), 0,
-                                                host="127.0.0.1"))  # fmt: skip
-        alive = listeners[0].socket.getsockname()
+        alive = await _server(nursery, b"B")
         proxy = await nursery.start(FaultProxy(dead, fallbacks=[dead, alive]).run)
-        port = int(proxy.url.rsplit(":", 1)[1])
-        with trio.fail_after(30):
-            for _ in range(2):
-                client = await trio.open_tcp_stream("127.0.0.1", port)
-                assert await read_exactly(client, 1) == b"B"
-                await client.aclose()
+        assert [await _says(proxy) for _ in range(2)] == [b"B", b"B"]
         assert proxy.upstream == alive
         gone.close()
         nursery.cancel_scope.cancel()
@@ -150,25 +161,13 @@ async def test_a_dead_server_s_connections_go_to_the_next_one_after_it(
 ) -> None:
     """Three servers, the middle one gone: its line goes to the third (the next after it,
     as the SDK fails over), not to the first — a killed node's actors spread out."""
-
-    async def tagged(tag: bytes, stream: trio.SocketStream) -> None:
-        await stream.send_all(tag)
-
     async with trio.open_nursery() as nursery:
         gone = trio.socket.socket()
         await gone.bind(("127.0.0.1", 0))
         dead = gone.getsockname()
-        first, third = [
-            (await nursery.start(partial(trio.serve_tcp, partial(tagged, tag), 0,
-                                         host="127.0.0.1")))[0].socket.getsockname()
-            for tag in (b"A", b"C")
-        ]  # fmt: skip
+        first, third = await _server(nursery, b"A"), await _server(nursery, b"C")
         proxy = await nursery.start(FaultProxy(dead, fallbacks=[first, dead, third]).run)
-        port = int(proxy.url.rsplit(":", 1)[1])
-        with trio.fail_after(30):
-            client = await trio.open_tcp_stream("127.0.0.1", port)
-            assert await read_exactly(client, 1) == b"C"
-            await client.aclose()
+        assert await _says(proxy) == b"C"
         assert proxy.upstream == third
         gone.close()
         nursery.cancel_scope.cancel()
