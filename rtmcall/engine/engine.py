@@ -447,6 +447,8 @@ class CallEngine:
         if entry is None:
             return True
         side, inv_id, kind, _ = entry
+        if side == "C":
+            return True  # (a hang-up goes whatever came since: the peer's call must end)
         return self._wanted(side, inv_id, kind) is not None
 
     def timer_fired(self, key: TimerKey) -> list[Output]:

@@ -67,8 +67,8 @@ class HubListener(Protocol):
         goes along with it for :meth:`session_adopted` there (JSON-ready)."""
 
     def session_adopted(self, session: Session, carried: list[dict[str, Any]]) -> None:
-        """A session handed over from another node is this node's now (its client is
-        resuming here), with what :meth:`session_moved` returned there."""
+        """A session handed over from another node arrived (its client is resuming here),
+        with what :meth:`session_moved` returned there."""
 
 
 class Hub(Protocol):

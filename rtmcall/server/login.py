@@ -123,6 +123,8 @@ async def _log_in(conn: Connection, login: Login) -> Session | None:
         if session is not None:
             adopted = True
             server.add_session(session)
+            if server.ops is not None:
+                server.ops.user_online(session, resumed=True)
     if session is not None and session.user == user and not session.ended:
         previous = session.link
         if previous is not None:

@@ -492,14 +492,12 @@ class InvitationObserver:
                     deadline = now + self._shadow_life(record.lifetime)
                 heapq.heappush(self._shadow_heap, (deadline, record.id))
                 continue
-            # (the caller moved to its callee's node: no more shadow here, the record)
-            self.shadows.pop(record.id, None)
-            self.shadow_calls.pop(record.id, None)
+            # The caller moved to its callee's node: the record, not the shadow, from now
+            # on; the shadow knows the callee's session here.
+            shadow = self.shadows.pop(record.id, None) or self.shadow_calls.pop(record.id, None)
+            if shadow is not None:
+                record.callee_node, record.callee_session = self.node, shadow.callee_session
             record.caller_node = self.node
-            if record.callee_node == self.node:
-                pass  # (the callee is here: its session id came along)
-            elif record.callee_node == data.get("from"):
-                record.callee_session = None  # (on the old node, remote now)
             if record.phase is Phase.ENDED:
                 self.calls[record.id] = record
                 assert record.ended_at is not None

@@ -160,7 +160,6 @@ class Operations:
 
     def session_adopted(self, session: Session, carried: list[dict[str, Any]]) -> None:
         self.observer.adopt(carried)
-        self.user_online(session, resumed=True)
 
     # --- tasks ----------------------------------------------------------------------------
 

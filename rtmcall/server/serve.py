@@ -329,8 +329,10 @@ async def serve(
         for listener in listeners:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(listener)
-        if server.ops is not None:
-            with trio.CancelScope(shield=True):
-                await server.ops.close(server.config.shutdown_grace)
-        server._stopped.set()
+        try:
+            if server.ops is not None:
+                with trio.CancelScope(shield=True):
+                    await server.ops.close(server.config.shutdown_grace)
+        finally:
+            server._stopped.set()
         log.info("server on %s stopped", server.url)

@@ -161,7 +161,7 @@ class _Endpoint:
     def put(self, event: _Event) -> None:
         try:
             self.send.send_nowait(event)
-        except trio.WouldBlock:
+        except (trio.WouldBlock, trio.ClosedResourceError):  # (full, or the server stopped)
             self.stats.dropped += 1
             self._dropped_since_log += 1
             now = time.monotonic()
@@ -297,7 +297,8 @@ class WebhookSender:
                             for event in events:
                                 send.send_nowait(event)
                             send.close()
-                            endpoint.receive = receive
+                            # (both ends: an event emitted from now on is counted dropped)
+                            endpoint.send, endpoint.receive = send, receive
                             for _ in range(self.config.workers):
                                 nursery.start_soon(self._worker, client, endpoint)
         left = sum(len(endpoint.take_all()) for endpoint in self.endpoints)

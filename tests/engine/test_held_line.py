@@ -99,3 +99,22 @@ def test_an_invitation_whose_connection_came_back_within_the_window_blames_the_c
     alice.set_connected(True)  # (and the Invite got lost beyond: bob never ACKs)
     net.fire("alice", "no_ack")
     assert inv.error is LocalInvitationError.PEER_NO_RESPONSE  # bob is online
+
+
+def test_a_hang_up_held_in_our_line_goes_however_long_it_was_held(net: Network) -> None:
+    """alice hangs up while her line is down; her call gives up waiting for the answer and
+    ends here. The hang-up still goes when the line is back: bob's call must end too."""
+    inv, rinv = ring(net)
+    net.call("bob", "accept", rinv)
+    net.pump()
+    assert (inv.state, rinv.state) == (LS.ACCEPTED_BY_REMOTE, RS.ACCEPTED)
+    alice = net.nodes["alice"].engine
+    held = hold(net, "alice", alice.hangup(inv.id))
+    assert [type(s.msg) for s in held] == [f.Hangup]
+    timers = net.nodes["alice"].timers
+    while (key := next((k for k in timers if k[0] == "hangup"), None)) is not None:
+        del timers[key]  # (no answer: the line holds it)
+        held += hold(net, "alice", alice.timer_fired(key))
+    call = alice.calls.get(inv.id)
+    assert call is None or not call.active  # (it gave up waiting: ended here)
+    assert len(held) > 1 and all(alice.still_wanted(s.ref) for s in held)

@@ -378,3 +378,22 @@ def test_a_shadow_goes_when_its_caller_logs_out_or_its_callee_does() -> None:
     w.obs.delivered(f.encode(f.Deliver(sender="eve", msg=f.Invite(id="e1"))), "bob", "s-bob")
     w.tick(30 + 60 + 5 + 10)  # (every window out: its callee's engine gave up long ago)
     assert not w.obs.shadows and w.sink.events == []
+
+
+def test_a_caller_who_moves_to_its_callee_s_node_is_followed_with_the_callee_s_session() -> None:
+    """alice (on n9) calls bob (here, n0): this node shadows it. alice resumes here: her
+    node's record comes along and replaces the shadow, which knew bob's session — so bob's
+    session ending still ends the invitation, logged here once."""
+    w = World()
+    w.obs.delivered(f.encode(f.Deliver(sender="alice", msg=f.Invite(id="m1"))), "bob", "s-bob")
+    w.callee(f.Ack(id="m1"))
+    old = InvitationObserver("n9", lambda: 50.0, lambda: 1_700_000_050.0)
+    old.sent("alice", "s-alice", "bob", f.Invite(id="m1"), OK)
+    old.delivered(f.encode(f.Deliver(sender="bob", msg=f.Ack(id="m1"))), "alice", "s-alice")
+    carried = old.session_moved("alice", "s-alice")
+    assert not old.open and len(carried) == 1
+    w.obs.adopt(carried)
+    assert not w.obs.shadows and w.obs.open["m1"].callee_session == "s-bob"
+    w.obs.session_ended("bob", "s-bob")
+    assert w.outcome("m1") == ("failed", "PEER_OFFLINE", False)
+    assert w.sink.ended["m1"].as_dict()["caller_node"] == "n0"

@@ -327,3 +327,29 @@ async def test_a_dead_caller_node_s_invitation_and_call_are_logged_by_the_callee
     assert got == sorted(
         [("call.ended", call), ("invitation.ended", ringing.id), ("invitation.missed", ringing.id)]
     )
+
+
+async def test_a_caller_kicked_by_a_login_on_the_callee_s_node_is_not_logged_twice(
+    shared_redis: RedisProcess, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """alice (on a node of her own) is in a call with bob (on n0); she logs in afresh on
+    n0, which kicks her old session: her node logs the call. When her node dies later,
+    n0 does not log it again (it let go of what it followed of her there at the kick)."""
+    log = tmp_path / "n0.jsonl"
+    prefix = f"ops{secrets.token_hex(3)}"
+    with trio.fail_after(60):
+        async with (
+            open_redis_hub(shared_redis.url, node_id="n0", presence_ttl=30, prefix=prefix) as hub,
+            node_process(shared_redis.url, "doomed", prefix, 30) as (proc, url),
+        ):
+            ops = OpsOptions(call_log=str(log))
+            n0 = await nursery.start(partial(serve, "127.0.0.1", 0, hub=hub, ops=ops))
+            async with phone(url, "alice", FAST) as alice, phone(n0.url, "bob", FAST) as bob:
+                call = await connect_call(alice, bob)
+                async with phone(n0.url, "alice", FAST):  # a fresh login on bob's node
+                    await ended(bob, call, W)
+                    await trio.sleep(0.5)
+                    assert not n0.observer.shadow_calls
+                    proc.kill()
+                    await trio.sleep(2)
+    assert call not in (log.read_text() if log.exists() else "")

@@ -403,6 +403,12 @@ class RedisHub:
                 ConnectionChangeReason.REMOTE_LOGIN,
                 f"user {session.user!r} logged in on another node",
             )
+        # The user is here now, not where the directory said; and what this node followed
+        # of their invitations on the node of the session this login kicks was ended (and
+        # logged) there at the kick.
+        self._where.pop(session.user, None)
+        if old is not None and self.listener is not None:
+            self.listener.user_left(session.user)
         user_b = session.user.encode()
         if old is not None:
             node, sid, _ = self._parse(old)
@@ -412,7 +418,8 @@ class RedisHub:
             # The old session is gone, with its invitations: its peers must hear that
             # (OFFLINE) even though the user is back at once (ONLINE just after).
             self._announce(session.user, _OFFLINE, sid)
-        self._announce(session.user, session.online_state, session.id.encode())
+        if not session.ended:  # (kicked early: the other node's login is the user's)
+            self._announce(session.user, session.online_state, session.id.encode())
         return previous
 
     async def unregister(self, session: Session) -> None:
@@ -576,8 +583,6 @@ class RedisHub:
                 if not taken and self._local.get(user) is session:
                     del self._local[user]
         self.handovers_in += 1
-        if self.listener is not None:
-            self.listener.session_adopted(session, slot.observed)
         users = list(session.subscriptions)
         for watched in users:
             self._watchers.setdefault(watched, set()).add(session)
@@ -757,9 +762,12 @@ class RedisHub:
                 ConnectionChangeReason.REMOTE_LOGIN,
                 f"user {session.user!r} resumed another session",
             )
-        # At once, so that frames forwarded behind the state find it.
+        # At once, so that frames forwarded behind the state find it (and its caller's
+        # invitations are observed here from now on: the forwarded answers among them).
         self._local[session.user] = session
         self._adopting.add(session)
+        if self.listener is not None:
+            self.listener.session_adopted(session, slot.observed)
         slot.session = session
         slot.event.set()
 
