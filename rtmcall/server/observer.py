@@ -365,9 +365,10 @@ class InvitationObserver:
             self._from_caller(record, msg, True)
 
     def _shadow(self, caller: str, callee: str, session: str, msg: Invite) -> None:
-        if msg.id in self.shadows or msg.id in self.open or msg.id in self._ended:
+        inv_id = msg.id
+        if inv_id in self.shadows or inv_id in self.shadow_calls or inv_id in self.open:
             return
-        if msg.id in self.shadow_calls:
+        if inv_id in self._ended:
             return
         now = self._clock()
         record = InvitationRecord(
@@ -390,34 +391,24 @@ class InvitationObserver:
         callees see them (the caller OFFLINE), ``inferred``, with ``caller_node`` the
         dead node, and are logged here: that node cannot."""
         callers = set(users)
-        if not callers or not (self.shadows or self.shadow_calls):
-            return
-        for record in [r for r in self.shadows.values() if r.caller in callers]:
-            del self.shadows[record.id]
-            self._unshadow(record, node)
-            self.open[record.id] = record
-            record.reason = "caller_node_lost"
-            self._caller_gone(record)
-        for record in [r for r in self.shadow_calls.values() if r.caller in callers]:
-            del self.shadow_calls[record.id]
-            self._unshadow(record, node)
-            self.calls[record.id] = record
-            self._end_call(record, CallEnd.CALLER_OFFLINE)
-
-    def _unshadow(self, record: InvitationRecord, node: str) -> None:
-        record.shadow = False
-        record.caller_node = node
-        record.inferred = True
+        for record in self._shadowed(lambda r: r.caller in callers):
+            self._drop_shadow(record)
+            record.shadow = False
+            record.caller_node = node
+            record.inferred = True
+            if record.phase is Phase.ENDED:  # (a call)
+                self.calls[record.id] = record
+                self._end_call(record, CallEnd.CALLER_OFFLINE)
+            else:
+                self.open[record.id] = record
+                record.reason = "caller_node_lost"
+                self._caller_gone(record)
 
     def caller_left(self, user: str) -> None:
         """``user`` (on another node) is OFFLINE, or logged in elsewhere: their node ended
         (and logged) what they had; this node's shadows of it go."""
-        if self.shadows:
-            for inv_id in [i for i, r in self.shadows.items() if r.caller == user]:
-                del self.shadows[inv_id]
-        if self.shadow_calls:
-            for inv_id in [i for i, r in self.shadow_calls.items() if r.caller == user]:
-                del self.shadow_calls[inv_id]
+        for record in self._shadowed(lambda r: r.caller == user):
+            self._drop_shadow(record)
 
     def session_ended(self, user: str, session: str) -> None:
         """A local session ended for good: its invitations fail as its peers' engines
@@ -432,19 +423,24 @@ class InvitationObserver:
                 self._end_call(record, CallEnd.CALLER_OFFLINE)
             elif record.callee == user and record.callee_session == session:
                 self._end_call(record, CallEnd.CALLEE_OFFLINE)
-        for inv_id in self._shadowed(user, session):  # (the caller's node logs those)
-            self.shadows.pop(inv_id, None) or self.shadow_calls.pop(inv_id, None)
+        for record in self._shadowed_of(user, session):  # (the caller's node logs those)
+            self._drop_shadow(record)
 
-    def _shadowed(self, callee: str, session: str) -> list[str]:
-        """The shadows of ``callee``'s ``session``, by id."""
+    def _shadowed(self, which: Callable[[InvitationRecord], bool]) -> list[InvitationRecord]:
+        """The shadows (open ones and calls) ``which`` picks."""
         if not (self.shadows or self.shadow_calls):
             return []
         return [
-            r.id
-            for table in (self.shadows, self.shadow_calls)
-            for r in table.values()
-            if r.callee == callee and r.callee_session == session
+            r for table in (self.shadows, self.shadow_calls) for r in table.values() if which(r)
         ]
+
+    def _shadowed_of(self, callee: str, session: str) -> list[InvitationRecord]:
+        return self._shadowed(lambda r: r.callee == callee and r.callee_session == session)
+
+    def _drop_shadow(self, record: InvitationRecord) -> None:
+        """Let go of a shadow (a call's are ENDED: its invitation was accepted)."""
+        table = self.shadow_calls if record.phase is Phase.ENDED else self.shadows
+        table.pop(record.id, None)
 
     def session_moved(self, user: str, session: str) -> list[dict[str, Any]]:
         """A local session was handed over to another node (resume on any node). A
@@ -465,8 +461,8 @@ class InvitationObserver:
             elif record.caller == user and record.caller_session == session:
                 del self.calls[record.id]
                 carried.append(_carry(record, self.node))
-        for inv_id in self._shadowed(user, session):
-            record = self.shadows.pop(inv_id, None) or self.shadow_calls.pop(inv_id)
+        for record in self._shadowed_of(user, session):
+            self._drop_shadow(record)
             carried.append(_carry(record, self.node))
         return carried
 
