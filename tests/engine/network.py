@@ -168,3 +168,11 @@ class Network:
 
     def names(self, user: str) -> list[str]:
         return [e.name for e in self.nodes[user].events]
+
+
+def ring(net: Network, caller: str = "alice", callee: str = "bob") -> tuple:
+    """``caller`` calls ``callee``, and it rings there: (the invitation, its remote twin)."""
+    inv = net.nodes[caller].engine.create_local_invitation(callee)
+    net.call(caller, "send", inv)
+    net.pump()
+    return inv, net.nodes[callee].engine.remote[inv.id]

@@ -9,17 +9,10 @@ from rtmcall.engine import frames as f
 from rtmcall.engine.events import Output, SendPeer
 from rtmcall.engine.invitation import CONFIRM_EXTENSIONS
 
-from .network import Network
+from .network import Network, ring
 
 LS = LocalInvitationState
 RS = RemoteInvitationState
-
-
-def ring(net: Network):
-    inv = net.nodes["alice"].engine.create_local_invitation("bob")
-    net.call("alice", "send", inv)
-    net.pump()
-    return inv, net.nodes["bob"].engine.remote[inv.id]
 
 
 def hold(net: Network, user: str, outputs: list[Output]) -> list[SendPeer]:

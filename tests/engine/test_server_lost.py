@@ -16,7 +16,7 @@ from rtmcall.engine import frames as f
 from rtmcall.engine.codes import CallEndReason, LocalInvitationError, RemoteInvitationError
 from rtmcall.engine.events import CallEnded, CallStarted, RemoteInvitationFailure
 
-from .network import Network
+from .network import Network, ring
 
 LS = LocalInvitationState
 RS = RemoteInvitationState
@@ -25,10 +25,7 @@ R = CallEndReason
 
 def accepted_confirm_in_flight(net: Network):
     """alice saw bob's accept; her Confirm is on its way (not yet at bob)."""
-    inv = net.nodes["alice"].engine.create_local_invitation("bob")
-    net.call("alice", "send", inv)
-    net.pump()
-    rinv = net.nodes["bob"].engine.remote[inv.id]
+    inv, rinv = ring(net)
     net.call("bob", "accept", rinv)
     assert net.deliver_one("bob", "alice")  # the accept
     assert inv.state is LS.ACCEPTED_BY_REMOTE
