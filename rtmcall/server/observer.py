@@ -68,6 +68,8 @@ from rtmcall.engine.frames import (
 )
 
 _DELIVERED = (PeerMessageError.OK, PeerMessageError.CACHED_BY_SERVER)
+#: Stale heap entries tolerated beyond the live ones before :meth:`_compact` rebuilds.
+_SLACK = 1024
 
 L = LocalInvitationError
 R = RemoteInvitationError
@@ -514,6 +516,7 @@ class InvitationObserver:
     def expire(self, now: float | None = None) -> float:
         """End invitations whose backstop deadline passed; the next deadline (inf: none)."""
         now = self._clock() if now is None else now
+        self._compact()
         shadows = self._shadow_heap
         while shadows and shadows[0][0] <= now:
             _, inv_id = heapq.heappop(shadows)
@@ -541,6 +544,19 @@ class InvitationObserver:
                 heapq.heappop(heap)
                 self._timed_out(record)
         return float("inf")
+
+    def _compact(self) -> None:
+        """Drop the heaps' entries of what ended before its deadline (a call hung up
+        leaves a 12 h entry behind): once they outnumber the live ones, so memory follows
+        the invitations and calls in progress, not the calls of the last 12 hours."""
+        for heap, tables in (
+            (self._heap, (self.open, self.calls)),
+            (self._shadow_heap, (self.shadows, self.shadow_calls)),
+        ):
+            live = sum(len(t) for t in tables)
+            if len(heap) > 2 * live + _SLACK:
+                heap[:] = [e for e in heap if any(e[1] in t for t in tables)]
+                heapq.heapify(heap)
 
     def _due(self, record: InvitationRecord) -> float:
         """When the record's current phase runs out (its window plus the grace).

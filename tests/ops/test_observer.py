@@ -397,3 +397,33 @@ def test_a_caller_who_moves_to_its_callee_s_node_is_followed_with_the_callee_s_s
     w.obs.session_ended("bob", "s-bob")
     assert w.outcome("m1") == ("failed", "PEER_OFFLINE", False)
     assert w.sink.ended["m1"].as_dict()["caller_node"] == "n0"
+
+
+def test_memory_follows_the_calls_in_progress_not_the_calls_of_the_last_hours() -> None:
+    """Every call, local or shadowed from another node, may last 12 hours: one hung up
+    at once must not be remembered that long. Thousands of short calls leave the
+    observer's backlog at about what is still going on; a call among them still ends at
+    its maximum duration."""
+    w = World()
+    w.obs.windows = ObserverWindows(no_response=30, lifetime=60, confirm=5, grace=5, call=3600)
+    connect(w, "long")
+
+    def from_alice(msg: f.PeerMsg) -> None:
+        w.obs.delivered(f.encode(f.Deliver(sender="alice", msg=msg)), "bob", "s-bob")
+
+    for n in range(6000):
+        connect(w, f"c{n}")
+        w.caller(f.Hangup(id=f"c{n}"))
+        from_alice(f.Invite(id=f"s{n}"))  # (alice on another node: a shadow here)
+        w.callee(f.Accept(id=f"s{n}"))
+        from_alice(f.Confirm(id=f"s{n}"))
+        w.callee(f.Hangup(id=f"s{n}"))
+        if n % 100 == 0:
+            w.tick(1)
+    w.tick(1)
+    assert len(w.obs.calls) == 1 and not w.obs.shadows and not w.obs.shadow_calls
+    backlog = len(w.obs._heap) + len(w.obs._shadow_heap)
+    assert backlog < 2 * 1024 + 200, backlog  # (not 18,000: three entries per call)
+    w.tick(3600 - 61)
+    assert call_end(w, "long") == ("max_duration", 3600.0)
+    assert len(w.sink.ended) == 6001
